@@ -1,0 +1,250 @@
+"""A k-layer fully connected network with optional batch normalization (BN).
+
+Notation of the assignment: a sample is a column, `X` is d x n, `Y` is one-hot K x n, `y` holds
+the n labels. Layers are numbered 0..k-1 here (1..k in the assignment). The parameters are one
+plain dict shared by the optimiser and the gradient check::
+
+    params = {"W": [W_0, ..., W_(k-1)],        # W_l is m_l x m_(l-1)
+              "b": [b_0, ..., b_(k-1)],        # m_l x 1
+              "gamma": [g_0, ..., g_(k-2)],    # m_l x 1, hidden layers only; [] without BN
+              "beta": [be_0, ..., be_(k-2)]}   # m_l x 1, hidden layers only; [] without BN
+
+Hidden layer l: s = W_l x + b_l; with BN s_hat = (s - mu) / sqrt(v + BN_EPS),
+s_tilde = gamma_l * s_hat + beta_l; x = max(0, s_tilde). Last layer: s = W x + b, p = softmax(s).
+
+BN statistics ("stats") are a list with one (mu, v) pair of m_l x 1 arrays per hidden layer. In
+training mode (`stats=None`) each forward pass computes them from the mini-batch (variance divided
+by n) and returns them; in test mode the caller passes the moving averages, which are only read.
+"""
+import numpy as np
+
+#: The small constant added to the BN variance before the square root.
+BN_EPS = 1e-10
+
+#: Columns evaluated at once in test-mode passes over a whole data set (bounds memory).
+EVAL_CHUNK = 10_000
+
+PARAM_NAMES = ("W", "b", "gamma", "beta")
+
+
+def init_params(dims, *, batch_norm, init="he", seed=None, dtype=np.float64):
+    """Random parameters for a network with layer sizes `dims` = [d, m_1, ..., m_(k-1), K].
+
+    `init` is "he" (N(0, 2/m_in)), "xavier" (N(0, 1/m_in)) or a float sigma (every weight
+    N(0, sigma^2)). Biases start at 0, gamma at 1, beta at 0. The same seed gives the same
+    weights in float32 and float64 (drawn in float64, then cast).
+    """
+    dims = [int(m) for m in dims]
+    if len(dims) < 2 or min(dims) < 1:
+        raise ValueError(f"dims must list at least an input and an output size, all >= 1; got {dims}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, not {dtype}")
+    rng = np.random.default_rng(seed)
+    params = {"W": [], "b": [], "gamma": [], "beta": []}
+    for l, (m_in, m_out) in enumerate(zip(dims[:-1], dims[1:])):
+        W = rng.standard_normal((m_out, m_in)) * _init_sigma(init, m_in)
+        params["W"].append(W.astype(dtype))
+        params["b"].append(np.zeros((m_out, 1), dtype))
+        if batch_norm and l < len(dims) - 2:
+            params["gamma"].append(np.ones((m_out, 1), dtype))
+            params["beta"].append(np.zeros((m_out, 1), dtype))
+    return params
+
+
+def _init_sigma(init, m_in):
+    if init == "he":
+        return np.sqrt(2.0 / m_in)
+    if init == "xavier":
+        return np.sqrt(1.0 / m_in)
+    if isinstance(init, str):
+        raise ValueError(f'init must be "he", "xavier" or a positive float sigma, not {init!r}')
+    sigma = float(init)
+    if not sigma > 0:
+        raise ValueError(f"init sigma must be > 0, got {init!r}")
+    return sigma
+
+
+def uses_bn(params):
+    """True if the network has BN layers."""
+    return len(params["gamma"]) > 0
+
+
+def layer_dims(params):
+    """[d, m_1, ..., K] of a parameter dict."""
+    return [params["W"][0].shape[1]] + [W.shape[0] for W in params["W"]]
+
+
+def check_input(params, X, Y=None):
+    """Raise ValueError with a clear message if X (d x n) or Y (K x n) do not fit the network."""
+    W = params["W"]
+    if getattr(X, "ndim", None) != 2 or X.shape[0] != W[0].shape[1]:
+        raise ValueError(f"X must be d x n with d = {W[0].shape[1]} (one sample per column); "
+                         f"got shape {getattr(X, 'shape', type(X).__name__)}")
+    if Y is not None and (getattr(Y, "ndim", None) != 2 or Y.shape != (W[-1].shape[0], X.shape[1])):
+        raise ValueError(f"Y must be one-hot K x n = {(W[-1].shape[0], X.shape[1])}; "
+                         f"got shape {getattr(Y, 'shape', type(Y).__name__)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward pass
+# ---------------------------------------------------------------------------------------------
+
+def forward(params, X, stats=None):
+    """Forward pass of X (d x n) to the scores S (K x n, before the softmax).
+
+    Training mode (`stats=None`): BN uses the mini-batch statistics. Test mode: BN uses `stats`,
+    a list of (mu, v) moving averages, never modified. Returns (S, cache, batch_stats): the cache
+    holds what `backward` needs, `batch_stats` the (mu, v) the pass used, one pair per BN layer.
+    """
+    W, b, gamma, beta = (params[name] for name in PARAM_NAMES)
+    bn = len(gamma) > 0
+    cache, batch_stats = [], []
+    H = X
+    for l in range(len(W) - 1):
+        S = W[l] @ H
+        S += b[l]
+        if bn:
+            if stats is None:
+                mu = S.mean(axis=1, keepdims=True)
+                D = S - mu                                    # D = S - mu
+                v = np.einsum("ij,ij->i", D, D)[:, None] / S.shape[1]   # biased variance (/n)
+            else:
+                mu, v = stats[l]
+                D = S - mu
+            inv_std = 1.0 / np.sqrt(v + BN_EPS)               # (v + eps)^-1/2
+            # s_tilde = gamma * s_hat + beta with s_hat = D * inv_std, in one pass over D.
+            S = D * (gamma[l] * inv_std)
+            S += beta[l]
+            batch_stats.append((mu, v))
+            cache.append((H, D, inv_std))
+        else:
+            cache.append((H, None, None))
+        H = np.maximum(S, 0, out=S)                           # ReLU, in place
+    S = W[-1] @ H
+    S += b[-1]
+    cache.append((H, None, None))
+    return S, cache, batch_stats
+
+
+def softmax(S):
+    """Column-wise softmax of S (K x n)."""
+    P = S - S.max(axis=0, keepdims=True)
+    np.exp(P, out=P)
+    P /= P.sum(axis=0, keepdims=True)
+    return P
+
+
+def log_softmax(S):
+    """Column-wise log-softmax of S (K x n), stable for large scores."""
+    Z = S - S.max(axis=0, keepdims=True)
+    Z -= np.log(np.exp(Z).sum(axis=0, keepdims=True))
+    return Z
+
+
+# ---------------------------------------------------------------------------------------------
+# Backward pass
+# ---------------------------------------------------------------------------------------------
+
+def backward(params, Y, P, cache, lam):
+    """Gradients of the cost from the probabilities P (K x n) of a training-mode forward pass.
+
+    Returns a dict with the structure of `params`. Follows the assignment's equations; the BN
+    backward pass is written with per-row factors so that each m x n array is touched once.
+    """
+    W, gamma = params["W"], params["gamma"]
+    bn = len(gamma) > 0
+    n = Y.shape[1]
+    grads = {"W": [None] * len(W), "b": [None] * len(W),
+             "gamma": [None] * len(gamma), "beta": [None] * len(gamma)}
+    G = P - Y                                                 # G = -(Y - P)
+    G /= n                                                    # the 1/n of every mean below
+    for l in range(len(W) - 1, -1, -1):
+        H, _, _ = cache[l]
+        grads["W"][l] = G @ H.T + (2 * lam) * W[l]
+        grads["b"][l] = G.sum(axis=1, keepdims=True)
+        if l == 0:
+            break                                             # no gradient w.r.t. the input
+        G = W[l].T @ G
+        G *= H > 0                                            # ReLU mask: x > 0
+        if bn:
+            G = _bn_backward(G, cache[l - 1], gamma[l - 1], grads, l - 1, n)
+    return grads
+
+
+def _bn_backward(G, layer_cache, gamma, grads, l, n):
+    """BN backward for hidden layer l. G (m x n) is dJ/ds_tilde already divided by n.
+
+    The assignment's steps: dgamma = (G * S_hat) 1, dbeta = G 1; G = G * gamma; with
+    s1 = (v+eps)^-1/2, s2 = (v+eps)^-3/2, D = S - mu: G1 = G * s1, G2 = G * s2, c = (G2 * D) 1,
+    G = G1 - (G1 1)/n - D * c/n. Since S_hat = D * s1, all of it needs only the two row sums
+    G 1 and (G * D) 1, and G = G * (gamma s1) - D * (gamma s2 c'/n) - gamma s1 (G 1)/n.
+    """
+    _, D, s1 = layer_cache
+    g_sum = G.sum(axis=1, keepdims=True)                      # G 1
+    gd_sum = np.einsum("ij,ij->i", G, D)[:, None]             # (G * D) 1
+    grads["beta"][l] = g_sum
+    grads["gamma"][l] = gd_sum * s1                           # (G * S_hat) 1
+    a = gamma * s1                                            # multiplies G
+    c = gamma * s1 ** 3 * gd_sum / n                          # multiplies D (s2 = s1^3)
+    G_out = G * a
+    G_out -= D * c
+    G_out -= a * g_sum / n
+    return G_out
+
+
+def compute_gradients(params, X, Y, lam):
+    """Analytic gradients of the cost on the mini-batch X (d x n), Y (K x n), BN in training
+    mode (mini-batch statistics). Returns a dict with the structure of `params`."""
+    check_input(params, X, Y)
+    S, cache, _ = forward(params, X)
+    return backward(params, Y, softmax(S), cache, lam)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost, loss and accuracy
+# ---------------------------------------------------------------------------------------------
+
+def l2_penalty(params, lam):
+    """lam * sum_l ||W_l||^2 (weights only), in the parameters' precision."""
+    return lam * sum((W * W).sum() for W in params["W"])
+
+
+def cross_entropy_sum(S, y):
+    """Sum over the columns of -log p_y, from the scores S (K x n) and labels y (n,)."""
+    return -log_softmax(S)[y, np.arange(len(y))].sum()
+
+
+def compute_cost(params, X, Y, lam, stats=None):
+    """Cost J = mean cross-entropy + lam sum ||W||^2 on X (d x n), Y (K x n), as a scalar of the
+    parameters' dtype. BN in training mode (`stats=None`, the batch's own statistics) or with the
+    given moving averages. For whole data sets use `evaluate`, which works in chunks."""
+    check_input(params, X, Y)
+    S, _, _ = forward(params, X, stats)
+    return cross_entropy_sum(S, Y.argmax(axis=0)) / X.shape[1] + l2_penalty(params, lam)
+
+
+def evaluate(params, X, y, lam, stats):
+    """Loss, cost and accuracy on a data set X (d x n) with labels y (n,), BN in test mode with
+    the moving averages `stats`, in chunks of EVAL_CHUNK columns.
+    Returns {"loss": mean cross-entropy, "cost": loss + lam sum ||W||^2, "accuracy": fraction}."""
+    check_input(params, X)
+    y = np.asarray(y)
+    if y.shape != (X.shape[1],):
+        raise ValueError(f"y must hold n = {X.shape[1]} labels, got shape {y.shape}")
+    if uses_bn(params) and stats is None:
+        raise ValueError("a BN network needs the moving averages (stats) for evaluation")
+    loss_sum, correct = 0.0, 0
+    for i in range(0, X.shape[1], EVAL_CHUNK):
+        S, _, _ = forward(params, X[:, i:i + EVAL_CHUNK], stats)
+        yc = y[i:i + EVAL_CHUNK]
+        loss_sum += float(cross_entropy_sum(S, yc))
+        correct += int(np.count_nonzero(S.argmax(axis=0) == yc))
+    loss = loss_sum / X.shape[1]
+    return {"loss": loss, "cost": loss + float(l2_penalty(params, lam)),
+            "accuracy": correct / X.shape[1]}
+
+
+def compute_accuracy(params, X, y, stats):
+    """Fraction of the columns of X (d x n) whose arg-max score is the label y (BN: `stats`)."""
+    return evaluate(params, X, y, 0.0, stats)["accuracy"]
