@@ -55,15 +55,16 @@ def relative_error(ga, gn, floor=ABS_FLOOR):
 
 def check_gradients(params, X, Y, lam, h=1e-6, floor=ABS_FLOOR):
     """Compare analytic and numerical gradients. Returns one row per parameter array:
-    {"param": "W", "layer": 1 (1-based, as in the assignment), "max_rel_error", "max_abs_error",
-    "max_abs_grad"}."""
+    {"param": "W", "layer": 1 (1-based, as in the assignment), "max_rel_error",
+    "median_rel_error", "max_abs_error", "max_abs_grad"}."""
     ga = compute_gradients(params, X, Y, lam)
     gn = numerical_gradients(params, X, Y, lam, h)
     rows = []
     for name in PARAM_NAMES:
         for l, (a, b) in enumerate(zip(ga[name], gn[name])):
-            rows.append({"param": name, "layer": l + 1,
-                         "max_rel_error": float(relative_error(a, b, floor).max()),
+            err = relative_error(a, b, floor)
+            rows.append({"param": name, "layer": l + 1, "max_rel_error": float(err.max()),
+                         "median_rel_error": float(np.median(err)),
                          "max_abs_error": float(np.abs(a - b).max()),
                          "max_abs_grad": float(np.abs(a).max())})
     return rows

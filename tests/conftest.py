@@ -19,3 +19,22 @@ def cifar10_dir() -> Path:
             return folder
     pytest.skip(f"real CIFAR-10 data not found in {' or '.join(map(str, candidates))}; "
                 "set CIFAR10_DIR to the cifar-10-batches-py folder")
+
+
+@pytest.fixture(scope="session")
+def cifar10(cifar10_dir):
+    """The real CIFAR-10 splits in float32, loaded once per test session."""
+    from assignment3.data import load_cifar10
+    return load_cifar10(cifar10_dir)
+
+
+@pytest.fixture(scope="session")
+def small_data(cifar10):
+    """A small slice of the real data (2,000 train, 1,000 val, 1,000 test) for quick trainings."""
+    from assignment3.data import CIFAR10, Split
+
+    def part(split, n):
+        return Split(split.X[:, :n], split.Y[:, :n], split.y[:n])
+
+    return CIFAR10(train=part(cifar10.train, 2000), val=part(cifar10.val, 1000),
+                   test=part(cifar10.test, 1000), mean=cifar10.mean, std=cifar10.std)

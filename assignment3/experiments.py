@@ -1,0 +1,99 @@
+"""The report's experiments: each function runs one section's trainings and returns plain
+results (and `Result` objects with their histories) for a notebook to show."""
+import numpy as np
+
+from .data import one_hot
+from .gradcheck import check_gradients
+from .network import init_params
+from .parallel import train_many
+from .search import coarse_to_fine
+from .training import Config
+
+THREE_LAYER = (50, 50)
+NINE_LAYER = (50, 30, 20, 20, 10, 10, 10, 10)
+GRADCHECK_HIDDEN = ((50,), (50, 50), (50, 30, 20), (50, 30, 20, 20))
+SIGMAS = (1e-1, 1e-3, 1e-4)
+
+#: The student report's test accuracies (%), from ../shared/SPEC.md, for side-by-side tables.
+STUDENT = {
+    "three_layer": {"no BN": 53.06, "BN": 54.03},
+    "nine_layer": {"no BN": 42.03, "BN": 51.42},
+    "lambda_search": {"best lam": 0.0071, "test (3 cycles)": 53.72},
+}
+
+
+def gradient_check(data, hidden_lists=GRADCHECK_HIDDEN, n=3, d=20, lams=(0.0, 0.005), seed=0):
+    """Worst relative error per parameter array for networks with the given hidden layers, with
+    and without BN, on the first n training images and their first d dimensions (float64).
+    Returns one row per (network, BN, lam, param, layer)."""
+    X = np.ascontiguousarray(data.train.X[:d, :n], dtype=np.float64)
+    Y = one_hot(data.train.y[:n], dtype=np.float64)
+    rows = []
+    for hidden in hidden_lists:
+        for bn in (False, True):
+            params = init_params([d, *hidden, Y.shape[0]], batch_norm=bn, seed=seed)
+            for lam in lams:
+                for row in check_gradients(params, X, Y, lam):
+                    rows.append({"hidden layers": len(hidden), "BN": bn, "lam": lam, **row})
+    return rows
+
+
+def bn_comparison(data, hidden, seeds=(0, 1, 2), n_jobs=None, **config):
+    """Train `hidden` with and without BN for every seed. Returns {"no BN": [Result per seed],
+    "BN": [...]}."""
+    configs = [Config(hidden=tuple(hidden), batch_norm=bn, seed=s, **config)
+               for bn in (False, True) for s in seeds]
+    results = train_many(data, configs, n_jobs=n_jobs)
+    return {"no BN": results[:len(seeds)], "BN": results[len(seeds):]}
+
+
+def accuracy_stats(results):
+    """Mean and standard deviation (ddof 1) of the test accuracy of several runs, in %."""
+    acc = 100 * np.array([r.test_accuracy for r in results])
+    return {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "runs": [float(a) for a in acc]}
+
+
+def lambda_search(data, n_jobs=None, final_cycles=3, **search):
+    """Coarse-to-fine search over lam for the 3-layer BN net, then the best lam trained for
+    `final_cycles` cycles. Returns the search dict plus "final": the final run's Result."""
+    base = Config(hidden=THREE_LAYER, batch_norm=True)
+    out = coarse_to_fine(data, base, n_jobs=n_jobs, **search)
+    out["final"] = train_many(data, [base.with_(lam=out["best"]["lam"], cycles=final_cycles)],
+                              n_jobs=1)[0]
+    return out
+
+
+def init_sensitivity(data, sigmas=SIGMAS, seed=0, n_jobs=None):
+    """Every weight N(0, sigma^2), for the 3- and 9-layer nets, with and without BN. Returns
+    {(depth, bn, sigma): Result} with depth 3 or 9."""
+    keys = [(depth, bn, sigma) for depth in (3, 9) for bn in (False, True) for sigma in sigmas]
+    configs = [Config(hidden=THREE_LAYER if depth == 3 else NINE_LAYER, batch_norm=bn,
+                      init=sigma, seed=seed) for depth, bn, sigma in keys]
+    return dict(zip(keys, train_many(data, configs, n_jobs=n_jobs)))
+
+
+def gradient_check_table(rows):
+    """The worst relative error per network (hidden layers, BN), parameter and layer, over the
+    lam values checked: one row per (network, parameter), one column per layer."""
+    table = {}
+    for r in rows:
+        key = (r["hidden layers"], r["BN"], r["param"])
+        entry = table.setdefault(key, {"hidden layers": r["hidden layers"],
+                                       "BN": "yes" if r["BN"] else "no", "param": r["param"]})
+        col = f"layer {r['layer']}"
+        entry[col] = max(entry.get(col, 0.0), r["max_rel_error"])
+    return list(table.values())
+
+
+def bn_table(runs, student=None):
+    """Test accuracy (%) per setting: seed 0, mean and std over the seeds, and the student
+    report's number if given (a dict setting -> %)."""
+    rows = []
+    for setting, results in runs.items():
+        stats = accuracy_stats(results)
+        rows.append({"setting": setting, "test acc. seed 0 (%)": 100 * results[0].test_accuracy,
+                     "mean (%)": stats["mean"], "std (%)": stats["std"],
+                     "seeds": len(results),
+                     "student report (%)": (student or {}).get(setting, "")})
+    return rows

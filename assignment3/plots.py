@@ -1,0 +1,59 @@
+"""Figures and tables for the report: learning curves, the lambda search, Markdown tables."""
+import matplotlib.pyplot as plt
+
+QUANTITIES = {"cost": "cost", "loss": "loss", "acc": "accuracy"}
+
+
+def plot_curves(runs, quantity="loss", ax=None, title=None):
+    """Training (solid) and validation (dashed) `quantity` ("cost", "loss" or "acc") against the
+    update step, one colour per run. `runs` maps a label to a `Result`."""
+    if quantity not in QUANTITIES:
+        raise ValueError(f"quantity must be one of {sorted(QUANTITIES)}, not {quantity!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.6))
+    for i, (label, result) in enumerate(runs.items()):
+        h, colour = result.history, f"C{i}"
+        ax.plot(h["step"], h[f"{quantity}_train"], color=colour, label=f"{label}, training")
+        ax.plot(h["step"], h[f"{quantity}_val"], color=colour, linestyle="--",
+                label=f"{label}, validation")
+    ax.set_xlabel("update step")
+    ax.set_ylabel(QUANTITIES[quantity])
+    ax.set_title(title or QUANTITIES[quantity])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_lambda_search(search, ax=None, title="Lambda search"):
+    """Validation accuracy against lam (log scale) for the coarse and fine stages of a search."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.6))
+    for stage, marker in (("coarse", "o-"), ("fine", "s-")):
+        trials = sorted(search[stage], key=lambda t: t["lam"])
+        ax.plot([t["lam"] for t in trials], [100 * t["val_accuracy"] for t in trials], marker,
+                label=f"{stage} search")
+    best = search["best"]
+    ax.plot(best["lam"], 100 * best["val_accuracy"], "k*", markersize=14,
+            label=f"best: lam = {best['lam']:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("lam")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def markdown_table(rows, columns=None, formats=None):
+    """A Markdown table of `rows` (a list of dicts); `formats` maps a column to a format spec
+    such as ".2f" or ".1e"."""
+    columns = columns or list(rows[0])
+    formats = formats or {}
+
+    def cell(row, col):
+        value = row.get(col, "")
+        return format(value, formats[col]) if col in formats and value != "" else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row, c) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)

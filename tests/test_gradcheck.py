@@ -1,0 +1,64 @@
+"""Analytic gradients against centred differences: every W, b, gamma, beta, 1 to 4 hidden layers,
+with and without BN, lam 0 and > 0, float64."""
+import numpy as np
+import pytest
+
+from assignment3.data import one_hot
+from assignment3.gradcheck import check_gradients, copy_params, numerical_gradients, relative_error
+from assignment3.network import compute_gradients, forward, init_params
+
+HIDDEN = [(50,), (50, 50), (50, 30, 20), (50, 30, 20, 20)]
+
+
+def small_batch(seed):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((20, 3)), one_hot(rng.integers(0, 10, 3))
+
+
+@pytest.mark.parametrize("hidden", HIDDEN, ids=lambda h: f"{len(h)}hidden")
+@pytest.mark.parametrize("bn", [False, True], ids=["noBN", "BN"])
+@pytest.mark.parametrize("lam", [0.0, 0.1])
+def test_gradients_match_numerical(hidden, bn, lam):
+    X, Y = small_batch(len(hidden))
+    params = init_params([20, *hidden, 10], batch_norm=bn, seed=len(hidden))
+    rows = check_gradients(params, X, Y, lam)
+    expected = {"W": len(hidden) + 1, "b": len(hidden) + 1, "gamma": len(hidden) * bn,
+                "beta": len(hidden) * bn}
+    assert {n: sum(r["param"] == n for r in rows) for n in expected} == expected
+    worst = max(rows, key=lambda r: r["max_rel_error"])
+    assert worst["max_rel_error"] < 1e-6, worst
+
+
+def test_gradients_on_real_cifar_images(cifar10):
+    X = cifar10.train.X[:20, :3].astype(np.float64)
+    Y = one_hot(cifar10.train.y[:3])
+    params = init_params([20, 50, 50, 10], batch_norm=True, seed=0)
+    assert max(r["max_rel_error"] for r in check_gradients(params, X, Y, 0.005)) < 1e-6
+
+
+def test_the_check_detects_wrong_gradients():
+    X, Y = small_batch(0)
+    params = init_params([20, 30, 20, 10], batch_norm=True, seed=0)
+    gn = numerical_gradients(params, X, Y, 0.0)
+    wrong_lam = compute_gradients(params, X, Y, 0.1)                # analytic with another lam
+    assert relative_error(wrong_lam["W"][0], gn["W"][0]).max() > 1e-2
+    ga = compute_gradients(params, X, Y, 0.0)
+    assert relative_error(ga["gamma"][1] * 1.001, gn["gamma"][1]).max() > 1e-4
+
+
+def test_numerical_gradients_change_no_state():
+    X, Y = small_batch(1)
+    params = init_params([20, 30, 10], batch_norm=True, seed=0)
+    before = copy_params(params)
+    _, _, stats = forward(params, X)
+    stats_before = [(mu.copy(), v.copy()) for mu, v in stats]
+    numerical_gradients(params, X, Y, 0.01)
+    for name in params:
+        assert all((a == b).all() for a, b in zip(params[name], before[name]))
+    assert all((mu == m).all() and (v == w).all()
+               for (mu, v), (m, w) in zip(stats, stats_before))
+
+
+def test_relative_error_has_an_absolute_floor():
+    assert relative_error(np.array([1e-17]), np.array([-3e-14])).max() < 1e-7
+    assert relative_error(np.array([1.0]), np.array([1.1])).max() == pytest.approx(0.1 / 2.1)

@@ -1,0 +1,89 @@
+"""Training: the cyclical learning rate, moving averages, a real short training, repeatability,
+divergence, argument checks."""
+import numpy as np
+import pytest
+
+from assignment3.parallel import train_many
+from assignment3.training import (BN_ALPHA, Config, DivergenceError, cyclic_lr, train,
+                                  update_moving_averages)
+
+
+def test_cyclic_lr_triangle():
+    assert cyclic_lr(0) == pytest.approx(1e-5)
+    assert cyclic_lr(2250) == pytest.approx(1e-1)
+    assert cyclic_lr(1125) == pytest.approx((1e-5 + 1e-1) / 2)
+    assert cyclic_lr(4500) == pytest.approx(1e-5)                     # end of cycle 1
+    assert cyclic_lr(4500 + 2250) == pytest.approx(1e-1)             # peak of cycle 2
+    assert cyclic_lr(3000) == pytest.approx(1e-1 - 750 / 2250 * (1e-1 - 1e-5))
+    etas = [cyclic_lr(t, 0.0, 1.0, 10) for t in range(41)]
+    assert max(etas) == 1.0 and min(etas) == 0.0 and etas[10] == etas[30] == 1.0
+
+
+def test_moving_averages_start_from_first_batch_then_decay():
+    first = [(np.array([[1.0]]), np.array([[4.0]]))]
+    av = update_moving_averages(None, first)
+    assert av[0][0] is not first[0][0] and av[0][0][0, 0] == 1.0     # a copy, not an alias
+    av = update_moving_averages(av, [(np.array([[3.0]]), np.array([[2.0]]))])
+    assert av[0][0][0, 0] == pytest.approx(BN_ALPHA * 1 + (1 - BN_ALPHA) * 3)
+    assert av[0][1][0, 0] == pytest.approx(BN_ALPHA * 4 + (1 - BN_ALPHA) * 2)
+    assert first[0][0][0, 0] == 1.0                                   # input untouched
+
+
+@pytest.mark.parametrize("kwargs", [{"hidden": ()}, {"hidden": (50, 0)}, {"lam": -1},
+                                    {"n_batch": 0}, {"cycles": 0}, {"eta_min": 1, "eta_max": 0.1},
+                                    {"dtype": "float16"}])
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        Config(**kwargs)
+
+
+def test_default_schedule_is_the_assignments(small_data):
+    # 2,000 samples / batch 100 = 20 batches per epoch, so n_s = 100 steps, 2 cycles = 400 steps
+    r = train(small_data, Config(cycles=2))
+    assert r.steps == 400
+    assert r.history["step"] == list(range(20, 401, 20))              # 10 evaluations a cycle
+    assert r.history["eta"][9] == pytest.approx(cyclic_lr(199, n_s=100))
+
+
+@pytest.mark.parametrize("bn", [True, False])
+def test_short_real_training_learns(cifar10, bn):
+    r = train(cifar10, Config(batch_norm=bn, n_s=300, cycles=1))
+    h = r.history
+    assert r.steps == 600 and len(h["step"]) == 10
+    assert h["loss_train"][-1] < h["loss_train"][0] - 0.2
+    assert h["acc_val"][-1] > h["acc_val"][0]
+    assert r.val_accuracy > 0.38 and r.test_accuracy > 0.38          # chance is 0.10
+    assert np.isfinite([h[k] for k in h]).all()
+
+
+def test_same_seed_same_run_bit_for_bit(small_data):
+    config = Config(n_s=30, cycles=1, seed=3)
+    a, b = train(small_data, config), train(small_data, config)
+    assert all((x == y).all() for n in a.params for x, y in zip(a.params[n], b.params[n]))
+    assert a.history == b.history
+    c = train(small_data, config.with_(seed=4))
+    assert not np.array_equal(a.params["W"][0], c.params["W"][0])
+
+
+def test_float64_option(cifar10_dir):
+    from assignment3.data import load_cifar10
+    data = load_cifar10(cifar10_dir, n_val=49000, dtype=np.float64)   # a small train split
+    r = train(data, Config(dtype="float64", n_s=10, cycles=1))
+    assert all(W.dtype == np.float64 for W in r.params["W"])
+    with pytest.raises(ValueError, match="load_cifar10"):
+        train(data, Config(dtype="float32", n_s=10, cycles=1))
+
+
+def test_divergence_stops_with_the_step(small_data):
+    with pytest.raises(DivergenceError, match=r"diverged at step \d+") as err:
+        train(small_data, Config(batch_norm=False, eta_min=1e3, eta_max=1e4, n_s=50))
+    assert 0 <= err.value.step < 200
+
+
+def test_train_many_in_workers_matches_in_process(small_data):
+    configs = [Config(n_s=20, cycles=1, seed=s) for s in (0, 1)]
+    serial = train_many(small_data, configs, n_jobs=1)
+    parallel = train_many(small_data, configs, n_jobs=2)
+    for a, b in zip(serial, parallel):
+        assert a.config == b.config
+        assert np.allclose(a.params["W"][0], b.params["W"][0], rtol=1e-4, atol=1e-6)
