@@ -16,6 +16,8 @@ BN statistics ("stats") are a list with one (mu, v) pair of m_l x 1 arrays per h
 training mode (`stats=None`) each forward pass computes them from the mini-batch (variance divided
 by n) and returns them; in test mode the caller passes the moving averages, which are only read.
 """
+import functools
+
 import numpy as np
 
 #: The small constant added to the BN variance before the square root.
@@ -106,9 +108,9 @@ def forward(params, X, stats=None):
         S += b[l]
         if bn:
             if stats is None:
-                mu = S.mean(axis=1, keepdims=True)
+                mu = _row_sum(S) / S.shape[1]
                 D = S - mu                                    # D = S - mu
-                v = np.einsum("ij,ij->i", D, D)[:, None] / S.shape[1]   # biased variance (/n)
+                v = _row_sum(D * D) / S.shape[1]              # biased variance (/n)
             else:
                 mu, v = stats[l]
                 D = S - mu
@@ -120,11 +122,39 @@ def forward(params, X, stats=None):
             cache.append((H, D, inv_std))
         else:
             cache.append((H, None, None))
-        H = np.maximum(S, 0, out=S)                           # ReLU, in place
+        H = _relu(S)                                          # in place
     S = W[-1] @ H
     S += b[-1]
     cache.append((H, None, None))
     return S, cache, batch_stats
+
+
+def _relu(S):
+    """max(0, S), in place. Against a row of zeros rather than the scalar 0: numpy's maximum
+    has no vectorised loop for a scalar operand (3x slower on a 50 x 10,000 array)."""
+    return np.maximum(S, _zeros(S.shape[1], S.dtype), out=S)
+
+
+def _row_sum(A, out=None):
+    """A 1: the m x 1 row sums of the m x n array A, as a product with a column of ones. For the
+    50 x 100 arrays of a mini-batch this BLAS call takes half the time of A.sum(axis=1)."""
+    return np.matmul(A, _ones(A.shape[1], A.dtype), out=out)
+
+
+@functools.lru_cache(maxsize=16)
+def _ones(n, dtype):
+    """A read-only n x 1 column of ones (cached: creating it costs as much as the sum)."""
+    ones = np.ones((n, 1), dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+@functools.lru_cache(maxsize=16)
+def _zeros(n, dtype):
+    """A read-only row of n zeros (cached)."""
+    zeros = np.zeros(n, dtype)
+    zeros.flags.writeable = False
+    return zeros
 
 
 def softmax(S):
@@ -146,23 +176,26 @@ def log_softmax(S):
 # Backward pass
 # ---------------------------------------------------------------------------------------------
 
-def backward(params, Y, P, cache, lam):
+def backward(params, Y, P, cache, lam, out=None):
     """Gradients of the cost from the probabilities P (K x n) of a training-mode forward pass.
 
-    Returns a dict with the structure of `params`. Follows the assignment's equations; the BN
-    backward pass is written with per-row factors so that each m x n array is touched once.
+    Returns a dict with the structure of `params`; with `out` (such a dict of arrays, e.g. views
+    into one flat vector) the gradients are written into its arrays and `out` is returned.
+    Follows the assignment's equations; the BN backward pass is written with per-row factors so
+    that each m x n array is touched once.
     """
     W, gamma = params["W"], params["gamma"]
     bn = len(gamma) > 0
     n = Y.shape[1]
-    grads = {"W": [None] * len(W), "b": [None] * len(W),
-             "gamma": [None] * len(gamma), "beta": [None] * len(gamma)}
+    grads = out if out is not None else {name: [None] * len(params[name]) for name in PARAM_NAMES}
     G = P - Y                                                 # G = -(Y - P)
     G /= n                                                    # the 1/n of every mean below
     for l in range(len(W) - 1, -1, -1):
         H, _, _ = cache[l]
-        grads["W"][l] = G @ H.T + (2 * lam) * W[l]
-        grads["b"][l] = G.sum(axis=1, keepdims=True)
+        dW = grads["W"][l] = np.matmul(G, H.T, out=grads["W"][l])
+        if lam:
+            dW += (2 * lam) * W[l]
+        grads["b"][l] = _row_sum(G, out=grads["b"][l])        # G 1
         if l == 0:
             break                                             # no gradient w.r.t. the input
         G = W[l].T @ G
@@ -181,16 +214,15 @@ def _bn_backward(G, layer_cache, gamma, grads, l, n):
     G 1 and (G * D) 1, and G = G * (gamma s1) - D * (gamma s2 c'/n) - gamma s1 (G 1)/n.
     """
     _, D, s1 = layer_cache
-    g_sum = G.sum(axis=1, keepdims=True)                      # G 1
-    gd_sum = np.einsum("ij,ij->i", G, D)[:, None]             # (G * D) 1
-    grads["beta"][l] = g_sum
-    grads["gamma"][l] = gd_sum * s1                           # (G * S_hat) 1
+    g_sum = grads["beta"][l] = _row_sum(G, out=grads["beta"][l])          # G 1
+    gd_sum = _row_sum(G * D)                                                # (G * D) 1
+    grads["gamma"][l] = np.multiply(gd_sum, s1, out=grads["gamma"][l])      # (G * S_hat) 1
     a = gamma * s1                                            # multiplies G
-    c = gamma * s1 ** 3 * gd_sum / n                          # multiplies D (s2 = s1^3)
-    G_out = G * a
-    G_out -= D * c
-    G_out -= a * g_sum / n
-    return G_out
+    c = a * (s1 * s1) * (gd_sum / n)                          # multiplies D (s2 = s1^3)
+    G *= a                                                    # G is the caller's temporary
+    G -= D * c
+    G -= a * (g_sum / n)
+    return G
 
 
 def compute_gradients(params, X, Y, lam):
@@ -234,15 +266,43 @@ def evaluate(params, X, y, lam, stats):
         raise ValueError(f"y must hold n = {X.shape[1]} labels, got shape {y.shape}")
     if uses_bn(params) and stats is None:
         raise ValueError("a BN network needs the moving averages (stats) for evaluation")
+    W, b = _test_mode_layers(params, stats)
     loss_sum, correct = 0.0, 0
     for i in range(0, X.shape[1], EVAL_CHUNK):
-        S, _, _ = forward(params, X[:, i:i + EVAL_CHUNK], stats)
+        S = _test_mode_scores(W, b, X[:, i:i + EVAL_CHUNK])
         yc = y[i:i + EVAL_CHUNK]
         loss_sum += float(cross_entropy_sum(S, yc))
         correct += int(np.count_nonzero(S.argmax(axis=0) == yc))
     loss = loss_sum / X.shape[1]
     return {"loss": loss, "cost": loss + float(l2_penalty(params, lam)),
             "accuracy": correct / X.shape[1]}
+
+
+def _test_mode_layers(params, stats):
+    """The weights and biases of the network in BN test mode, with BN folded into them. With
+    fixed statistics BN is an affine map per unit, so layer l computes
+    gamma (W h + b - mu) / sqrt(v + eps) + beta = W' h + b' with W' = a W, b' = a (b - mu) + beta
+    and a = gamma / sqrt(v + eps): the same scores up to rounding, with three passes fewer over
+    each m x n array than `forward` and no new ones. Without BN: the parameters themselves."""
+    W, b = list(params["W"]), list(params["b"])
+    for l, (gamma, beta) in enumerate(zip(params["gamma"], params["beta"])):
+        mu, v = stats[l]
+        a = gamma / np.sqrt(v + BN_EPS)
+        W[l] = a * W[l]
+        b[l] = a * (b[l] - mu) + beta
+    return W, b
+
+
+def _test_mode_scores(W, b, X):
+    """Scores S (K x n) of X (d x n) from the layers of `_test_mode_layers`."""
+    H = X
+    for l in range(len(W) - 1):
+        S = W[l] @ H
+        S += b[l]
+        H = _relu(S)
+    S = W[-1] @ H
+    S += b[-1]
+    return S
 
 
 def compute_accuracy(params, X, y, stats):

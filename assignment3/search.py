@@ -30,16 +30,21 @@ def best_trial(trials):
 
 def coarse_to_fine(data, config, *, coarse=(1e-5, 1e-1), n_coarse=8, n_fine=8, random=False,
                    seed=None, n_jobs=None):
-    """Coarse search over n_coarse values in `coarse`, then a fine one over n_fine values between
-    the best coarse value's neighbours (one coarse step either side, in log scale).
+    """Coarse search over n_coarse values in `coarse`, then a fine one over n_fine new values
+    strictly between the best coarse value's neighbours (one coarse step either side, in log
+    scale; the neighbours themselves were trained in the coarse stage, and with an even n_fine
+    so was none of the fine values).
     Returns {"coarse": trials, "fine": trials, "best": the best trial of both stages}."""
     coarse_lams = lambda_values(*coarse, n_coarse, random=random, seed=seed)
     coarse_trials = evaluate_lambdas(data, config, coarse_lams, n_jobs)
     i = coarse_lams.index(best_trial(coarse_trials)["lam"])
     step = (np.log10(coarse[1]) - np.log10(coarse[0])) / max(n_coarse - 1, 1)
     centre = np.log10(coarse_lams[i])
-    fine_lams = lambda_values(10 ** (centre - step), 10 ** (centre + step), n_fine,
-                              random=random, seed=None if seed is None else seed + 1)
+    if random:
+        fine_lams = lambda_values(10 ** (centre - step), 10 ** (centre + step), n_fine,
+                                  random=True, seed=None if seed is None else seed + 1)
+    else:   # n_fine + 2 log-spaced points without the two ends
+        fine_lams = lambda_values(10 ** (centre - step), 10 ** (centre + step), n_fine + 2)[1:-1]
     fine_trials = evaluate_lambdas(data, config, fine_lams, n_jobs)
     return {"coarse": coarse_trials, "fine": fine_trials,
             "best": best_trial(coarse_trials + fine_trials)}

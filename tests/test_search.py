@@ -32,14 +32,14 @@ def test_best_trial_uses_validation_only():
 
 
 def test_coarse_to_fine_searches_around_the_best(small_data):
-    out = coarse_to_fine(small_data, Config(n_s=10, cycles=1), n_coarse=4, n_fine=3, n_jobs=1)
+    out = coarse_to_fine(small_data, Config(n_s=10, cycles=1), n_coarse=4, n_fine=4, n_jobs=1)
     coarse = [t["lam"] for t in out["coarse"]]
     assert np.allclose(coarse, lambda_values(1e-5, 1e-1, 4))
     best_coarse = best_trial(out["coarse"])["lam"]
     fine = [t["lam"] for t in out["fine"]]
     step = 4 / 3                                   # the coarse grid's step in log10
-    assert fine[0] == pytest.approx(best_coarse / 10 ** step)
-    assert fine[-1] == pytest.approx(best_coarse * 10 ** step)
+    assert np.allclose(np.log10(fine), np.log10(best_coarse) + np.linspace(-step, step, 6)[1:-1])
+    assert not set(fine) & set(coarse)
     every = out["coarse"] + out["fine"]
     assert out["best"]["val_accuracy"] == max(t["val_accuracy"] for t in every)
     assert all(t["result"].config.lam == t["lam"] for t in every)
