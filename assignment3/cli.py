@@ -20,38 +20,23 @@ def _hidden(text):
     return sizes
 
 
-def _init(text):
-    if text in ("he", "xavier"):
-        return text
-    try:
-        sigma = float(text)
-    except ValueError:
-        sigma = -1.0
-    if not sigma > 0:
-        raise argparse.ArgumentTypeError(f"expected he, xavier or a positive sigma, got {text!r}")
-    return sigma
-
-
-def _positive(kind):
+def _number(kind, ok, what):
+    """An argparse type: `kind(text)` if it parses and satisfies `ok`, else a usage error."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
-            value = -1
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
     return parse
 
 
-def _non_negative(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+def _init(text):
+    if text in ("he", "xavier"):
+        return text
+    return _number(float, lambda v: v > 0, "he, xavier or a positive sigma")(text)
 
 
 def build_parser():
@@ -65,8 +50,10 @@ def build_parser():
     t.add_argument("--hidden", type=_hidden, default=(50, 50), help="hidden layer sizes (50,50)")
     t.add_argument("--bn", dest="batch_norm", action=argparse.BooleanOptionalAction,
                    default=True, help="batch normalization (default: on)")
-    t.add_argument("--lam", type=_non_negative, default=0.005, help="L2 strength (0.005)")
-    t.add_argument("--cycles", type=_positive(float), default=2, help="learning-rate cycles (2)")
+    t.add_argument("--lam", type=_number(float, lambda v: v >= 0, "a number >= 0"),
+                   default=0.005, help="L2 strength (0.005)")
+    t.add_argument("--cycles", type=_number(float, lambda v: v > 0, "a positive number"),
+                   default=2, help="learning-rate cycles (2)")
     t.add_argument("--seed", type=int, default=0, help="seed of the init and shuffling (0)")
     t.add_argument("--init", type=_init, default="he", help="he, xavier or a sigma (he)")
     t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
