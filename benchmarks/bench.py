@@ -1,0 +1,537 @@
+"""Speed and memory benchmark of the training code (Markdown on stdout).
+
+    python benchmarks/bench.py             # machine, steps, full: ~10 min on 2 cores
+    python benchmarks/bench.py --all --baseline 9d3f9fb --write benchmarks/RESULTS.md   # ~30 min
+
+Sections: *machine*, its measured matmul rates; *steps*, for 3- and 9-layer nets, with and
+without BN, in float32 and float64, the seconds per 1000 training steps (median of --repeats runs
+of 1000 steps, each exactly the loop of `train`: shuffled mini-batch gather, forward, backward,
+update, BN moving averages) and the lower bound the measured matmul speed implies; *full*, the
+seconds of a full default run (`train(load_cifar10(), Config())`, data loading excluded, each in a
+fresh process), the loading time and the peak memory of that process; *parallel*, 4 independent
+runs in this process vs 2 worker processes (`assignment3.parallel`); *accuracy*, float32 vs
+float64 accuracy of the default run over 5 seeds. `--baseline REV` also measures the code of a
+git revision (extracted to a temporary folder), alternating with the working tree's, for
+before/after figures. On a shared 2-core machine the figures move by +-20% from one minute to the
+next: every figure is a median, and the variants compared alternate. Needs CIFAR-10 (see
+`assignment3.data.find_data_dir`).
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from functools import partial
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+NETS = {"3-layer": (50, 50), "9-layer": (50, 30, 20, 20, 10, 10, 10, 10)}
+DTYPES = ("float32", "float64")
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine and its matmul rates
+# ---------------------------------------------------------------------------------------------
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')}), "
+            f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"]
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "blas": "; ".join(blas)}
+
+
+def median_time(fn, repeats=5, number=1):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number)
+    return float(np.median(times))
+
+
+def large_matmul_rate(dtype, threads, size=2000):
+    """GFLOP/s of a size x size x size product."""
+    rng = np.random.default_rng(0)
+    A, B = (rng.standard_normal((size, size)).astype(dtype) for _ in range(2))
+    with threadpool_limits(threads, user_api="blas"):
+        return 2 * size ** 3 / median_time(lambda: A @ B) / 1e9
+
+
+def step_matmuls(hidden, dtype, n_batch=100, d=3072, K=10):
+    """The matrix products of one training step, with the shapes and memory layouts of `train`:
+    forward W_l H_(l-1), backward G_l H_(l-1)^T and W_l^T G_l. Returns (callables, FLOPs)."""
+    rng = np.random.default_rng(0)
+    dims = [d, *hidden, K]
+    X_rows = rng.standard_normal((4 * n_batch, d)).astype(dtype)
+    H = [X_rows[rng.permutation(4 * n_batch)[:n_batch]].T]       # a gathered mini-batch
+    H += [rng.standard_normal((m, n_batch)).astype(dtype) for m in dims[1:-1]]
+    W = [rng.standard_normal((m, m_in)).astype(dtype) for m_in, m in zip(dims[:-1], dims[1:])]
+    G = [rng.standard_normal((m, n_batch)).astype(dtype) for m in dims[1:]]
+    calls, flops = [], 0
+    for l, (m_in, m) in enumerate(zip(dims[:-1], dims[1:])):
+        calls += [lambda l=l: W[l] @ H[l], lambda l=l: G[l] @ H[l].T]
+        flops += 2 * 2 * m * m_in * n_batch
+        if l > 0:
+            calls.append(lambda l=l: W[l].T @ G[l])
+            flops += 2 * m * m_in * n_batch
+    return calls, flops
+
+
+def matmul_lower_bound(hidden, dtype):
+    """(seconds per 1000 steps of the step's matmuls alone, one BLAS thread; their GFLOP/s)."""
+    calls, flops = step_matmuls(hidden, dtype)
+    with threadpool_limits(1, user_api="blas"):
+        seconds = median_time(lambda: [call() for call in calls], repeats=7, number=200)
+    return 1000 * seconds, flops / seconds / 1e9
+
+
+# ---------------------------------------------------------------------------------------------
+# Seconds per 1000 training steps
+# ---------------------------------------------------------------------------------------------
+
+def steps_current(pkg, data, config, steps, threads=1):
+    """`steps` steps of the working tree's `train` loop (its own functions), timed; `train`
+    runs them with one BLAS thread."""
+    training, network = pkg.training, pkg.network
+    dtype = np.dtype(config.dtype)
+    d, K = data.train.X.shape[0], data.train.Y.shape[0]
+    flat = training._FlatParams(network.init_params(
+        [d, *config.hidden, K], batch_norm=config.batch_norm, seed=config.seed, dtype=dtype))
+    rng = np.random.default_rng([config.seed, 1])
+    stats = None
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+            threadpool_limits(threads, user_api="blas"):
+        start = time.perf_counter()
+        for t, (Xb, Yb) in enumerate(islice(
+                training._minibatches(data.train, config.n_batch, rng), steps)):
+            eta = training.cyclic_lr(t, config.eta_min, config.eta_max, 2250)
+            batch_stats = training._step(flat, Xb, Yb, eta, config.lam, t)
+            if batch_stats:
+                stats = training.update_moving_averages(stats, batch_stats)
+        return time.perf_counter() - start
+
+
+def steps_baseline(pkg, data, config, steps, threads=None):
+    """`steps` steps of the baseline's `train` loop (9d3f9fb's, written out here: it has no
+    separate step function); by default with BLAS threads as the process has them, as it ran."""
+    network, training = pkg.network, pkg.training
+    dtype = np.dtype(config.dtype)
+    d, K = data.train.X.shape[0], data.train.Y.shape[0]
+    params = network.init_params([d, *config.hidden, K], batch_norm=config.batch_norm,
+                                 seed=config.seed, dtype=dtype)
+    rng = np.random.default_rng([config.seed, 1])
+    X_rows, Y_rows = data.train.X.T, data.train.Y.T
+    n, nb = X_rows.shape[0], config.n_batch
+    stats, t = None, 0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+            threadpool_limits(threads, user_api="blas"):
+        start = time.perf_counter()
+        while t < steps:
+            order = rng.permutation(n)
+            for j in range(n // nb):
+                if t == steps:
+                    break
+                idx = order[j * nb:(j + 1) * nb]
+                Xb, Yb = X_rows[idx].T, Y_rows[idx].T
+                eta = training.cyclic_lr(t, config.eta_min, config.eta_max, 2250)
+                S, cache, batch_stats = network.forward(params, Xb)
+                P = network.softmax(S)
+                training._check_finite(P, t, eta)
+                g = network.backward(params, Yb, P, cache, config.lam)
+                for name, plist in params.items():
+                    for p, gp in zip(plist, g[name]):
+                        p -= eta * gp
+                if network.uses_bn(params):
+                    stats = training.update_moving_averages(stats, batch_stats)
+                t += 1
+        return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# Full runs, each in a fresh process
+# ---------------------------------------------------------------------------------------------
+
+def child_full_run(pkg_name, config_json):
+    """In a fresh process: load CIFAR-10, train, print load time, train time, peak RSS."""
+    import importlib
+    start = time.perf_counter()
+    data_mod = importlib.import_module(f"{pkg_name}.data")
+    training = importlib.import_module(f"{pkg_name}.training")
+    config = training.Config(**json.loads(config_json))
+    data = data_mod.load_cifar10(progress=False, dtype=np.dtype(config.dtype))
+    load = time.perf_counter() - start
+    rss_load = peak_rss_mb()
+    result = training.train(data, config)
+    print(json.dumps({"load_s": load, "train_s": result.seconds, "rss_load_mb": rss_load,
+                      "peak_mb": peak_rss_mb(), "test": result.test_accuracy,
+                      "val": result.val_accuracy}))
+
+
+def peak_rss_mb():
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss not inherited from the
+    parent across fork and exec)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def full_run(pkg_name, pkg_path, config=None):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(pkg_path), str(REPO)]))
+    out = subprocess.run([sys.executable, __file__, "--child", pkg_name, json.dumps(config or {})],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Parallel runs and float32 vs float64 accuracy
+# ---------------------------------------------------------------------------------------------
+
+class TreeMemoryPeak:
+    """Peak memory of this process and its descendants (the worker processes): the sum of their
+    proportional set sizes (PSS: shared pages, e.g. joblib's memory-mapped copy of the data,
+    split between the processes sharing them), sampled every 0.1 s."""
+
+    def __enter__(self):
+        self.peak = self.used()
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+    @staticmethod
+    def descendants():
+        """The process ids of this process's descendants."""
+        children = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        found, todo = [], [os.getpid()]
+        while todo:
+            pids = children.get(todo.pop(), [])
+            found += pids
+            todo += pids
+        return found
+
+    @classmethod
+    def used(cls):
+        total = 0.0
+        for pid in [os.getpid(), *cls.descendants()]:
+            try:
+                for line in open(f"/proc/{pid}/smaps_rollup"):
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) / 1024
+            except OSError:
+                pass
+        return total
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.used())
+            time.sleep(0.1)
+
+
+def parallel_runs(data, n_runs, repeats):
+    from assignment3.parallel import train_many
+    from assignment3.training import Config
+    configs = [Config(seed=s) for s in range(n_runs)]
+    rows = {1: [], 2: []}
+    same = True
+    for _ in range(repeats):
+        results = {}
+        for n_jobs in (1, 2):
+            with TreeMemoryPeak() as mem:
+                start = time.perf_counter()
+                results[n_jobs] = train_many(data, configs, n_jobs=n_jobs)
+                rows[n_jobs].append((time.perf_counter() - start, mem.peak))
+        same &= all(np.array_equal(a.params["W"][0], b.params["W"][0])
+                    for a, b in zip(results[1], results[2]))
+    return {n_jobs: (float(np.median([r[0] for r in rs])), float(max(r[1] for r in rs)))
+            for n_jobs, rs in rows.items()}, same
+
+
+def worker_blas_threads():
+    """The BLAS thread counts inside a worker process of `run_many`."""
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def accuracy_by_dtype(seeds):
+    from assignment3.data import load_cifar10
+    from assignment3.parallel import train_many
+    from assignment3.training import Config
+    out = {}
+    for dtype in DTYPES:
+        data = load_cifar10(progress=False, dtype=np.dtype(dtype))
+        results = train_many(data, [Config(dtype=dtype, seed=s) for s in seeds])
+        out[dtype] = [(r.val_accuracy, r.test_accuracy, r.seconds) for r in results]
+        del data
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+def baseline_package(rev, folder):
+    """Extract assignment3/ of git revision `rev` into folder/a3_baseline; return the name."""
+    target = Path(folder) / "a3_baseline"
+    target.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "assignment3"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target), "--strip-components=1"], input=archive,
+                   check=True)
+    return "a3_baseline"
+
+
+class OtherLoad:
+    """CPU time used by other processes while the block runs, in cores on average: the machine's
+    busy time (/proc/stat) minus this process's and its waited-for children's. Flags figures
+    measured on a machine that was not idle."""
+
+    def __enter__(self):
+        self.start = (time.perf_counter(), self.busy(), self.ours())
+        return self
+
+    def __exit__(self, *exc):
+        wall, busy, ours = (b - a for a, b in zip(self.start, (
+            time.perf_counter(), self.busy(), self.ours())))
+        self.cores = max(0.0, (busy - ours) / wall)
+
+    @staticmethod
+    def busy():
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def ours():
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system
+        for pid in TreeMemoryPeak.descendants():          # running worker processes
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                own += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except OSError:
+                pass
+        return own
+
+
+# ---------------------------------------------------------------------------------------------
+# The report: one function per section, each emitting Markdown lines
+# ---------------------------------------------------------------------------------------------
+
+SECTIONS = ("machine", "steps", "full", "parallel", "accuracy")
+#: In an existing --write file, the text up to this line is kept (hand-written notes).
+MARKER = "<!-- bench.py output below -->"
+
+
+def section_machine(args, packages, emit):
+    info = machine()
+    emit("## Machine")
+    emit()
+    emit(f"{info['cpu']}, {info['cores']} cores; Python {info['python']}, numpy {info['numpy']}, "
+         f"BLAS {info['blas']}.")
+    emit()
+    emit("Matmul rate, 2000 x 2000 x 2000 (GFLOP/s, median of 5): " + ", ".join(
+        f"{dt} {large_matmul_rate(dt, 1):.0f} (1 thread) / {large_matmul_rate(dt, 2):.0f} "
+        f"(2 threads)" for dt in DTYPES) + ".")
+    emit()
+
+
+def section_steps(args, packages, emit):
+    from assignment3.data import load_cifar10
+    from assignment3.training import Config
+    emit("## Seconds per 1000 training steps")
+    emit()
+    emit(f"Batch 100, median of {args.repeats} runs of 1000 steps on the real data, each the "
+         "loop of `train` (mini-batch gather, forward, backward, update, moving averages). "
+         "*now*: one BLAS thread, as `train` runs them; *now 2t*: the same code with two BLAS "
+         "threads. Lower bound: the step's matrix products alone, at the speed measured for "
+         "their shapes with one thread; GFLOP/s: that speed.")
+    if "before" in packages:
+        emit(f"*before 2t* / *before 1t*: the loop of {args.baseline} with two BLAS threads "
+             "(as it ran: the process default here) / one; *speed-up*: before 1t / now. All "
+             "variants alternate.")
+    emit()
+    variants = {"now": (packages["now"], steps_current),
+                "now 2t": (packages["now"], partial(steps_current, threads=2))}
+    head, rule = "| net | BN | dtype |", "| --- | --- | --- |"
+    if "before" in packages:
+        variants["before 2t"] = (packages["before"], partial(steps_baseline, threads=2))
+        variants["before 1t"] = (packages["before"], partial(steps_baseline, threads=1))
+        head += " before 2t | before 1t |"
+        rule += " --- | --- |"
+    head += " now | now 2t |"
+    rule += " --- | --- |"
+    if "before" in packages:
+        head += " speed-up |"
+        rule += " --- |"
+    emit(head + " lower bound | GFLOP/s | now / bound |")
+    emit(rule + " --- | --- | --- |")
+    for dtype in DTYPES:
+        data = load_cifar10(progress=False, dtype=np.dtype(dtype))
+        for net, hidden in NETS.items():
+            bound, rate = matmul_lower_bound(hidden, dtype)
+            for bn in (True, False):
+                config = Config(hidden=hidden, batch_norm=bn, dtype=dtype)
+                times = {key: [] for key in variants}
+                for _ in range(args.repeats):                 # the variants alternate
+                    for key, (pkg, run) in variants.items():
+                        times[key].append(run(pkg, data, config, 1000))
+                med = {key: float(np.median(ts)) for key, ts in times.items()}
+                row = f"| {net} | {'yes' if bn else 'no'} | {dtype} |"
+                if "before" in packages:
+                    row += f" {med['before 2t']:.2f} | {med['before 1t']:.2f} |"
+                row += f" **{med['now']:.2f}** | {med['now 2t']:.2f} |"
+                if "before" in packages:
+                    row += f" {med['before 1t'] / med['now']:.2f} |"
+                emit(row + f" {bound:.2f} | {rate:.0f} | {med['now'] / bound:.2f} |")
+        del data
+    emit()
+
+
+def section_full(args, packages, emit, folder):
+    emit("## Full default run")
+    emit()
+    emit("`train(load_cifar10(), Config())`: 3-layer BN net, float32, 9,000 steps, 21 "
+         "evaluations on 45,000 + 5,000 images and one on the 10,000 test images. Each run in a "
+         f"fresh process; median of {args.full_repeats}"
+         + (", before and now alternating" if "before" in packages else "") + ". *train s*: "
+         "`Result.seconds`, data loading excluded; *load s*: importing the package and "
+         "`load_cifar10()`; *peak MB*: the process's peak resident memory (VmHWM), data "
+         "included.")
+    emit()
+    emit("| code | train s | load s | peak MB | test acc | val acc |")
+    emit("| --- | --- | --- | --- | --- | --- |")
+    runs = {key: [] for key in packages}
+    for _ in range(args.full_repeats):
+        for key, pkg in packages.items():
+            runs[key].append(full_run(pkg.__name__, folder))
+    for key, rs in runs.items():
+        def med(field):
+            return float(np.median([r[field] for r in rs]))
+        name = f"before ({args.baseline})" if key == "before" else key
+        emit(f"| {name} | {med('train_s'):.1f} | {med('load_s'):.2f} | "
+             f"{max(r['peak_mb'] for r in rs):.0f} | {rs[0]['test']:.4f} | {rs[0]['val']:.4f} |")
+    emit()
+
+
+def section_parallel(args, packages, emit, n_runs=4):
+    from assignment3.data import load_cifar10
+    from assignment3.parallel import run_many
+    data = load_cifar10(progress=False)
+    par, same = parallel_runs(data, n_runs, repeats=2)
+    threads = run_many(worker_blas_threads, [()] * 2, n_jobs=2)
+    emit("## Independent runs in parallel")
+    emit()
+    emit(f"{n_runs} default runs (seeds 0-{n_runs - 1}) with `train_many`: in this process one "
+         "after another (n_jobs=1) or in 2 loky worker processes with one BLAS thread each "
+         "(n_jobs=2); median of 2, alternating. Peak MB: the sum of the proportional set sizes "
+         "of this process (holding the data) and its worker processes (sharing joblib's "
+         "memory-mapped copy of it).")
+    emit()
+    emit("| n_jobs | wall s | peak MB |")
+    emit("| --- | --- | --- |")
+    for n_jobs, (wall, mb) in par.items():
+        emit(f"| {n_jobs} | {wall:.1f} | {mb:.0f} |")
+    emit()
+    emit(f"Speed-up of 2 workers: {par[1][0] / par[2][0]:.2f}x. Same parameters in workers "
+         f"as in this process, bit for bit: {'yes' if same else 'NO'}. BLAS threads in each "
+         f"worker (threadpoolctl): {threads}.")
+    emit()
+
+
+def section_accuracy(args, packages, emit, seeds=(0, 1, 2, 3, 4)):
+    acc = accuracy_by_dtype(seeds)
+    emit("## float32 vs float64 accuracy")
+    emit()
+    emit(f"Default 3-layer BN run, seeds {', '.join(map(str, seeds))}, with `train_many` "
+         "(float64 gradients are what the gradient check validates); mean +- standard "
+         "deviation over the seeds.")
+    emit()
+    emit("| dtype | test acc per seed | mean test | val acc per seed | mean val |")
+    emit("| --- | --- | --- | --- | --- |")
+    for dtype, rs in acc.items():
+        tests, vals = [r[1] for r in rs], [r[0] for r in rs]
+        emit(f"| {dtype} | {', '.join(f'{a:.4f}' for a in tests)} | "
+             f"{np.mean(tests):.4f} +- {np.std(tests, ddof=1):.4f} | "
+             f"{', '.join(f'{a:.4f}' for a in vals)} | "
+             f"{np.mean(vals):.4f} +- {np.std(vals, ddof=1):.4f} |")
+    emit()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=5, help="runs of 1000 steps per figure")
+    ap.add_argument("--full-repeats", type=int, default=3, help="full default runs")
+    ap.add_argument("--baseline", metavar="REV", help="also measure this git revision's code")
+    ap.add_argument("--all", action="store_true", help="every section (default: machine, "
+                    "steps, full; the others are parallel and accuracy)")
+    ap.add_argument("--sections", help=f"comma-separated, from {', '.join(SECTIONS)}")
+    ap.add_argument("--write", metavar="FILE", help="also write the Markdown to FILE, keeping "
+                    f"any text up to a line {MARKER}")
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child_full_run(*args.child)
+    sections = (SECTIONS if args.all else args.sections.split(",") if args.sections
+                else SECTIONS[:3])
+
+    import importlib
+    lines = []
+
+    def emit(text=""):
+        print(text, flush=True)
+        lines.append(text)
+
+    with tempfile.TemporaryDirectory() as folder:
+        packages = {"now": importlib.import_module("assignment3")}
+        if args.baseline:
+            name = baseline_package(args.baseline, folder)
+            sys.path.insert(0, folder)
+            packages["before"] = importlib.import_module(name)
+        for pkg in packages.values():
+            for sub in ("data", "network", "training"):
+                importlib.import_module(f"{pkg.__name__}.{sub}")
+        emit(f"_`python benchmarks/bench.py {' '.join(sys.argv[1:])}`, "
+             f"{time.strftime('%Y-%m-%d %H:%M')}_")
+        emit()
+        for section in sections:
+            run = globals()[f"section_{section}"]
+            with OtherLoad() as other:
+                if section == "full":
+                    run(args, packages, emit, folder)
+                else:
+                    run(args, packages, emit)
+            emit(f"_Other processes used {other.cores:.2f} cores on average during this "
+                 "section._")
+            emit()
+
+    if args.write:
+        path = Path(args.write)
+        kept = ""
+        if path.exists() and MARKER in path.read_text():
+            kept = path.read_text().split(MARKER)[0] + MARKER + "\n\n"
+        path.write_text(kept + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
