@@ -13,7 +13,7 @@ def cifar10_dir() -> Path:
     """The real CIFAR-10 batches: $CIFAR10_DIR, else <repo>/../shared/data/cifar-10-batches-py."""
     candidates = [REPO.parent / "shared" / "data" / "cifar-10-batches-py"]
     if os.environ.get("CIFAR10_DIR"):
-        candidates.insert(0, Path(os.environ["CIFAR10_DIR"]))
+        candidates.insert(0, Path(os.environ["CIFAR10_DIR"]).resolve())
     for folder in candidates:
         if (folder / "test_batch").is_file():
             return folder
