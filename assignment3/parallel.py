@@ -1,9 +1,9 @@
 """Independent training runs (seeds, lambda values, the sigma grid) in parallel processes.
 
-On 2 cores, 2 worker processes with one BLAS thread each finish a batch of runs ~1.3x sooner
-than the runs one after another in this process (benchmarks/RESULTS.md): a mini-batch step is
-too small for two BLAS threads to share well, whole runs are not. A run gives the same result in
-a worker as in this process, since `train` always uses one BLAS thread for its steps.
+On 2 cores, 2 worker processes with one BLAS thread each finish a batch of runs 1.2-1.3x sooner
+than the same runs one after another in this process, where each run already keeps a second core
+partly busy with its background evaluations (benchmarks/RESULTS.md). A run gives the same result,
+bit for bit, in a worker as in this process, since `train` always uses one BLAS thread.
 """
 import os
 

@@ -1,7 +1,7 @@
 """Speed and memory benchmark of the training code (Markdown on stdout).
 
-    python benchmarks/bench.py             # machine, steps, full: ~10 min on 2 cores
-    python benchmarks/bench.py --all --baseline 9d3f9fb --write benchmarks/RESULTS.md   # ~30 min
+    python benchmarks/bench.py             # machine, steps, full: ~5 min on 2 cores
+    python benchmarks/bench.py --all --baseline 9d3f9fb --write benchmarks/RESULTS.md   # ~25 min
 
 Sections: *machine*, its measured matmul rates; *steps*, for 3- and 9-layer nets, with and
 without BN, in float32 and float64, the seconds per 1000 training steps (median of --repeats runs
