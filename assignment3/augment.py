@@ -5,12 +5,17 @@ Images are columns of X (d x n, d = 3072 = 3 colour planes of 32 x 32, row-major
 every flip and shift is a fixed permutation of the 3072 pixel positions, so a whole mini-batch is
 transformed by one gather, and the training set itself is never copied.
 """
+from dataclasses import replace
+
 import numpy as np
 
 SIDE, CHANNELS = 32, 3
 
+#: eps of the ZCA whitening, as a fraction of the covariance's mean eigenvalue.
+ZCA_EPS_SCALE = 0.1
 
-def fit_zca(X, eps_scale=0.1, chunk=5000):
+
+def fit_zca(X, eps_scale=ZCA_EPS_SCALE, chunk=5000):
     """ZCA whitening matrix (d x d, float64) of the training data X (d x n, centred per dimension,
     as `load_cifar10` returns it): W = U diag((lam + eps)^-1/2) U^T for the eigen-decomposition
     U diag(lam) U^T of the covariance, with eps = eps_scale * mean(lam)."""
@@ -33,6 +38,15 @@ def apply_zca(W_zca, X, chunk=10_000):
     for i in range(0, X.shape[1], chunk):
         np.matmul(X[:, i:i + chunk].T, W.T, out=out[i:i + chunk])
     return out.T
+
+
+def zca_whiten(data, eps_scale=ZCA_EPS_SCALE):
+    """A copy of `data` (a `CIFAR10`) with every split whitened by the ZCA matrix fitted on the
+    training split only."""
+    W = fit_zca(data.train.X, eps_scale)
+    return replace(data, **{name: replace(split, X=apply_zca(W, split.X))
+                            for name, split in (("train", data.train), ("val", data.val),
+                                                ("test", data.test))})
 
 
 def pixel_maps(max_shift=3, flip=True):

@@ -24,13 +24,16 @@ def copy_params(params, dtype=None):
     return {name: [np.array(P, dtype=dtype) for P in params[name]] for name in PARAM_NAMES}
 
 
-def numerical_gradients(params, X, Y, lam, h=1e-6, dtype=np.longdouble):
+def numerical_gradients(params, X, Y, lam, h=1e-6, dtype=np.longdouble, *, bn_order="before",
+                        masks=None):
     """Centred-difference gradients (J(p + h) - J(p - h)) / 2h of the cost for every entry of
-    every W, b, gamma, beta, computed in `dtype`. X is d x n, Y is K x n. Returns a dict like
-    `params` (in `dtype`)."""
+    every W, b, gamma, beta, computed in `dtype`. X is d x n, Y is K x n; `bn_order` and the
+    dropout `masks` (held fixed) as in `assignment3.network`. Returns a dict like `params` (in
+    `dtype`)."""
     check_input(params, X, Y)
     work = copy_params(params, dtype)
     X, Y = X.astype(dtype), Y.astype(dtype)
+    net = {"bn_order": bn_order, "masks": None if masks is None else [M.astype(dtype) for M in masks]}
     grads = {name: [] for name in PARAM_NAMES}
     for name in PARAM_NAMES:
         for P in work[name]:
@@ -38,9 +41,9 @@ def numerical_gradients(params, X, Y, lam, h=1e-6, dtype=np.longdouble):
             for i in np.ndindex(P.shape):
                 old = P[i]
                 P[i] = old + h
-                c_plus = compute_cost(work, X, Y, lam)
+                c_plus = compute_cost(work, X, Y, lam, **net)
                 P[i] = old - h
-                c_minus = compute_cost(work, X, Y, lam)
+                c_minus = compute_cost(work, X, Y, lam, **net)
                 P[i] = old
                 G[i] = (c_plus - c_minus) / (2 * h)
             grads[name].append(G)
@@ -53,12 +56,12 @@ def relative_error(ga, gn, floor=ABS_FLOOR):
     return np.abs(ga - gn) / np.maximum(floor, np.abs(ga) + np.abs(gn))
 
 
-def check_gradients(params, X, Y, lam, h=1e-6, floor=ABS_FLOOR):
-    """Compare analytic and numerical gradients. Returns one row per parameter array:
-    {"param": "W", "layer": 1 (1-based, as in the assignment), "max_rel_error",
-    "median_rel_error", "max_abs_error", "max_abs_grad"}."""
-    ga = compute_gradients(params, X, Y, lam)
-    gn = numerical_gradients(params, X, Y, lam, h)
+def check_gradients(params, X, Y, lam, h=1e-6, floor=ABS_FLOOR, *, bn_order="before", masks=None):
+    """Compare analytic and numerical gradients (network options `bn_order`, dropout `masks`).
+    Returns one row per parameter array: {"param": "W", "layer": 1 (1-based, as in the
+    assignment), "max_rel_error", "median_rel_error", "max_abs_error", "max_abs_grad"}."""
+    ga = compute_gradients(params, X, Y, lam, bn_order=bn_order, masks=masks)
+    gn = numerical_gradients(params, X, Y, lam, h, bn_order=bn_order, masks=masks)
     rows = []
     for name in PARAM_NAMES:
         for l, (a, b) in enumerate(zip(ga[name], gn[name])):

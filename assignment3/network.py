@@ -12,11 +12,19 @@ plain dict shared by the optimiser and the gradient check::
 Hidden layer l: s = W_l x + b_l; with BN s_hat = (s - mu) / sqrt(v + BN_EPS),
 s_tilde = gamma_l * s_hat + beta_l; x = max(0, s_tilde). Last layer: s = W x + b, p = softmax(s).
 
+Two options beyond the assignment (keyword arguments of `forward`, `compute_cost`,
+`compute_gradients`, `evaluate`): `bn_order="after"` puts BN after the ReLU (x = BN(max(0, s)))
+instead of before it, and `masks` applies inverted dropout in training mode: one m_l x n mask per
+hidden layer, entries 0 (dropped) or 1/(1 - p), multiplies that layer's output x. Masks are
+passed in, not drawn here, so that a gradient check can hold them fixed (`dropout_masks` draws
+them). Test mode uses no masks: inverted dropout needs no rescaling there.
+
 BN statistics ("stats") are a list with one (mu, v) pair of m_l x 1 arrays per hidden layer. In
 training mode (`stats=None`) each forward pass computes them from the mini-batch (variance divided
 by n) and returns them; in test mode the caller passes the moving averages, which are only read.
 """
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,6 +35,8 @@ BN_EPS = 1e-10
 EVAL_CHUNK = 10_000
 
 PARAM_NAMES = ("W", "b", "gamma", "beta")
+
+BN_ORDERS = ("before", "after")
 
 
 def init_params(dims, *, batch_norm, init="he", seed=None, dtype=np.float64):
@@ -92,41 +102,96 @@ def check_input(params, X, Y=None):
 # Forward pass
 # ---------------------------------------------------------------------------------------------
 
-def forward(params, X, stats=None):
+class LayerCache(NamedTuple):
+    """What `backward` needs of layer l: its input H (m_(l-1) x n); for a hidden layer also its
+    BN values D = (BN input) - mu and inv_std = (v + eps)^-1/2 (None without BN), its ReLU
+    output R, its dropout mask (or None) and whether BN comes after the ReLU."""
+    H: np.ndarray
+    D: np.ndarray | None = None
+    inv_std: np.ndarray | None = None
+    R: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    bn_after: bool = False
+
+
+def forward(params, X, stats=None, *, bn_order="before", masks=None):
     """Forward pass of X (d x n) to the scores S (K x n, before the softmax).
 
     Training mode (`stats=None`): BN uses the mini-batch statistics. Test mode: BN uses `stats`,
-    a list of (mu, v) moving averages, never modified. Returns (S, cache, batch_stats): the cache
+    a list of (mu, v) moving averages, never modified. `bn_order` and `masks` (dropout): see the
+    module docstring. Returns (S, cache, batch_stats): the cache (one `LayerCache` per layer)
     holds what `backward` needs, `batch_stats` the (mu, v) the pass used, one pair per BN layer.
     """
     W, b, gamma, beta = (params[name] for name in PARAM_NAMES)
     bn = len(gamma) > 0
+    bn_after = _checked_bn_order(bn_order) == "after"
+    _check_masks(masks, W, X)
     cache, batch_stats = [], []
     H = X
     for l in range(len(W) - 1):
         S = W[l] @ H
         S += b[l]
-        if bn:
-            if stats is None:
-                mu = _row_sum(S) / S.shape[1]
-                D = S - mu                                    # D = S - mu
-                v = _row_sum(D * D) / S.shape[1]              # biased variance (/n)
-            else:
-                mu, v = stats[l]
-                D = S - mu
-            inv_std = 1.0 / np.sqrt(v + BN_EPS)               # (v + eps)^-1/2
-            # s_tilde = gamma * s_hat + beta with s_hat = D * inv_std, in one pass over D.
-            S = D * (gamma[l] * inv_std)
-            S += beta[l]
-            batch_stats.append((mu, v))
-            cache.append((H, D, inv_std))
-        else:
-            cache.append((H, None, None))
-        H = _relu(S)                                          # in place
+        D = inv_std = None
+        if bn and not bn_after:
+            S, D, inv_std = _bn_forward(S, gamma[l], beta[l], stats, l, batch_stats)
+        R = _relu(S)                                          # in place
+        A = R
+        if bn and bn_after:
+            A, D, inv_std = _bn_forward(R, gamma[l], beta[l], stats, l, batch_stats)
+        mask = None if masks is None else masks[l]
+        if mask is not None:
+            A = A * mask
+        cache.append(LayerCache(H, D, inv_std, R, mask, bn_after))
+        H = A
     S = W[-1] @ H
     S += b[-1]
-    cache.append((H, None, None))
+    cache.append(LayerCache(H))
     return S, cache, batch_stats
+
+
+def _bn_forward(S, gamma, beta, stats, l, batch_stats):
+    """BN of S (m x n) with the batch's statistics (stats None; appended to batch_stats) or with
+    stats[l]. Returns (s_tilde, D, inv_std), new arrays; S is not modified."""
+    if stats is None:
+        mu = _row_sum(S) / S.shape[1]
+        D = S - mu                                            # D = S - mu
+        v = _row_sum(D * D) / S.shape[1]                      # biased variance (/n)
+    else:
+        mu, v = stats[l]
+        D = S - mu
+    inv_std = 1.0 / np.sqrt(v + BN_EPS)                       # (v + eps)^-1/2
+    # s_tilde = gamma * s_hat + beta with s_hat = D * inv_std, in one pass over D.
+    S_tilde = D * (gamma * inv_std)
+    S_tilde += beta
+    batch_stats.append((mu, v))
+    return S_tilde, D, inv_std
+
+
+def _checked_bn_order(bn_order):
+    if bn_order not in BN_ORDERS:
+        raise ValueError(f'bn_order must be "before" or "after" (BN before or after the ReLU), '
+                         f"not {bn_order!r}")
+    return bn_order
+
+
+def _check_masks(masks, W, X):
+    if masks is None:
+        return
+    shapes = [(Wl.shape[0], X.shape[1]) for Wl in W[:-1]]
+    got = [getattr(M, "shape", None) for M in masks]
+    if got != shapes:
+        raise ValueError(f"dropout masks must be one m_l x n array per hidden layer, shapes "
+                         f"{shapes}; got {got}")
+
+
+def dropout_masks(params, n, p, rng, dtype=None):
+    """Inverted-dropout masks for a mini-batch of n samples: one m_l x n array per hidden layer,
+    each entry 1/(1 - p) with probability 1 - p, else 0 (p: the drop probability, 0 <= p < 1)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"the dropout probability must be in [0, 1), got {p}")
+    dtype = np.dtype(dtype or params["W"][0].dtype)
+    return [np.multiply(rng.random((W.shape[0], n), dtype) >= p, 1 / (1 - p), dtype=dtype)
+            for W in params["W"][:-1]]
 
 
 def _relu(S):
@@ -185,23 +250,27 @@ def backward(params, Y, P, cache, lam, out=None):
     that each m x n array is touched once.
     """
     W, gamma = params["W"], params["gamma"]
-    bn = len(gamma) > 0
     n = Y.shape[1]
     grads = out if out is not None else {name: [None] * len(params[name]) for name in PARAM_NAMES}
     G = P - Y                                                 # G = -(Y - P)
     G /= n                                                    # the 1/n of every mean below
     for l in range(len(W) - 1, -1, -1):
-        H, _, _ = cache[l]
+        H = cache[l].H
         dW = grads["W"][l] = np.matmul(G, H.T, out=grads["W"][l])
         if lam:
             dW += (2 * lam) * W[l]
         grads["b"][l] = _row_sum(G, out=grads["b"][l])        # G 1
         if l == 0:
             break                                             # no gradient w.r.t. the input
-        G = W[l].T @ G
-        G *= H > 0                                            # ReLU mask: x > 0
-        if bn:
-            G = _bn_backward(G, cache[l - 1], gamma[l - 1], grads, l - 1, n)
+        G = W[l].T @ G                                        # dJ/dx of hidden layer l - 1
+        c = cache[l - 1]
+        if c.mask is not None:
+            G *= c.mask                                       # dropout
+        if c.D is not None and c.bn_after:
+            G = _bn_backward(G, c, gamma[l - 1], grads, l - 1, n)
+        G *= c.R > 0                                          # ReLU mask: x > 0
+        if c.D is not None and not c.bn_after:
+            G = _bn_backward(G, c, gamma[l - 1], grads, l - 1, n)
     return grads
 
 
@@ -213,7 +282,7 @@ def _bn_backward(G, layer_cache, gamma, grads, l, n):
     G = G1 - (G1 1)/n - D * c/n. Since S_hat = D * s1, all of it needs only the two row sums
     G 1 and (G * D) 1, and G = G * (gamma s1) - D * (gamma s2 c'/n) - gamma s1 (G 1)/n.
     """
-    _, D, s1 = layer_cache
+    D, s1 = layer_cache.D, layer_cache.inv_std
     g_sum = grads["beta"][l] = _row_sum(G, out=grads["beta"][l])          # G 1
     gd_sum = _row_sum(G * D)                                                # (G * D) 1
     grads["gamma"][l] = np.multiply(gd_sum, s1, out=grads["gamma"][l])      # (G * S_hat) 1
@@ -225,11 +294,12 @@ def _bn_backward(G, layer_cache, gamma, grads, l, n):
     return G
 
 
-def compute_gradients(params, X, Y, lam):
+def compute_gradients(params, X, Y, lam, *, bn_order="before", masks=None):
     """Analytic gradients of the cost on the mini-batch X (d x n), Y (K x n), BN in training
-    mode (mini-batch statistics). Returns a dict with the structure of `params`."""
+    mode (mini-batch statistics), with the given dropout masks (or none). Returns a dict with
+    the structure of `params`."""
     check_input(params, X, Y)
-    S, cache, _ = forward(params, X)
+    S, cache, _ = forward(params, X, bn_order=bn_order, masks=masks)
     return backward(params, Y, softmax(S), cache, lam)
 
 
@@ -247,18 +317,19 @@ def cross_entropy_sum(S, y):
     return -log_softmax(S)[y, np.arange(len(y))].sum()
 
 
-def compute_cost(params, X, Y, lam, stats=None):
+def compute_cost(params, X, Y, lam, stats=None, *, bn_order="before", masks=None):
     """Cost J = mean cross-entropy + lam sum ||W||^2 on X (d x n), Y (K x n), as a scalar of the
     parameters' dtype. BN in training mode (`stats=None`, the batch's own statistics) or with the
-    given moving averages. For whole data sets use `evaluate`, which works in chunks."""
+    given moving averages; dropout `masks` or none. For whole data sets use `evaluate`, which
+    works in chunks."""
     check_input(params, X, Y)
-    S, _, _ = forward(params, X, stats)
+    S, _, _ = forward(params, X, stats, bn_order=bn_order, masks=masks)
     return cross_entropy_sum(S, Y.argmax(axis=0)) / X.shape[1] + l2_penalty(params, lam)
 
 
-def evaluate(params, X, y, lam, stats):
+def evaluate(params, X, y, lam, stats, *, bn_order="before"):
     """Loss, cost and accuracy on a data set X (d x n) with labels y (n,), BN in test mode with
-    the moving averages `stats`, in chunks of EVAL_CHUNK columns.
+    the moving averages `stats` (placed as `bn_order` says), in chunks of EVAL_CHUNK columns.
     Returns {"loss": mean cross-entropy, "cost": loss + lam sum ||W||^2, "accuracy": fraction}."""
     check_input(params, X)
     y = np.asarray(y)
@@ -266,7 +337,7 @@ def evaluate(params, X, y, lam, stats):
         raise ValueError(f"y must hold n = {X.shape[1]} labels, got shape {y.shape}")
     if uses_bn(params) and stats is None:
         raise ValueError("a BN network needs the moving averages (stats) for evaluation")
-    W, b = _test_mode_layers(params, stats)
+    W, b = _test_mode_layers(params, stats, _checked_bn_order(bn_order))
     loss_sum, correct = 0.0, 0
     for i in range(0, X.shape[1], EVAL_CHUNK):
         S = _test_mode_scores(W, b, X[:, i:i + EVAL_CHUNK])
@@ -278,18 +349,21 @@ def evaluate(params, X, y, lam, stats):
             "accuracy": correct / X.shape[1]}
 
 
-def _test_mode_layers(params, stats):
+def _test_mode_layers(params, stats, bn_order="before"):
     """The weights and biases of the network in BN test mode, with BN folded into them. With
-    fixed statistics BN is an affine map per unit, so layer l computes
-    gamma (W h + b - mu) / sqrt(v + eps) + beta = W' h + b' with W' = a W, b' = a (b - mu) + beta
-    and a = gamma / sqrt(v + eps): the same scores up to rounding, with three passes fewer over
-    each m x n array than `forward` and no new ones. Without BN: the parameters themselves."""
+    fixed statistics BN is an affine map per unit, x -> a x + c with a = gamma / sqrt(v + eps)
+    and c = beta - a mu. Before the ReLU it folds into its own layer: W' = a W, b' = a (b - mu) + beta.
+    After the ReLU it folds into the next layer's input: W'_(l+1) = W_(l+1) diag(a),
+    b'_(l+1) = b_(l+1) + W_(l+1) c. Same scores up to rounding, with three passes fewer over each
+    m x n array than `forward` and no new ones. Without BN: the parameters themselves."""
     W, b = list(params["W"]), list(params["b"])
     for l, (gamma, beta) in enumerate(zip(params["gamma"], params["beta"])):
         mu, v = stats[l]
         a = gamma / np.sqrt(v + BN_EPS)
-        W[l] = a * W[l]
-        b[l] = a * (b[l] - mu) + beta
+        if bn_order == "before":
+            W[l], b[l] = a * W[l], a * (b[l] - mu) + beta
+        else:
+            W[l + 1], b[l + 1] = W[l + 1] * a.T, b[l + 1] + W[l + 1] @ (beta - a * mu)
     return W, b
 
 
@@ -305,6 +379,6 @@ def _test_mode_scores(W, b, X):
     return S
 
 
-def compute_accuracy(params, X, y, stats):
+def compute_accuracy(params, X, y, stats, *, bn_order="before"):
     """Fraction of the columns of X (d x n) whose arg-max score is the label y (BN: `stats`)."""
-    return evaluate(params, X, y, 0.0, stats)["accuracy"]
+    return evaluate(params, X, y, 0.0, stats, bn_order=bn_order)["accuracy"]

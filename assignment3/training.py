@@ -1,5 +1,10 @@
 """Training: the cyclical learning rate, mini-batch gradient descent with reshuffling every
-epoch, BN moving averages, and the history of cost, loss and accuracy."""
+epoch, BN moving averages, and the history of cost, loss and accuracy.
+
+Beyond the assignment, as options of the same `Config` and loop (all off by default): a one-cycle
+schedule, momentum / Nesterov momentum, BN after the ReLU, dropout, flips and shifts of every
+mini-batch, ZCA whitening, and more BLAS threads for wide networks."""
+import functools
 import sys
 import time
 from collections import deque
@@ -10,7 +15,9 @@ from itertools import islice
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .network import PARAM_NAMES, backward, evaluate, forward, init_params, softmax
+from .augment import augment_rows, pixel_maps, zca_whiten
+from .network import (BN_ORDERS, PARAM_NAMES, backward, dropout_masks, evaluate, forward,
+                      init_params, softmax)
 
 #: Decay of the BN moving averages: mu_av = a mu_av + (1 - a) mu, the same for v.
 BN_ALPHA = 0.9
@@ -35,9 +42,23 @@ def cyclic_lr(t, eta_min=1e-5, eta_max=1e-1, n_s=2250):
     return eta_max - (c - n_s) / n_s * (eta_max - eta_min)
 
 
+def one_cycle_lr(t, total, eta_min=1e-5, eta_max=1e-1, warmup=0.2):
+    """One-cycle learning rate at update step t (0-based) of a run of `total` steps: it rises
+    linearly from eta_min to eta_max over the first `warmup` fraction of the run, then falls
+    linearly to 0 at the end."""
+    w = warmup * total
+    if t < w:
+        return eta_min + t / w * (eta_max - eta_min)
+    return eta_max * (total - t) / (total - w)
+
+
+SCHEDULES = ("cyclic", "one_cycle")
+
+
 @dataclass(frozen=True)
 class Config:
-    """One training run. The defaults are the assignment's."""
+    """One training run. The defaults are the assignment's; the fields after `evals_per_cycle`
+    go beyond it and are off by default."""
     hidden: tuple = (50, 50)          # m_1, ..., m_(k-1)
     batch_norm: bool = True
     lam: float = 0.005
@@ -49,7 +70,18 @@ class Config:
     init: object = "he"               # "he", "xavier" or a float sigma
     seed: int = 0
     dtype: str = "float32"
-    evals_per_cycle: int = 10
+    evals_per_cycle: int = 10         # a one-cycle run counts as one cycle
+    schedule: str = "cyclic"          # or "one_cycle" (`one_cycle_lr`, eta_min -> eta_max -> 0)
+    epochs: float | None = None       # length of a one-cycle run
+    warmup: float = 0.2               # one-cycle warm-up, as a fraction of the run
+    momentum: float = 0.0             # v = momentum v + grad; theta -= eta v
+    nesterov: bool = False            # theta -= eta (grad + momentum v)
+    bn_order: str = "before"          # BN "before" or "after" the ReLU
+    dropout: float = 0.0              # drop probability of every hidden unit (inverted dropout)
+    flip: bool = False                # random horizontal flips of the training mini-batches
+    max_shift: int = 0                # random shifts of up to max_shift pixels (dy, dx)
+    zca: bool = False                 # ZCA whitening fitted on the training split
+    blas_threads: int = 1             # BLAS threads of the training steps
 
     def __post_init__(self):
         if not self.hidden or min(self.hidden) < 1:
@@ -62,6 +94,21 @@ class Config:
             raise ValueError(f"need 0 < eta_min <= eta_max, got {self.eta_min}, {self.eta_max}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f'dtype must be "float32" or "float64", not {self.dtype!r}')
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if (self.schedule == "one_cycle") != (self.epochs is not None):
+            raise ValueError('a one-cycle run needs its length in epochs, and only it: set '
+                             'epochs with schedule="one_cycle" (a cyclic run counts cycles)')
+        if self.epochs is not None and not self.epochs > 0 or not 0 < self.warmup < 1:
+            raise ValueError(f"need epochs > 0 and 0 < warmup < 1, got {self.epochs}, {self.warmup}")
+        if not 0 <= self.momentum < 1 or (self.nesterov and not self.momentum):
+            raise ValueError(f"need 0 <= momentum < 1 (and momentum > 0 for Nesterov), got "
+                             f"{self.momentum}")
+        if self.bn_order not in BN_ORDERS:
+            raise ValueError(f"bn_order must be one of {BN_ORDERS}, not {self.bn_order!r}")
+        if not 0 <= self.dropout < 1 or not 0 <= self.max_shift < 32 or self.blas_threads < 1:
+            raise ValueError(f"need 0 <= dropout < 1, 0 <= max_shift < 32 and blas_threads >= 1; "
+                             f"got {self.dropout}, {self.max_shift}, {self.blas_threads}")
 
     def with_(self, **changes):
         """A copy with some fields changed."""
@@ -103,38 +150,54 @@ def update_moving_averages(stats_av, batch_stats, alpha=BN_ALPHA):
 
 def train(data, config=Config(), progress=False):
     """Train a network on `data` (a `CIFAR10`: train, val, test splits, X d x n) with mini-batch
-    gradient descent and the cyclical learning rate. Evaluates on train and val about
-    `evals_per_cycle` times per cycle with the BN moving averages, then on test.
-    Raises DivergenceError if the cost becomes NaN or infinite.
+    gradient descent and the cyclical learning rate (or the options of `config`). Evaluates on
+    train and val about `evals_per_cycle` times per cycle with the BN moving averages, then on
+    test. `progress` prints a line per evaluation on stderr. Raises DivergenceError if the cost
+    becomes NaN or infinite. `Result.seconds` counts everything after loading: the ZCA fit (if
+    any), the steps and the evaluations.
 
-    Speed and repeatability: the steps run with one BLAS thread, and the evaluations in a
-    background thread that overlaps them (on a second core if there is one). On 2 cores that
-    beats two BLAS threads for a whole run (benchmarks/RESULTS.md), and a fixed thread count
-    makes a seed give the same run bit for bit in this process and in a worker process
-    (`assignment3.parallel`): BLAS rounds large products differently with 1 and 2 threads."""
+    Speed and repeatability: the steps run with `blas_threads` BLAS threads (default 1), and the
+    evaluations in a background thread that overlaps them (on a second core if there is one). On
+    2 cores that beats two BLAS threads for the assignment's small nets (benchmarks/RESULTS.md),
+    and a fixed thread count makes a seed give the same run bit for bit in this process and in a
+    worker process (`assignment3.parallel`): BLAS rounds large products differently with 1 and
+    2 threads."""
     dtype = np.dtype(config.dtype)
-    X_tr = data.train.X
-    if X_tr.dtype != dtype:
-        raise ValueError(f"data is {X_tr.dtype} but config.dtype is {dtype}: load the data with "
-                         f"load_cifar10(dtype=np.{dtype})")
-    d, n = X_tr.shape
+    if data.train.X.dtype != dtype:
+        raise ValueError(f"data is {data.train.X.dtype} but config.dtype is {dtype}: load the "
+                         f"data with load_cifar10(dtype=np.{dtype})")
+    start = time.perf_counter()
+    if config.zca:
+        data = zca_whiten(data)
+    d, n = data.train.X.shape
     K = int(data.train.Y.shape[0])
     batches = n // config.n_batch          # a last partial mini-batch is dropped every epoch
     if batches < 1:
         raise ValueError(f"n_batch = {config.n_batch} exceeds the {n} training samples")
-    n_s = config.n_s or 5 * batches
-    total = int(round(2 * n_s * config.cycles))
-    eval_every = max(1, (2 * n_s) // config.evals_per_cycle)
+    if config.schedule == "cyclic":
+        n_s = config.n_s or 5 * batches
+        total = int(round(2 * n_s * config.cycles))
+        eval_every = max(1, (2 * n_s) // config.evals_per_cycle)
+        schedule = functools.partial(cyclic_lr, eta_min=config.eta_min, eta_max=config.eta_max,
+                                     n_s=n_s)
+    else:
+        total = max(1, int(round(config.epochs * batches)))
+        eval_every = max(1, total // config.evals_per_cycle)
+        schedule = functools.partial(one_cycle_lr, total=total, eta_min=config.eta_min,
+                                     eta_max=config.eta_max, warmup=config.warmup)
 
     flat = _FlatParams(init_params([d, *config.hidden, K], batch_norm=config.batch_norm,
-                                   init=config.init, seed=config.seed, dtype=dtype))
+                                   init=config.init, seed=config.seed, dtype=dtype),
+                       momentum=config.momentum > 0)
     params = flat.params
     rng = np.random.default_rng([config.seed, 1])     # shuffling; independent of the init draw
-    minibatches = islice(_minibatches(data.train, config.n_batch, rng), total)
+    maps = pixel_maps(config.max_shift, config.flip) if config.flip or config.max_shift else None
+    minibatches = islice(_minibatches(data.train, config.n_batch, rng, maps,
+                                      np.random.default_rng([config.seed, 2])), total)
+    drop_rng = np.random.default_rng([config.seed, 3])
     history = {key: [] for key in ("step", "eta", "cost_train", "loss_train", "acc_train",
                                    "cost_val", "loss_val", "acc_val")}
     stats_av = None
-    start = time.perf_counter()
 
     def record(finished):
         for t_eval, eta_eval, tr, va in finished:
@@ -143,18 +206,21 @@ def train(data, config=Config(), progress=False):
                 _report(history, total, time.perf_counter() - start)
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-            threadpool_limits(1, user_api="blas"), \
-            _BackgroundEvaluations(data, config.lam) as evals:
+            threadpool_limits(config.blas_threads, user_api="blas"), \
+            _BackgroundEvaluations(data, config.lam, config.bn_order) as evals:
         for t, (Xb, Yb) in enumerate(minibatches, start=1):      # t: steps done after this one
-            eta = cyclic_lr(t - 1, config.eta_min, config.eta_max, n_s)
-            batch_stats = _step(flat, Xb, Yb, eta, config.lam, t - 1)
+            eta = schedule(t - 1)
+            masks = (dropout_masks(params, config.n_batch, config.dropout, drop_rng)
+                     if config.dropout else None)
+            batch_stats = _step(flat, Xb, Yb, eta, config, masks, t - 1)
             if batch_stats:
                 stats_av = update_moving_averages(stats_av, batch_stats)
             if t % eval_every == 0 or t == total:
                 evals.submit(t, eta, params, stats_av)
             record(evals.finished())
         # the test set while the last evaluation on train and val finishes in the background
-        test_accuracy = evaluate(params, data.test.X, data.test.y, 0.0, stats_av)["accuracy"]
+        test_accuracy = evaluate(params, data.test.X, data.test.y, 0.0, stats_av,
+                                 bn_order=config.bn_order)["accuracy"]
         record(evals.finished(wait=True))
     seconds = time.perf_counter() - start
     return Result(config=config, params=params, stats=stats_av or [], history=history, steps=total,
@@ -162,10 +228,11 @@ def train(data, config=Config(), progress=False):
                   test_accuracy=test_accuracy)
 
 
-def _minibatches(split, n_batch, rng):
+def _minibatches(split, n_batch, rng, maps=None, augment_rng=None):
     """Endless mini-batches (Xb d x n_batch, Yb K x n_batch) of a split, reshuffled every epoch;
     a last partial mini-batch is dropped. The split is never copied: a mini-batch is a gather of
-    rows of X.T, which load_cifar10 stores C-contiguous (other layouts are copied once here)."""
+    rows of X.T, which load_cifar10 stores C-contiguous (other layouts are copied once here).
+    With pixel `maps` (`augment.pixel_maps`) each image gets a random one of them."""
     X_rows = np.ascontiguousarray(split.X.T)                 # n x d
     Y_rows = np.ascontiguousarray(split.Y.T)                 # n x K
     n = X_rows.shape[0]
@@ -173,18 +240,21 @@ def _minibatches(split, n_batch, rng):
         order = rng.permutation(n)
         for j in range(n // n_batch):
             idx = order[j * n_batch:(j + 1) * n_batch]
-            yield X_rows[idx].T, Y_rows[idx].T
+            rows = X_rows[idx] if maps is None else augment_rows(X_rows[idx], maps, augment_rng)
+            yield rows.T, Y_rows[idx].T
 
 
 class _FlatParams:
     """The parameters as views into one vector theta (the weights W first: `weights` views them
     all), and the gradients as views into a vector grad laid out the same, so that one
-    operation updates every array."""
+    operation updates every array. With `momentum`, also the velocity vector of that layout."""
 
-    def __init__(self, params):
+    def __init__(self, params, momentum=False):
         self.theta, self.params = _flat_copy(params)
         self.grad, self.grads = _flat_copy(params)
-        self.weights = self.theta[:sum(W.size for W in params["W"])]
+        n_weights = sum(W.size for W in params["W"])
+        self.weights, self.weight_grad = self.theta[:n_weights], self.grad[:n_weights]
+        self.velocity = np.zeros_like(self.theta) if momentum else None
 
 
 def _flat_copy(params):
@@ -203,22 +273,37 @@ def _flat_copy(params):
     return vector, views
 
 
-def _step(flat, Xb, Yb, eta, lam, t):
-    """One gradient-descent step on the mini-batch Xb, Yb: theta -= eta * (gradient of the
-    cost), for the `_FlatParams` flat (t: the step's 0-based number, for the divergence
+def _step(flat, Xb, Yb, eta, config, masks, t):
+    """One update on the mini-batch Xb, Yb for the `_FlatParams` flat, with the gradient g of
+    the cost (dropout `masks` or None; t: the step's 0-based number, for the divergence
     message). Returns the mini-batch's BN statistics.
 
-    The cost's gradient is the loss's (`backward` with lam = 0) plus 2 lam W for the weights;
-    that second term is applied as W *= 1 - 2 eta lam: the same update, without a temporary the
-    size of W_1 (5% faster for the 3-layer net)."""
-    S, cache, batch_stats = forward(flat.params, Xb)
+    Plain gradient descent: theta -= eta g. The cost's gradient is the loss's (`backward` with
+    lam = 0) plus 2 lam W for the weights; that second term is applied as W *= 1 - 2 eta lam:
+    the same update, without a temporary the size of W_1 (5% faster for the 3-layer net).
+    With momentum mu: v = mu v + g, then theta -= eta v, or with Nesterov theta -= eta (g + mu v)
+    (the form PyTorch's SGD uses)."""
+    lam = config.lam
+    S, cache, batch_stats = forward(flat.params, Xb, bn_order=config.bn_order, masks=masks)
     P = softmax(S)
     _check_finite(P, t, eta)
     backward(flat.params, Yb, P, cache, 0.0, out=flat.grads)  # gradient of the loss
-    if lam:
-        flat.weights *= 1 - 2 * eta * lam
-    flat.grad *= eta                                          # theta -= eta * grad, without
-    flat.theta -= flat.grad                                   # a temporary
+    g = flat.grad
+    if flat.velocity is None:
+        if lam:
+            flat.weights *= 1 - 2 * eta * lam
+    else:
+        if lam:
+            flat.weight_grad += (2 * lam) * flat.weights
+        v = flat.velocity
+        v *= config.momentum
+        v += g
+        if config.nesterov:
+            g += config.momentum * v
+        else:
+            g[...] = v
+    g *= eta                                                  # theta -= eta * g, without
+    flat.theta -= g                                           # a temporary
     return batch_stats
 
 
@@ -228,8 +313,8 @@ class _BackgroundEvaluations:
     add almost nothing to the wall time (they are ~1/3 of the work of a default run). Their
     results come back in order; a non-finite training cost raises DivergenceError."""
 
-    def __init__(self, data, lam):
-        self.data, self.lam = data, lam
+    def __init__(self, data, lam, bn_order):
+        self.data, self.lam, self.bn_order = data, lam, bn_order
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.pending = deque()
 
@@ -254,8 +339,10 @@ class _BackgroundEvaluations:
 
     def _evaluate(self, t, eta, params, stats):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            tr = evaluate(params, self.data.train.X, self.data.train.y, self.lam, stats)
-            va = evaluate(params, self.data.val.X, self.data.val.y, self.lam, stats)
+            tr = evaluate(params, self.data.train.X, self.data.train.y, self.lam, stats,
+                          bn_order=self.bn_order)
+            va = evaluate(params, self.data.val.X, self.data.val.y, self.lam, stats,
+                          bn_order=self.bn_order)
         if not np.isfinite(tr["cost"]):
             raise DivergenceError(t, tr["cost"], eta)
         return t, eta, tr, va

@@ -5,7 +5,7 @@ import pytest
 
 from assignment3.data import one_hot
 from assignment3.gradcheck import check_gradients, copy_params, numerical_gradients, relative_error
-from assignment3.network import compute_gradients, forward, init_params
+from assignment3.network import compute_gradients, dropout_masks, forward, init_params
 
 HIDDEN = [(50,), (50, 50), (50, 30, 20), (50, 30, 20, 20)]
 
@@ -62,3 +62,29 @@ def test_numerical_gradients_change_no_state():
 def test_relative_error_has_an_absolute_floor():
     assert relative_error(np.array([1e-17]), np.array([-3e-14])).max() < 1e-7
     assert relative_error(np.array([1.0]), np.array([1.1])).max() == pytest.approx(0.1 / 2.1)
+
+
+@pytest.mark.parametrize("hidden", [(30,), (30, 20, 15)], ids=lambda h: f"{len(h)}hidden")
+@pytest.mark.parametrize("bn_order", ["before", "after"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no_dropout", "dropout"])
+def test_gradients_with_bn_order_and_dropout(hidden, bn_order, dropout):
+    X, Y = small_batch(7)
+    params = init_params([20, *hidden, 10], batch_norm=True, seed=3)
+    masks = dropout_masks(params, X.shape[1], dropout, np.random.default_rng(0)) if dropout else None
+    if masks:
+        assert any((M == 0).any() for M in masks)                  # some units really dropped
+    rows = check_gradients(params, X, Y, 0.05, bn_order=bn_order, masks=masks)
+    worst = max(rows, key=lambda r: r["max_rel_error"])
+    assert worst["max_rel_error"] < 1e-6, worst
+
+
+def test_bn_order_and_masks_change_the_gradients():
+    """The options are not ignored: each gives other gradients than the default network."""
+    X, Y = small_batch(8)
+    params = init_params([20, 30, 20, 10], batch_norm=True, seed=0)
+    default = compute_gradients(params, X, Y, 0.0)
+    after = compute_gradients(params, X, Y, 0.0, bn_order="after")
+    masks = dropout_masks(params, X.shape[1], 0.5, np.random.default_rng(1))
+    dropped = compute_gradients(params, X, Y, 0.0, masks=masks)
+    assert not np.allclose(default["W"][0], after["W"][0])
+    assert not np.allclose(default["W"][0], dropped["W"][0])

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from assignment3.data import one_hot
-from assignment3.network import (BN_EPS, compute_cost, compute_gradients, evaluate, forward,
-                                 init_params, layer_dims, log_softmax, softmax)
+from assignment3.network import (BN_EPS, compute_cost, compute_gradients, dropout_masks, evaluate,
+                                 forward, init_params, layer_dims, log_softmax, softmax)
 
 DIMS = [20, 50, 30, 10]
 
@@ -153,3 +153,58 @@ def test_wrong_label_shape_is_a_clear_error(batch):
         compute_gradients(p, X, np.zeros((10, 7)), 0.0)
     with pytest.raises(ValueError, match="labels"):
         evaluate(p, X, y[:-1], 0.0, None)
+
+
+def test_bn_after_relu_normalises_the_relu_output(batch):
+    X, _, _ = batch
+    p = init_params(DIMS, batch_norm=True, seed=0)
+    _, cache, stats = forward(p, X, bn_order="after")
+    R1 = np.maximum(0, p["W"][0] @ X + p["b"][0])
+    mu, v = stats[0]
+    assert np.allclose(mu[:, 0], R1.mean(axis=1)) and np.allclose(v[:, 0], R1.var(axis=1))
+    assert np.allclose(cache[1].H, (R1 - mu) / np.sqrt(v + BN_EPS))   # gamma 1, beta 0
+
+
+@pytest.mark.parametrize("bn_order", ["before", "after"])
+def test_folded_test_mode_equals_forward_with_statistics(batch, bn_order):
+    """`evaluate` folds BN into the weights; its loss must equal a test-mode forward pass."""
+    X, Y, y = batch
+    rng = np.random.default_rng(5)
+    p = init_params(DIMS, batch_norm=True, seed=0)
+    p["gamma"] = [1 + 0.3 * rng.standard_normal(g.shape) for g in p["gamma"]]
+    p["beta"] = [0.3 * rng.standard_normal(g.shape) for g in p["beta"]]
+    _, _, stats = forward(p, X * 1.5, bn_order=bn_order)             # statistics of other data
+    S, _, _ = forward(p, X, stats, bn_order=bn_order)
+    loss = -np.mean(log_softmax(S)[y, np.arange(len(y))])
+    assert evaluate(p, X, y, 0.0, stats, bn_order=bn_order)["loss"] == pytest.approx(loss, rel=1e-10)
+    other = "after" if bn_order == "before" else "before"
+    assert evaluate(p, X, y, 0.0, stats, bn_order=other)["loss"] != pytest.approx(loss, rel=1e-6)
+
+
+def test_dropout_masks_are_inverted_and_drop_at_rate():
+    p = init_params([20, 400, 300, 10], batch_norm=False, seed=0)
+    masks = dropout_masks(p, 500, 0.2, np.random.default_rng(0))
+    assert [M.shape for M in masks] == [(400, 500), (300, 500)]
+    for M in masks:
+        assert set(np.unique(M)) == {0.0, 1 / 0.8}
+        assert abs((M == 0).mean() - 0.2) < 0.01 and abs(M.mean() - 1) < 0.02
+    with pytest.raises(ValueError, match="dropout probability"):
+        dropout_masks(p, 5, 1.0, np.random.default_rng(0))
+
+
+def test_dropout_zeroes_the_dropped_units(batch):
+    X, _, _ = batch
+    p = init_params(DIMS, batch_norm=False, seed=0)
+    masks = dropout_masks(p, X.shape[1], 0.5, np.random.default_rng(0))
+    _, cache, _ = forward(p, X, masks=masks)
+    _, plain, _ = forward(p, X)
+    assert np.array_equal(cache[1].H, plain[1].H * masks[0])
+
+
+def test_bad_network_options_are_clear_errors(batch):
+    X, Y, _ = batch
+    p = init_params(DIMS, batch_norm=True, seed=0)
+    with pytest.raises(ValueError, match='bn_order must be "before" or "after"'):
+        forward(p, X, bn_order="middle")
+    with pytest.raises(ValueError, match="one m_l x n array per hidden layer"):
+        compute_gradients(p, X, Y, 0.0, masks=[np.ones((30, X.shape[1]))])

@@ -1,11 +1,13 @@
-"""Training: the cyclical learning rate, moving averages, a real short training, repeatability,
-divergence, argument checks."""
+"""Training: the cyclical and one-cycle learning rates, moving averages, momentum, augmentation,
+a real short training, repeatability, divergence, argument checks."""
 import numpy as np
 import pytest
 
+from assignment3.augment import pixel_maps
+from assignment3.network import compute_gradients, init_params
 from assignment3.parallel import train_many
-from assignment3.training import (BN_ALPHA, Config, DivergenceError, cyclic_lr, train,
-                                  update_moving_averages)
+from assignment3.training import (BN_ALPHA, Config, DivergenceError, _minibatches, cyclic_lr,
+                                  one_cycle_lr, train, update_moving_averages)
 
 
 def test_cyclic_lr_triangle():
@@ -88,3 +90,86 @@ def test_train_many_in_workers_matches_in_process(small_data):
         assert a.config == b.config
         assert all((x == y).all() for n in a.params for x, y in zip(a.params[n], b.params[n]))
         assert a.history == b.history
+
+
+def test_one_cycle_lr_warms_up_then_decays_to_zero():
+    total = 100
+    etas = [one_cycle_lr(t, total, 0.0, 1.0, warmup=0.2) for t in range(total + 1)]
+    assert etas[0] == 0.0 and etas[10] == pytest.approx(0.5) and etas[20] == pytest.approx(1.0)
+    assert max(etas) == etas[20] and etas[60] == pytest.approx(0.5) and etas[100] == 0.0
+    assert all(a < b for a, b in zip(etas[:20], etas[1:21]))
+    assert all(a > b for a, b in zip(etas[20:], etas[21:]))
+
+
+@pytest.mark.parametrize("kwargs", [{"schedule": "cosine"}, {"schedule": "one_cycle"},
+                                    {"epochs": 3}, {"schedule": "one_cycle", "epochs": 0},
+                                    {"schedule": "one_cycle", "epochs": 2, "warmup": 1.0},
+                                    {"momentum": 1.0}, {"nesterov": True}, {"bn_order": "middle"},
+                                    {"dropout": 1.0}, {"max_shift": -1}, {"blas_threads": 0}])
+def test_config_rejects_bad_options(kwargs):
+    with pytest.raises(ValueError):
+        Config(**kwargs)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_steps_follow_the_update_rule(small_data, nesterov):
+    """Three steps of `train` equal a loop written from the rule: g = gradient of the cost,
+    v = mu v + g, theta -= eta v (Nesterov: theta -= eta (g + mu v)), on the same mini-batches."""
+    data64 = _as_float64(small_data)
+    config = Config(hidden=(20,), batch_norm=True, lam=0.01, n_batch=100, schedule="one_cycle",
+                    epochs=3 / 20, momentum=0.9, nesterov=nesterov, dtype="float64", seed=2)
+    result = train(data64, config)
+    params = init_params([3072, 20, 10], batch_norm=True, seed=2)
+    batches = _minibatches(data64.train, 100, np.random.default_rng([2, 1]))
+    v = {name: [np.zeros_like(P) for P in params[name]] for name in params}
+    for t in range(3):
+        Xb, Yb = next(batches)
+        g = compute_gradients(params, Xb, Yb, config.lam)
+        eta = one_cycle_lr(t, 3, config.eta_min, config.eta_max, config.warmup)
+        for name in params:
+            for P, G, V in zip(params[name], g[name], v[name]):
+                V *= 0.9
+                V += G
+                P -= eta * (G + 0.9 * V if nesterov else V)
+    for name in params:
+        for mine, ref in zip(result.params[name], params[name]):
+            assert np.allclose(mine, ref, rtol=1e-9, atol=1e-12)
+
+
+def _as_float64(data):
+    from assignment3.data import CIFAR10, Split
+
+    def cast(split):
+        return Split(np.ascontiguousarray(split.X.T, np.float64).T, split.Y, split.y)
+
+    return CIFAR10(cast(data.train), cast(data.val), cast(data.test), data.mean, data.std)
+
+
+def test_all_beyond_options_train_and_learn(small_data):
+    """A short run with every option on (one-cycle, Nesterov, BN after ReLU, dropout, flips and
+    shifts, ZCA, 2 BLAS threads) learns; a seed repeats such a run bit for bit (without the
+    slow ZCA fit, on one BLAS thread)."""
+    config = Config(hidden=(100, 50), bn_order="after", dropout=0.2, flip=True, max_shift=3,
+                    zca=True, schedule="one_cycle", epochs=4, momentum=0.9, nesterov=True,
+                    lam=2.5e-4, n_batch=50, blas_threads=2, seed=1)
+    a = train(small_data, config)
+    assert a.steps == 160 and len(a.history["step"]) == 10
+    assert a.history["loss_train"][-1] < a.history["loss_train"][0]
+    assert a.test_accuracy > 0.2                       # chance is 0.10; 2,000 training images
+    repeat = config.with_(zca=False, blas_threads=1, epochs=1)
+    b, c = train(small_data, repeat), train(small_data, repeat)
+    assert b.history == c.history and np.array_equal(b.params["W"][0], c.params["W"][0])
+
+
+def test_augmented_minibatches_are_flipped_or_shifted_copies(small_data):
+    maps = pixel_maps(max_shift=2, flip=True)
+    plain = _minibatches(small_data.train, 50, np.random.default_rng(0))
+    augmented = _minibatches(small_data.train, 50, np.random.default_rng(0), maps,
+                             np.random.default_rng(1))
+    Xp, Yp = next(plain)
+    Xa, Ya = next(augmented)
+    assert np.array_equal(Yp, Ya) and not np.array_equal(Xp, Xa)
+    padded = np.vstack([Xp, np.zeros((1, Xp.shape[1]), Xp.dtype)])
+    for j in range(Xp.shape[1]):                       # column j is one of the maps of column j
+        assert any(np.array_equal(padded[m, j], Xa[:, j]) for m in maps)
+    assert small_data.train.X.flags.f_contiguous                       # the split is untouched
