@@ -15,7 +15,7 @@ from itertools import islice
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .augment import augment_rows, pixel_maps, zca_whiten
+from .augment import augment_rows, zca_whiten
 from .network import (BN_ORDERS, PARAM_NAMES, backward, dropout_masks, evaluate, forward,
                       init_params, softmax)
 
@@ -191,9 +191,11 @@ def train(data, config=Config(), progress=False):
                        momentum=config.momentum > 0)
     params = flat.params
     rng = np.random.default_rng([config.seed, 1])     # shuffling; independent of the init draw
-    maps = pixel_maps(config.max_shift, config.flip) if config.flip or config.max_shift else None
-    minibatches = islice(_minibatches(data.train, config.n_batch, rng, maps,
-                                      np.random.default_rng([config.seed, 2])), total)
+    augment = None
+    if config.flip or config.max_shift:
+        augment = functools.partial(augment_rows, rng=np.random.default_rng([config.seed, 2]),
+                                    flip=config.flip, max_shift=config.max_shift)
+    minibatches = islice(_minibatches(data.train, config.n_batch, rng, augment), total)
     drop_rng = np.random.default_rng([config.seed, 3])
     history = {key: [] for key in ("step", "eta", "cost_train", "loss_train", "acc_train",
                                    "cost_val", "loss_val", "acc_val")}
@@ -228,11 +230,11 @@ def train(data, config=Config(), progress=False):
                   test_accuracy=test_accuracy)
 
 
-def _minibatches(split, n_batch, rng, maps=None, augment_rng=None):
+def _minibatches(split, n_batch, rng, augment=None):
     """Endless mini-batches (Xb d x n_batch, Yb K x n_batch) of a split, reshuffled every epoch;
     a last partial mini-batch is dropped. The split is never copied: a mini-batch is a gather of
     rows of X.T, which load_cifar10 stores C-contiguous (other layouts are copied once here).
-    With pixel `maps` (`augment.pixel_maps`) each image gets a random one of them."""
+    `augment` (e.g. `augment.augment_rows`) transforms each mini-batch's rows (n_batch x d)."""
     X_rows = np.ascontiguousarray(split.X.T)                 # n x d
     Y_rows = np.ascontiguousarray(split.Y.T)                 # n x K
     n = X_rows.shape[0]
@@ -240,7 +242,7 @@ def _minibatches(split, n_batch, rng, maps=None, augment_rng=None):
         order = rng.permutation(n)
         for j in range(n // n_batch):
             idx = order[j * n_batch:(j + 1) * n_batch]
-            rows = X_rows[idx] if maps is None else augment_rows(X_rows[idx], maps, augment_rng)
+            rows = X_rows[idx] if augment is None else augment(X_rows[idx])
             yield rows.T, Y_rows[idx].T
 
 
@@ -288,23 +290,39 @@ def _step(flat, Xb, Yb, eta, config, masks, t):
     P = softmax(S)
     _check_finite(P, t, eta)
     backward(flat.params, Yb, P, cache, 0.0, out=flat.grads)  # gradient of the loss
-    g = flat.grad
-    if flat.velocity is None:
-        if lam:
-            flat.weights *= 1 - 2 * eta * lam
-    else:
-        if lam:
-            flat.weight_grad += (2 * lam) * flat.weights
-        v = flat.velocity
-        v *= config.momentum
+    if flat.velocity is not None:
+        _momentum_update(flat, eta, lam, config.momentum, config.nesterov)
+        return batch_stats
+    if lam:
+        flat.weights *= 1 - 2 * eta * lam
+    flat.grad *= eta                                          # theta -= eta * g, without
+    flat.theta -= flat.grad                                   # a temporary
+    return batch_stats
+
+
+#: Entries per block of the momentum update (256 KB of float32, held in the L2 cache).
+UPDATE_BLOCK = 1 << 16
+
+
+def _momentum_update(flat, eta, lam, mu, nesterov):
+    """g += 2 lam W; v = mu v + g; theta -= eta v (Nesterov: theta -= eta (g + mu v)), on the
+    `_FlatParams` flat. These are seven passes over vectors of every parameter (15 MB each for a
+    3072-1024-512-256-10 net), so they run block by block: each block stays in the cache through
+    all seven, which halves the time of the update of such a net."""
+    n_weights = flat.weights.size
+    for i in range(0, flat.theta.size, UPDATE_BLOCK):
+        g, v, theta = (a[i:i + UPDATE_BLOCK] for a in (flat.grad, flat.velocity, flat.theta))
+        if lam and i < n_weights:
+            w = slice(0, n_weights - i)
+            g[w] += (2 * lam) * theta[w]
+        v *= mu
         v += g
-        if config.nesterov:
-            g += config.momentum * v
+        if nesterov:
+            g += mu * v
         else:
             g[...] = v
-    g *= eta                                                  # theta -= eta * g, without
-    flat.theta -= g                                           # a temporary
-    return batch_stats
+        g *= eta
+        theta -= g
 
 
 class _BackgroundEvaluations:

@@ -1,8 +1,8 @@
-"""ZCA whitening and the pixel maps of flips and shifts."""
+"""ZCA whitening and the flips and shifts of mini-batches."""
 import numpy as np
 import pytest
 
-from assignment3.augment import apply_zca, augment_rows, fit_zca, pixel_maps
+from assignment3.augment import apply_zca, augment_rows, fit_zca
 
 
 def image_rows(n, seed=0):
@@ -13,34 +13,50 @@ def as_images(rows):
     return rows.reshape(-1, 3, 32, 32)
 
 
-def test_identity_flip_and_shift_maps():
-    maps = pixel_maps(max_shift=3)
-    assert maps.shape == (2 * 49, 3072)
-    x = image_rows(1)
-    padded = np.append(x[0], 0)
-    identity = maps[24]                                  # no flip, dy = dx = 0
-    assert (padded[identity] == x[0]).all()
-    img = as_images(x)[0]
-    flipped = as_images(padded[maps[49 + 24]][None])[0]
-    assert (flipped == img[:, :, ::-1]).all()
-    down_right = as_images(padded[maps[(1 + 3) * 7 + (2 + 3)]][None])[0]   # dy = 1, dx = 2
-    assert (down_right[:, 1:, 2:] == img[:, :-1, :-2]).all()
-    assert (down_right[:, 0, :] == 0).all() and (down_right[:, :, :2] == 0).all()
+def shifted(img, dy, dx):
+    """img (3 x 32 x 32) moved down by dy and right by dx, zeros shifted in: out[y, x] = img[y -
+    dy, x - dx]. Written with explicit slices, as an independent reference."""
+    out = np.zeros_like(img)
+    out[:, max(dy, 0):32 + min(dy, 0), max(dx, 0):32 + min(dx, 0)] = \
+        img[:, max(-dy, 0):32 + min(-dy, 0), max(-dx, 0):32 + min(-dx, 0)]
+    return out
 
 
-def test_augment_rows_applies_one_map_per_row():
-    rows = image_rows(50, seed=1)
+def candidates(img, max_shift, flip):
+    sources = [img, img[:, :, ::-1]] if flip else [img]
+    return [shifted(src, dy, dx) for src in sources for dy in range(-max_shift, max_shift + 1)
+            for dx in range(-max_shift, max_shift + 1)]
+
+
+@pytest.mark.parametrize("max_shift, flip", [(3, True), (1, False), (0, True)])
+def test_every_row_is_one_flip_and_shift_of_itself(max_shift, flip):
+    rows = image_rows(60, seed=1)
     before = rows.copy()
-    maps = pixel_maps(max_shift=1)
-    out = augment_rows(rows, maps, np.random.default_rng(0))
+    out = augment_rows(rows, np.random.default_rng(0), flip=flip, max_shift=max_shift)
     assert out.shape == rows.shape and out.dtype == rows.dtype
-    padded = np.hstack([rows, np.zeros((50, 1), rows.dtype)])
-    for r in range(50):
-        assert any((padded[r][m] == out[r]).all() for m in maps)
-    assert not np.array_equal(out, rows)
+    chosen = []
+    for x, y in zip(as_images(rows), as_images(out)):
+        matches = [i for i, c in enumerate(candidates(x, max_shift, flip)) if (c == y).all()]
+        assert len(matches) == 1
+        chosen.append(matches[0])
+    assert len(set(chosen)) > min(10, len((candidates(rows[:1].reshape(3, 32, 32), max_shift, flip)))) // 2
     assert np.array_equal(rows, before)                   # the input rows are not modified
-    again = augment_rows(rows, maps, np.random.default_rng(0))
-    assert np.array_equal(out, again)
+    assert np.array_equal(out, augment_rows(rows, np.random.default_rng(0), flip, max_shift))
+
+
+def test_no_flip_no_shift_is_the_identity():
+    rows = image_rows(5)
+    assert np.array_equal(augment_rows(rows, np.random.default_rng(0), False, 0), rows)
+
+
+def test_a_known_shift_moves_the_image():
+    """With max_shift 1 the windows are 9; find one down-right shift and check it by hand."""
+    img = np.arange(1, 3073, dtype=np.float32)                  # no pixel is 0
+    out = augment_rows(np.tile(img, (200, 1)), np.random.default_rng(0), False, 1)
+    down_right = [y for y in as_images(out) if y[0, 0, 0] == 0 and y[0, 0, 1] == 0
+                  and y[0, 1, 0] == 0 and y[0, 1, 1] != 0]
+    assert down_right
+    assert (down_right[0][:, 1:, 1:] == img.reshape(3, 32, 32)[:, :-1, :-1]).all()
 
 
 def test_zca_whitens_and_is_symmetric():

@@ -1,0 +1,198 @@
+"""Beyond the assignment (report section 6): how far a fully connected net gets on CIFAR-10 on two
+CPU cores. The path from the assignment's net to the best one, one change at a time, and the long
+runs of the best net, stored with the code version and seeds that made them so that the report
+can show and re-check them without retraining for 40 minutes."""
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .augment import zca_whiten
+from .network import PARAM_NAMES, evaluate
+from .training import Config, Result, train
+
+#: Hidden layers of the wide net.
+WIDE = (1024, 512, 256)
+
+#: The best configuration: its number of epochs keeps one run under 20 minutes on the 2-core
+#: machine of the report (ZCA fit, steps and evaluations included).
+BEST = Config(hidden=WIDE, bn_order="before", dropout=0.2, flip=True, max_shift=3, zca=True,
+              schedule="one_cycle", epochs=110, eta_max=0.1, momentum=0.9, nesterov=True,
+              lam=2.5e-4, n_batch=256, blas_threads=2)
+
+#: Configurations the command line starts from (`--preset`).
+PRESETS = {"assignment": Config(), "best": BEST}
+
+#: Length of the short runs of the ablation path.
+ABLATION_EPOCHS = 20
+
+#: Where the runs are stored (committed with the code, so that the report can show them).
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "beyond"
+
+#: Set to 1 to retrain instead of loading the stored runs.
+RETRAIN_ENV = "ASSIGNMENT3_RETRAIN"
+
+
+def ablation_path(epochs=ABLATION_EPOCHS, best=BEST):
+    """[(change, Config)]: from the assignment's 3-layer BN net to the `best` configuration, each
+    step adding one change to the step before, all but the last trained for `epochs` epochs (the
+    assignment's two cycles are 20 epochs)."""
+    assignment = Config()
+    wide = assignment.with_(hidden=best.hidden, blas_threads=best.blas_threads)
+    sgd = wide.with_(n_batch=best.n_batch, lam=best.lam, schedule="one_cycle", epochs=epochs,
+                     eta_max=best.eta_max, warmup=best.warmup, momentum=best.momentum,
+                     nesterov=best.nesterov)
+    dropout = sgd.with_(dropout=best.dropout)
+    augmented = dropout.with_(flip=best.flip, max_shift=best.max_shift)
+    zca = augmented.with_(zca=best.zca)
+    bn_order = zca.with_(bn_order=best.bn_order)
+    steps = [("the assignment's net: 50-50, BN, cyclical learning rate", assignment),
+             (f"wider and deeper: {'-'.join(map(str, best.hidden))}", wide),
+             (f"Nesterov momentum {best.momentum}, batch {best.n_batch}, one-cycle schedule, "
+              f"weight decay {2 * best.lam:g}", sgd),
+             (f"dropout {best.dropout}", dropout),
+             (f"random flips and shifts of up to {best.max_shift} pixels", augmented),
+             ("ZCA whitening", zca),
+             ("BN after the ReLU", bn_order),
+             (f"longer training: {best.epochs:g} epochs (the best net)", best)]
+    # keep only the steps that change something (e.g. no BN-order step if BN stays before)
+    return [steps[0]] + [step for prev, step in zip(steps, steps[1:]) if step[1] != prev[1]]
+
+
+def n_parameters(config, d=3072, K=10):
+    """Trainable parameters (W, b, gamma, beta) of a configuration's network."""
+    dims = [d, *config.hidden, K]
+    weights = sum(m_in * m_out + m_out for m_in, m_out in zip(dims[:-1], dims[1:]))
+    return weights + (2 * sum(config.hidden) if config.batch_norm else 0)
+
+
+def code_version(repo=Path(__file__).resolve().parents[1]):
+    """The git commit of the code ("<hash>", with "+changes" if the working tree differs from
+    it), or "unknown" outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "assignment3")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
+
+
+def run_record(change, result):
+    """A JSON-ready record of one run: the change, its configuration and scores, its minutes and
+    parameter count, and its history."""
+    return {"change": change, **result.summary(), "minutes": result.seconds / 60,
+            "parameters": n_parameters(result.config), "history": result.history}
+
+
+def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, best=BEST, progress=False):
+    """Train the ablation path to `best` (seed `seeds[0]`) and `best` for every seed, one run
+    after another (each run uses both cores). Returns (record, best Result of seeds[0])."""
+    path = ablation_path(epochs, best)
+    ablation = [run_record(change, train(data, config.with_(seed=seeds[0]), progress))
+                for change, config in path[:-1]]
+    best = [train(data, best.with_(seed=s), progress) for s in seeds]
+    record = {"code_version": code_version(), "seeds": list(seeds),
+              "ablation": ablation + [run_record(path[-1][0], best[0])],
+              "best": [run_record(path[-1][0], r) for r in best]}
+    return record, best[0]
+
+
+def save(directory, record, result):
+    """Write the record (beyond.json) and the first best run's parameters and BN averages
+    (best_params.npz) into `directory`, each through a temporary file renamed into place."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {f"{name}_{l}": P for name in PARAM_NAMES for l, P in enumerate(result.params[name])}
+    arrays.update({f"{key}_{l}": a for l, stat in enumerate(result.stats)
+                   for key, a in zip(("mu", "v"), stat)})
+    _write_atomic(directory / "best_params.npz", lambda f: np.savez_compressed(f, **arrays))
+    _write_atomic(directory / "beyond.json",
+                  lambda f: f.write(json.dumps(record, indent=1).encode()))
+
+
+def _write_atomic(path, write):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load(directory):
+    """(record, Result) as written by `save`: the Result holds the stored parameters, BN averages,
+    configuration and history of the first best run."""
+    directory = Path(directory)
+    record = json.loads((directory / "beyond.json").read_text())
+    run = record["best"][0]
+    config = Config(**{k: tuple(v) if k == "hidden" else v for k, v in run["config"].items()})
+    with np.load(directory / "best_params.npz") as f:
+        params = {name: [f[f"{name}_{l}"] for l in range(_count(f, name))] for name in PARAM_NAMES}
+        stats = [(f[f"mu_{l}"], f[f"v_{l}"]) for l in range(_count(f, "mu"))]
+    result = Result(config=config, params=params, stats=stats, history=run["history"],
+                    steps=run["steps"], seconds=run["seconds"], val_accuracy=run["val_accuracy"],
+                    test_accuracy=run["test_accuracy"])
+    return record, result
+
+
+def load_or_train(data, directory=RESULTS_DIR, retrain=None, progress=False):
+    """(record, best Result, trained): the stored runs of `directory`, or, if there are none or
+    `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (about an hour on
+    2 cores) and stored there."""
+    if retrain is None:
+        retrain = os.environ.get(RETRAIN_ENV) == "1"
+    directory = Path(directory)
+    if not retrain and (directory / "beyond.json").is_file():
+        return (*load(directory), False)
+    record, best = run_all(data, progress=progress)
+    save(directory, record, best)
+    return record, best, True
+
+
+def _count(npz, name):
+    return sum(1 for key in npz.files if key.rsplit("_", 1)[0] == name)
+
+
+def reevaluate(data, result):
+    """Test and validation accuracy of a stored best run, recomputed from its parameters (with
+    the ZCA whitening refitted on the training split if the run used it)."""
+    if result.config.zca:
+        data = zca_whiten(data)
+    return {split: evaluate(result.params, getattr(data, split).X, getattr(data, split).y, 0.0,
+                            result.stats, bn_order=result.config.bn_order)["accuracy"]
+            for split in ("val", "test")}
+
+
+def ablation_table(record):
+    """One row per step of the path: change, epochs, test accuracy (seed 0; for the best net
+    also the mean over its seeds), training minutes, parameters."""
+    rows = [{"change": run["change"], "epochs": _epochs(run),
+             "test acc. (%)": 100 * run["test_accuracy"], "mean over seeds (%)": "",
+             "training minutes": run["minutes"], "parameters": run["parameters"]}
+            for run in record["ablation"]]
+    acc = [100 * r["test_accuracy"] for r in record["best"]]
+    rows[-1]["mean over seeds (%)"] = float(np.mean(acc))
+    rows[-1]["change"] += f" ({len(acc)} seeds: {', '.join(f'{a:.2f}%' for a in acc)})"
+    return rows
+
+
+def _epochs(run):
+    config = run["config"]
+    if config["schedule"] == "one_cycle":
+        return config["epochs"]
+    return run["steps"] * config["n_batch"] / 45000
+
+
+def config_diff(config, base=Config()):
+    """The fields of `config` that differ from `base`, as a dict."""
+    mine, theirs = asdict(config), asdict(base)
+    return {k: v for k, v in mine.items() if v != theirs[k]}

@@ -1,0 +1,84 @@
+"""Section 6: the ablation path, parameter counts, storing and reloading a run, the presets."""
+import json
+from dataclasses import asdict, fields
+
+import numpy as np
+import pytest
+
+from assignment3 import beyond
+from assignment3.network import init_params
+from assignment3.training import Config, train
+
+
+def test_each_ablation_step_adds_one_change():
+    path = beyond.ablation_path(epochs=20)
+    assert len(path) == 7                       # BEST keeps BN before the ReLU: no such step
+    assert path[0][1] == Config() and path[-1][1] == beyond.BEST
+    for (_, before), (change, after) in zip(path[1:-1], path[2:-1]):
+        changed = {f.name for f in fields(Config) if getattr(before, f.name) != getattr(after, f.name)}
+        assert changed, change
+        assert after.epochs == 20 or after.schedule == "cyclic"
+    # the last step only trains longer
+    last, best = path[-2][1], path[-1][1]
+    assert beyond.config_diff(best, last) == {"epochs": best.epochs}
+
+
+def test_n_parameters_counts_every_array():
+    for config in (Config(), Config(hidden=(30, 20), batch_norm=False)):
+        params = init_params([3072, *config.hidden, 10], batch_norm=config.batch_norm, seed=0)
+        assert beyond.n_parameters(config) == sum(P.size for arrays in params.values()
+                                                  for P in arrays)
+
+
+def test_code_version_names_a_commit():
+    version = beyond.code_version()
+    assert version == "unknown" or len(version.split("+")[0]) == 40
+
+
+def test_save_and_load_give_back_the_run(small_data, tmp_path):
+    config = Config(hidden=(30, 20), bn_order="after", schedule="one_cycle", epochs=1, n_batch=50)
+    result = train(small_data, config)
+    record = {"code_version": "test", "seeds": [0],
+              "ablation": [beyond.run_record("a change", result)],
+              "best": [beyond.run_record("a change", result)]}
+    beyond.save(tmp_path, record, result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_params.npz", "beyond.json"]
+    loaded_record, loaded = beyond.load(tmp_path)
+    assert loaded_record == json.loads(json.dumps(record))
+    assert loaded.config == config
+    for name in result.params:
+        assert all(np.array_equal(a, b) for a, b in zip(result.params[name], loaded.params[name]))
+    scores = beyond.reevaluate(small_data, loaded)
+    assert scores["test"] == result.test_accuracy and scores["val"] == result.val_accuracy
+    rows = beyond.ablation_table(loaded_record)
+    assert rows[0]["test acc. (%)"] == pytest.approx(100 * result.test_accuracy)
+    assert rows[0]["parameters"] == beyond.n_parameters(config)
+
+
+def test_failed_save_leaves_no_file(tmp_path, small_data):
+    result = train(small_data, Config(hidden=(10,), n_s=5, cycles=0.2))
+    with pytest.raises(TypeError):
+        beyond.save(tmp_path, {"not json": object()}, result)
+    assert [p.name for p in tmp_path.iterdir()] == ["best_params.npz"]
+
+
+def test_presets_are_valid_configs():
+    assert beyond.PRESETS["assignment"] == Config()
+    best = beyond.PRESETS["best"]
+    assert asdict(best)["schedule"] == "one_cycle" and best.zca and best.dropout > 0
+
+
+def test_run_all_trains_the_path_and_every_seed(small_data, tmp_path):
+    tiny = beyond.BEST.with_(hidden=(32, 16), epochs=2, zca=False, bn_order="after",
+                             blas_threads=1)
+    record, best = beyond.run_all(small_data, seeds=(0, 1), epochs=1, best=tiny)
+    changes = [run["change"] for run in record["ablation"]]
+    assert len(changes) == 7 and "BN after the ReLU" in changes       # no ZCA step: zca is off
+    assert [run["config"]["seed"] for run in record["best"]] == [0, 1]
+    assert record["ablation"][-1] == record["best"][0]
+    assert best.test_accuracy == record["best"][0]["test_accuracy"]
+    assert record["best"][0]["test_accuracy"] != record["best"][1]["test_accuracy"]
+    rows = beyond.ablation_table(record)
+    accs = [100 * r["test_accuracy"] for r in record["best"]]
+    assert rows[-1]["mean over seeds (%)"] == pytest.approx(sum(accs) / 2)
+    assert rows[-1]["test acc. (%)"] == pytest.approx(accs[0]) and "2 seeds" in rows[-1]["change"]
