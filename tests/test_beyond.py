@@ -38,9 +38,7 @@ def test_code_version_names_a_commit():
 def test_save_and_load_give_back_the_run(small_data, tmp_path):
     config = Config(hidden=(30, 20), bn_order="after", schedule="one_cycle", epochs=1, n_batch=50)
     result = train(small_data, config)
-    record = {"code_version": "test", "seeds": [0],
-              "ablation": [beyond.run_record("a change", result)],
-              "best": [beyond.run_record("a change", result)]}
+    record = beyond.make_record([], [], [beyond.run_record("a change", result, version="test")])
     beyond.save(tmp_path, record, result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best_params.npz", "beyond.json"]
     loaded_record, loaded = beyond.load(tmp_path)
@@ -74,6 +72,10 @@ def test_run_all_trains_the_path_and_every_seed(small_data, tmp_path):
     record, best = beyond.run_all(small_data, seeds=(0, 1), epochs=1, best=tiny)
     changes = [run["change"] for run in record["ablation"]]
     assert len(changes) == 7 and "BN after the ReLU" in changes       # no ZCA step: zca is off
+    assert [run["config"]["bn_order"] for run in record["alternatives"]] == ["before"]
+    assert all(run["code_version"] == beyond.code_version() for run in record["best"])
+    alt = beyond.alternatives_table(record)
+    assert alt[0]["test acc. of the step (%)"] == 100 * record["ablation"][-2]["test_accuracy"]
     assert [run["config"]["seed"] for run in record["best"]] == [0, 1]
     assert record["ablation"][-1] == record["best"][0]
     assert best.test_accuracy == record["best"][0]["test_accuracy"]
@@ -82,3 +84,11 @@ def test_run_all_trains_the_path_and_every_seed(small_data, tmp_path):
     accs = [100 * r["test_accuracy"] for r in record["best"]]
     assert rows[-1]["mean over seeds (%)"] == pytest.approx(sum(accs) / 2)
     assert rows[-1]["test acc. (%)"] == pytest.approx(accs[0]) and "2 seeds" in rows[-1]["change"]
+
+
+def test_gradient_checks_of_the_new_options(cifar10):
+    rows = beyond.gradient_checks(cifar10)
+    assert [(r["BN"], r["dropout"] != "none") for r in rows] == [
+        ("before the ReLU", False), ("before the ReLU", True),
+        ("after the ReLU", False), ("after the ReLU", True)]
+    assert all(r["worst relative error"] < 1e-6 for r in rows), rows
