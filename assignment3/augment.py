@@ -48,6 +48,13 @@ def zca_whiten(data, eps_scale=ZCA_EPS_SCALE):
                                                 ("test", data.test))})
 
 
+def flipped(X):
+    """The images of X (d x n, one per column) flipped left-right, stored like X (X.T
+    C-contiguous)."""
+    n = X.shape[1]
+    return np.ascontiguousarray(X.T.reshape(n, CHANNELS, SIDE, SIDE)[..., ::-1]).reshape(n, -1).T
+
+
 def augment_rows(rows, rng, flip=True, max_shift=3):
     """Each row of `rows` (n x d, one image per row) flipped left-right with probability 1/2 (if
     `flip`) and shifted by dy, dx drawn uniformly from [-max_shift, max_shift]; pixels shifted in

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .augment import zca_whiten
+from .augment import flipped, zca_whiten
 from .data import one_hot
 from .gradcheck import check_gradients
-from .network import PARAM_NAMES, dropout_masks, evaluate, init_params
+from .network import PARAM_NAMES, dropout_masks, evaluate, init_params, softmax, test_scores
 from .training import Config, Result, train
 
 #: Hidden layers of the wide net.
@@ -92,6 +92,15 @@ def n_parameters(config, d=3072, K=10):
     return weights + (2 * sum(config.hidden) if config.batch_norm else 0)
 
 
+def step_gflop(config, d=3072, K=10):
+    """GFLOP of the matrix products of one training step: per layer W H forward, G H^T for dW
+    and (except the first layer) W^T G, each 2 m_in m_out n_batch FLOP."""
+    dims = [d, *config.hidden, K]
+    products = sum((2 if l == 0 else 3) * m_in * m_out
+                   for l, (m_in, m_out) in enumerate(zip(dims[:-1], dims[1:])))
+    return 2 * products * config.n_batch / 1e9
+
+
 def code_version(repo=Path(__file__).resolve().parents[1]):
     """The git commit of the code ("<hash>", with "+changes" if the working tree differs from
     it), or "unknown" outside a git checkout."""
@@ -140,8 +149,14 @@ def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, best=BEST, progress=Fals
     tried = [(change, config.with_(seed=seeds[0])) for change, config in alternatives(epochs, best)]
     best_results = [train(data, best.with_(seed=s), progress) for s in seeds]
     record = make_record(records(first), records(tried),
-                         [run_record(path[-1][0], r) for r in best_results])
+                         [best_record(data, path[-1][0], r) for r in best_results])
     return record, best_results[0]
+
+
+def best_record(data, change, result, version=None):
+    """`run_record` of a best-configuration run, with its flip-averaged test accuracy."""
+    return {**run_record(change, result, version),
+            "test_accuracy_flip_averaged": reevaluate(data, result)["test, flip-averaged"]}
 
 
 def save(directory, record, result):
@@ -203,24 +218,32 @@ def _count(npz, name):
 
 
 def reevaluate(data, result):
-    """Test and validation accuracy of a stored best run, recomputed from its parameters (with
-    the ZCA whitening refitted on the training split if the run used it)."""
+    """Validation and test accuracy of a stored run, recomputed from its parameters (with the
+    ZCA whitening refitted on the training split if the run used it), and the test accuracy
+    with flip averaging: the mean of the probabilities of each test image and its mirror image
+    (a test-time augmentation; the training is the same)."""
     if result.config.zca:
         data = zca_whiten(data)
-    return {split: evaluate(result.params, getattr(data, split).X, getattr(data, split).y, 0.0,
-                            result.stats, bn_order=result.config.bn_order)["accuracy"]
-            for split in ("val", "test")}
+    params, stats, order = result.params, result.stats, result.config.bn_order
+    scores = {name: evaluate(params, split.X, split.y, 0.0, stats, bn_order=order)["accuracy"]
+              for name, split in (("val", data.val), ("test", data.test))}
+    P = sum(softmax(test_scores(params, X, stats, bn_order=order))
+            for X in (data.test.X, flipped(data.test.X)))
+    scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
+    return scores
 
 
 def ablation_table(record):
     """One row per step of the path: change, epochs, test accuracy (seed 0; for the best net
-    also the mean over its seeds), training minutes, parameters."""
+    also the mean over its seeds, plain and flip-averaged), training minutes, parameters."""
     rows = [{"change": run["change"], "epochs": _epochs(run),
              "test acc. (%)": 100 * run["test_accuracy"], "mean over seeds (%)": "",
-             "training minutes": run["minutes"], "parameters": run["parameters"]}
-            for run in record["ablation"]]
+             "flip-averaged, mean (%)": "", "training minutes": run["minutes"],
+             "parameters": run["parameters"]} for run in record["ablation"]]
     acc = [100 * r["test_accuracy"] for r in record["best"]]
     rows[-1]["mean over seeds (%)"] = float(np.mean(acc))
+    rows[-1]["flip-averaged, mean (%)"] = float(np.mean(
+        [100 * r["test_accuracy_flip_averaged"] for r in record["best"]]))
     rows[-1]["change"] += f" ({len(acc)} seeds: {', '.join(f'{a:.2f}%' for a in acc)})"
     return rows
 

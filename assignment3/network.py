@@ -349,6 +349,15 @@ def evaluate(params, X, y, lam, stats, *, bn_order="before"):
             "accuracy": correct / X.shape[1]}
 
 
+def test_scores(params, X, stats, *, bn_order="before"):
+    """Scores S (K x n) of X (d x n) in BN test mode (moving averages `stats`), in chunks of
+    EVAL_CHUNK columns."""
+    check_input(params, X)
+    W, b = _test_mode_layers(params, stats, _checked_bn_order(bn_order))
+    return np.hstack([_test_mode_scores(W, b, X[:, i:i + EVAL_CHUNK])
+                      for i in range(0, X.shape[1], EVAL_CHUNK)])
+
+
 def _test_mode_layers(params, stats, bn_order="before"):
     """The weights and biases of the network in BN test mode, with BN folded into them. With
     fixed statistics BN is an affine map per unit, x -> a x + c with a = gamma / sqrt(v + eps)

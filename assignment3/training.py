@@ -156,8 +156,9 @@ def train(data, config=Config(), progress=False):
     becomes NaN or infinite. `Result.seconds` counts everything after loading: the ZCA fit (if
     any), the steps and the evaluations.
 
-    Speed and repeatability: the steps run with `blas_threads` BLAS threads (default 1), and the
-    evaluations in a background thread that overlaps them (on a second core if there is one). On
+    Speed and repeatability: the steps run with `blas_threads` BLAS threads (default 1), the
+    next mini-batch is prepared in another thread during each step, and the evaluations run in
+    a background thread that overlaps the steps (on a second core if there is one). On
     2 cores that beats two BLAS threads for the assignment's small nets (benchmarks/RESULTS.md),
     and a fixed thread count makes a seed give the same run bit for bit in this process and in a
     worker process (`assignment3.parallel`): BLAS rounds large products differently with 1 and
@@ -174,29 +175,12 @@ def train(data, config=Config(), progress=False):
     batches = n // config.n_batch          # a last partial mini-batch is dropped every epoch
     if batches < 1:
         raise ValueError(f"n_batch = {config.n_batch} exceeds the {n} training samples")
-    if config.schedule == "cyclic":
-        n_s = config.n_s or 5 * batches
-        total = int(round(2 * n_s * config.cycles))
-        eval_every = max(1, (2 * n_s) // config.evals_per_cycle)
-        schedule = functools.partial(cyclic_lr, eta_min=config.eta_min, eta_max=config.eta_max,
-                                     n_s=n_s)
-    else:
-        total = max(1, int(round(config.epochs * batches)))
-        eval_every = max(1, total // config.evals_per_cycle)
-        schedule = functools.partial(one_cycle_lr, total=total, eta_min=config.eta_min,
-                                     eta_max=config.eta_max, warmup=config.warmup)
+    total, eval_every, schedule = _schedule(config, batches)
 
     flat = _FlatParams(init_params([d, *config.hidden, K], batch_norm=config.batch_norm,
                                    init=config.init, seed=config.seed, dtype=dtype),
                        momentum=config.momentum > 0)
     params = flat.params
-    rng = np.random.default_rng([config.seed, 1])     # shuffling; independent of the init draw
-    augment = None
-    if config.flip or config.max_shift:
-        augment = functools.partial(augment_rows, rng=np.random.default_rng([config.seed, 2]),
-                                    flip=config.flip, max_shift=config.max_shift)
-    minibatches = islice(_minibatches(data.train, config.n_batch, rng, augment), total)
-    drop_rng = np.random.default_rng([config.seed, 3])
     history = {key: [] for key in ("step", "eta", "cost_train", "loss_train", "acc_train",
                                    "cost_val", "loss_val", "acc_val")}
     stats_av = None
@@ -209,12 +193,12 @@ def train(data, config=Config(), progress=False):
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
             threadpool_limits(config.blas_threads, user_api="blas"), \
+            ThreadPoolExecutor(max_workers=config.blas_threads) as workers, \
             _BackgroundEvaluations(data, config.lam, config.bn_order) as evals:
-        for t, (Xb, Yb) in enumerate(minibatches, start=1):      # t: steps done after this one
-            eta = schedule(t - 1)
-            masks = (dropout_masks(params, config.n_batch, config.dropout, drop_rng)
-                     if config.dropout else None)
-            batch_stats = _step(flat, Xb, Yb, eta, config, masks, t - 1)
+        inputs = _prefetched(_inputs(data.train, params, config, total), workers)
+        for t, (Xb, Yb, masks) in enumerate(inputs, start=1):
+            eta = schedule(t - 1)                      # t: steps done after this one
+            batch_stats = _step(flat, Xb, Yb, eta, config, masks, t - 1, workers)
             if batch_stats:
                 stats_av = update_moving_averages(stats_av, batch_stats)
             if t % eval_every == 0 or t == total:
@@ -228,6 +212,45 @@ def train(data, config=Config(), progress=False):
     return Result(config=config, params=params, stats=stats_av or [], history=history, steps=total,
                   seconds=seconds, val_accuracy=history["acc_val"][-1],
                   test_accuracy=test_accuracy)
+
+
+def _schedule(config, batches):
+    """(total steps, steps between evaluations, learning rate as a function of the 0-based
+    step) of a run with `batches` mini-batches per epoch."""
+    if config.schedule == "cyclic":
+        n_s = config.n_s or 5 * batches
+        return (int(round(2 * n_s * config.cycles)), max(1, (2 * n_s) // config.evals_per_cycle),
+                functools.partial(cyclic_lr, eta_min=config.eta_min, eta_max=config.eta_max,
+                                  n_s=n_s))
+    total = max(1, int(round(config.epochs * batches)))
+    return (total, max(1, total // config.evals_per_cycle),
+            functools.partial(one_cycle_lr, total=total, eta_min=config.eta_min,
+                              eta_max=config.eta_max, warmup=config.warmup))
+
+
+def _inputs(split, params, config, total):
+    """The `total` inputs (Xb, Yb, dropout masks or None) of the steps of a run: shuffled,
+    possibly augmented mini-batches of `split`. Shuffling, augmentation and dropout draw from
+    three random streams of the seed, independent of the initialisation's."""
+    augment = None
+    if config.flip or config.max_shift:
+        augment = functools.partial(augment_rows, rng=np.random.default_rng([config.seed, 2]),
+                                    flip=config.flip, max_shift=config.max_shift)
+    shuffle_rng = np.random.default_rng([config.seed, 1])
+    drop_rng = np.random.default_rng([config.seed, 3])
+    for Xb, Yb in islice(_minibatches(split, config.n_batch, shuffle_rng, augment), total):
+        yield Xb, Yb, (dropout_masks(params, config.n_batch, config.dropout, drop_rng)
+                       if config.dropout else None)
+
+
+def _prefetched(items, pool):
+    """The items of the iterator `items`, each made in a thread of `pool` while the caller works
+    on the one before (the gather, augmentation and dropout masks of the next mini-batch
+    overlap the current step). The items and their order are those of `items`."""
+    pending = pool.submit(next, items, None)
+    while (item := pending.result()) is not None:
+        pending = pool.submit(next, items, None)
+        yield item
 
 
 def _minibatches(split, n_batch, rng, augment=None):
@@ -275,7 +298,7 @@ def _flat_copy(params):
     return vector, views
 
 
-def _step(flat, Xb, Yb, eta, config, masks, t):
+def _step(flat, Xb, Yb, eta, config, masks, t, pool=None):
     """One update on the mini-batch Xb, Yb for the `_FlatParams` flat, with the gradient g of
     the cost (dropout `masks` or None; t: the step's 0-based number, for the divergence
     message). Returns the mini-batch's BN statistics.
@@ -284,14 +307,15 @@ def _step(flat, Xb, Yb, eta, config, masks, t):
     lam = 0) plus 2 lam W for the weights; that second term is applied as W *= 1 - 2 eta lam:
     the same update, without a temporary the size of W_1 (5% faster for the 3-layer net).
     With momentum mu: v = mu v + g, then theta -= eta v, or with Nesterov theta -= eta (g + mu v)
-    (the form PyTorch's SGD uses)."""
+    (the form PyTorch's SGD uses), split over `config.blas_threads` threads of `pool`."""
     lam = config.lam
     S, cache, batch_stats = forward(flat.params, Xb, bn_order=config.bn_order, masks=masks)
     P = softmax(S)
     _check_finite(P, t, eta)
     backward(flat.params, Yb, P, cache, 0.0, out=flat.grads)  # gradient of the loss
     if flat.velocity is not None:
-        _momentum_update(flat, eta, lam, config.momentum, config.nesterov)
+        _momentum_update(flat, eta, lam, config.momentum, config.nesterov, pool,
+                         config.blas_threads)
         return batch_stats
     if lam:
         flat.weights *= 1 - 2 * eta * lam
@@ -304,13 +328,27 @@ def _step(flat, Xb, Yb, eta, config, masks, t):
 UPDATE_BLOCK = 1 << 16
 
 
-def _momentum_update(flat, eta, lam, mu, nesterov):
+def _momentum_update(flat, eta, lam, mu, nesterov, pool=None, threads=1):
     """g += 2 lam W; v = mu v + g; theta -= eta v (Nesterov: theta -= eta (g + mu v)), on the
     `_FlatParams` flat. These are seven passes over vectors of every parameter (15 MB each for a
     3072-1024-512-256-10 net), so they run block by block: each block stays in the cache through
-    all seven, which halves the time of the update of such a net."""
+    all seven, which halves the time of the update of such a net. With a `pool`, `threads`
+    threads share the blocks, each taking every threads-th one (numpy releases the GIL in
+    these loops)."""
+    blocks = range(0, flat.theta.size, UPDATE_BLOCK)
+    shares = [blocks[i::threads] for i in range(threads)] if pool else [blocks]
+    args = (flat, eta, lam, mu, nesterov)
+    if len(shares) == 1:
+        _momentum_blocks(*args, shares[0])
+    else:
+        for done in [pool.submit(_momentum_blocks, *args, share) for share in shares]:
+            done.result()
+
+
+def _momentum_blocks(flat, eta, lam, mu, nesterov, starts):
+    """`_momentum_update` on the blocks starting at `starts`."""
     n_weights = flat.weights.size
-    for i in range(0, flat.theta.size, UPDATE_BLOCK):
+    for i in starts:
         g, v, theta = (a[i:i + UPDATE_BLOCK] for a in (flat.grad, flat.velocity, flat.theta))
         if lam and i < n_weights:
             w = slice(0, n_weights - i)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from assignment3.augment import apply_zca, augment_rows, fit_zca
+from assignment3.augment import apply_zca, augment_rows, fit_zca, flipped
 
 
 def image_rows(n, seed=0):
@@ -72,3 +72,11 @@ def test_zca_whitens_and_is_symmetric():
     # eps_scale regularises: a larger eps shrinks the whitened variance below 1
     Z_reg = apply_zca(fit_zca(X, eps_scale=0.1), X)
     assert (np.var(Z_reg, axis=1) < 1).all()
+
+
+def test_flipped_mirrors_every_image_and_keeps_the_layout():
+    X = image_rows(4).T                                   # d x n, X.T C-contiguous
+    F = flipped(X)
+    assert F.shape == X.shape and F.T.flags.c_contiguous
+    assert np.array_equal(as_images(F.T), as_images(X.T)[..., ::-1])
+    assert np.array_equal(flipped(F), X)

@@ -38,7 +38,8 @@ def test_code_version_names_a_commit():
 def test_save_and_load_give_back_the_run(small_data, tmp_path):
     config = Config(hidden=(30, 20), bn_order="after", schedule="one_cycle", epochs=1, n_batch=50)
     result = train(small_data, config)
-    record = beyond.make_record([], [], [beyond.run_record("a change", result, version="test")])
+    record = beyond.make_record([], [], [beyond.best_record(small_data, "a change", result,
+                                                             version="test")])
     beyond.save(tmp_path, record, result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best_params.npz", "beyond.json"]
     loaded_record, loaded = beyond.load(tmp_path)
@@ -48,8 +49,11 @@ def test_save_and_load_give_back_the_run(small_data, tmp_path):
         assert all(np.array_equal(a, b) for a, b in zip(result.params[name], loaded.params[name]))
     scores = beyond.reevaluate(small_data, loaded)
     assert scores["test"] == result.test_accuracy and scores["val"] == result.val_accuracy
+    assert 0.1 < scores["test, flip-averaged"] < 1 and scores["test, flip-averaged"] != scores["test"]
+    assert record["best"][0]["test_accuracy_flip_averaged"] == scores["test, flip-averaged"]
     rows = beyond.ablation_table(loaded_record)
     assert rows[0]["test acc. (%)"] == pytest.approx(100 * result.test_accuracy)
+    assert rows[0]["flip-averaged, mean (%)"] == pytest.approx(100 * scores["test, flip-averaged"])
     assert rows[0]["parameters"] == beyond.n_parameters(config)
 
 
@@ -92,3 +96,9 @@ def test_gradient_checks_of_the_new_options(cifar10):
         ("before the ReLU", False), ("before the ReLU", True),
         ("after the ReLU", False), ("after the ReLU", True)]
     assert all(r["worst relative error"] < 1e-6 for r in rows), rows
+
+
+def test_step_gflop_of_a_small_net():
+    config = Config(hidden=(5,), n_batch=2)
+    # products: 3072 x 5 (forward, dW) and 5 x 10 (forward, dW, dX), 2 FLOP each per sample
+    assert beyond.step_gflop(config) == pytest.approx(2 * 2 * (2 * 3072 * 5 + 3 * 5 * 10) / 1e9)

@@ -208,3 +208,15 @@ def test_bad_network_options_are_clear_errors(batch):
         forward(p, X, bn_order="middle")
     with pytest.raises(ValueError, match="one m_l x n array per hidden layer"):
         compute_gradients(p, X, Y, 0.0, masks=[np.ones((30, X.shape[1]))])
+
+
+@pytest.mark.parametrize("bn_order", ["before", "after"])
+def test_test_scores_equal_a_test_mode_forward_pass(monkeypatch, batch, bn_order):
+    import assignment3.network as network
+    X, _, _ = batch
+    p = init_params(DIMS, batch_norm=True, seed=0)
+    _, _, stats = forward(p, X * 2.0, bn_order=bn_order)
+    monkeypatch.setattr(network, "EVAL_CHUNK", 3)
+    S = network.test_scores(p, X, stats, bn_order=bn_order)
+    assert S.shape == (10, X.shape[1])
+    assert np.allclose(S, forward(p, X, stats, bn_order=bn_order)[0])
