@@ -156,9 +156,8 @@ def train(data, config=Config(), progress=False):
     becomes NaN or infinite. `Result.seconds` counts everything after loading: the ZCA fit (if
     any), the steps and the evaluations.
 
-    Speed and repeatability: the steps run with `blas_threads` BLAS threads (default 1), the
-    next mini-batch is prepared in another thread during each step, and the evaluations run in
-    a background thread that overlaps the steps (on a second core if there is one). On
+    Speed and repeatability: the steps run with `blas_threads` BLAS threads (default 1), and the
+    evaluations in a background thread that overlaps them (on a second core if there is one). On
     2 cores that beats two BLAS threads for the assignment's small nets (benchmarks/RESULTS.md),
     and a fixed thread count makes a seed give the same run bit for bit in this process and in a
     worker process (`assignment3.parallel`): BLAS rounds large products differently with 1 and
@@ -193,12 +192,11 @@ def train(data, config=Config(), progress=False):
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
             threadpool_limits(config.blas_threads, user_api="blas"), \
-            ThreadPoolExecutor(max_workers=config.blas_threads) as workers, \
             _BackgroundEvaluations(data, config.lam, config.bn_order) as evals:
-        inputs = _prefetched(_inputs(data.train, params, config, total), workers)
+        inputs = _inputs(data.train, params, config, total)
         for t, (Xb, Yb, masks) in enumerate(inputs, start=1):
             eta = schedule(t - 1)                      # t: steps done after this one
-            batch_stats = _step(flat, Xb, Yb, eta, config, masks, t - 1, workers)
+            batch_stats = _step(flat, Xb, Yb, eta, config, masks, t - 1)
             if batch_stats:
                 stats_av = update_moving_averages(stats_av, batch_stats)
             if t % eval_every == 0 or t == total:
@@ -241,16 +239,6 @@ def _inputs(split, params, config, total):
     for Xb, Yb in islice(_minibatches(split, config.n_batch, shuffle_rng, augment), total):
         yield Xb, Yb, (dropout_masks(params, config.n_batch, config.dropout, drop_rng)
                        if config.dropout else None)
-
-
-def _prefetched(items, pool):
-    """The items of the iterator `items`, each made in a thread of `pool` while the caller works
-    on the one before (the gather, augmentation and dropout masks of the next mini-batch
-    overlap the current step). The items and their order are those of `items`."""
-    pending = pool.submit(next, items, None)
-    while (item := pending.result()) is not None:
-        pending = pool.submit(next, items, None)
-        yield item
 
 
 def _minibatches(split, n_batch, rng, augment=None):
@@ -298,7 +286,7 @@ def _flat_copy(params):
     return vector, views
 
 
-def _step(flat, Xb, Yb, eta, config, masks, t, pool=None):
+def _step(flat, Xb, Yb, eta, config, masks, t):
     """One update on the mini-batch Xb, Yb for the `_FlatParams` flat, with the gradient g of
     the cost (dropout `masks` or None; t: the step's 0-based number, for the divergence
     message). Returns the mini-batch's BN statistics.
@@ -307,15 +295,14 @@ def _step(flat, Xb, Yb, eta, config, masks, t, pool=None):
     lam = 0) plus 2 lam W for the weights; that second term is applied as W *= 1 - 2 eta lam:
     the same update, without a temporary the size of W_1 (5% faster for the 3-layer net).
     With momentum mu: v = mu v + g, then theta -= eta v, or with Nesterov theta -= eta (g + mu v)
-    (the form PyTorch's SGD uses), split over `config.blas_threads` threads of `pool`."""
+    (the form PyTorch's SGD uses)."""
     lam = config.lam
     S, cache, batch_stats = forward(flat.params, Xb, bn_order=config.bn_order, masks=masks)
     P = softmax(S)
     _check_finite(P, t, eta)
     backward(flat.params, Yb, P, cache, 0.0, out=flat.grads)  # gradient of the loss
     if flat.velocity is not None:
-        _momentum_update(flat, eta, lam, config.momentum, config.nesterov, pool,
-                         config.blas_threads)
+        _momentum_update(flat, eta, lam, config.momentum, config.nesterov)
         return batch_stats
     if lam:
         flat.weights *= 1 - 2 * eta * lam
@@ -328,27 +315,13 @@ def _step(flat, Xb, Yb, eta, config, masks, t, pool=None):
 UPDATE_BLOCK = 1 << 16
 
 
-def _momentum_update(flat, eta, lam, mu, nesterov, pool=None, threads=1):
+def _momentum_update(flat, eta, lam, mu, nesterov):
     """g += 2 lam W; v = mu v + g; theta -= eta v (Nesterov: theta -= eta (g + mu v)), on the
     `_FlatParams` flat. These are seven passes over vectors of every parameter (15 MB each for a
     3072-1024-512-256-10 net), so they run block by block: each block stays in the cache through
-    all seven, which halves the time of the update of such a net. With a `pool`, `threads`
-    threads share the blocks, each taking every threads-th one (numpy releases the GIL in
-    these loops)."""
-    blocks = range(0, flat.theta.size, UPDATE_BLOCK)
-    shares = [blocks[i::threads] for i in range(threads)] if pool else [blocks]
-    args = (flat, eta, lam, mu, nesterov)
-    if len(shares) == 1:
-        _momentum_blocks(*args, shares[0])
-    else:
-        for done in [pool.submit(_momentum_blocks, *args, share) for share in shares]:
-            done.result()
-
-
-def _momentum_blocks(flat, eta, lam, mu, nesterov, starts):
-    """`_momentum_update` on the blocks starting at `starts`."""
+    all seven, which halves the time of the update of such a net."""
     n_weights = flat.weights.size
-    for i in starts:
+    for i in range(0, flat.theta.size, UPDATE_BLOCK):
         g, v, theta = (a[i:i + UPDATE_BLOCK] for a in (flat.grad, flat.velocity, flat.theta))
         if lam and i < n_weights:
             w = slice(0, n_weights - i)
