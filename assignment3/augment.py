@@ -69,8 +69,8 @@ def augment_rows(rows, rng, flip=True, max_shift=3):
     inner = framed[:, :, s:s + SIDE, s:s + SIDE]
     inner[...] = images
     if flip:
-        flipped = rng.random(n) < 0.5
-        inner[flipped] = images[flipped, :, :, ::-1]
+        mirrored = rng.random(n) < 0.5
+        inner[mirrored] = images[mirrored, :, :, ::-1]
     top, left = rng.integers(0, 2 * s + 1, (2, n))          # window corner: shift s - top, s - left
     windows = np.lib.stride_tricks.sliding_window_view(framed, (SIDE, SIDE), axis=(2, 3))
     return windows[np.arange(n), :, top, left].reshape(n, -1)

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -143,12 +142,11 @@ def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, best=BEST, progress=Fals
     every seed, one run after another (each run uses both cores). Returns (record, the best
     configuration's Result for seeds[0])."""
     def records(steps):
-        return [run_record(change, train(data, config, progress)) for change, config in steps]
+        return [run_record(change, train(data, config.with_(seed=seeds[0]), progress))
+                for change, config in steps]
     path = ablation_path(epochs, best)
-    first = [(change, config.with_(seed=seeds[0])) for change, config in path[:-1]]
-    tried = [(change, config.with_(seed=seeds[0])) for change, config in alternatives(epochs, best)]
     best_results = [train(data, best.with_(seed=s), progress) for s in seeds]
-    record = make_record(records(first), records(tried),
+    record = make_record(records(path[:-1]), records(alternatives(epochs, best)),
                          [best_record(data, path[-1][0], r) for r in best_results])
     return record, best_results[0]
 
@@ -265,8 +263,3 @@ def _epochs(run):
         return config["epochs"]
     return run["steps"] * config["n_batch"] / 45000
 
-
-def config_diff(config, base=Config()):
-    """The fields of `config` that differ from `base`, as a dict."""
-    mine, theirs = asdict(config), asdict(base)
-    return {k: v for k, v in mine.items() if v != theirs[k]}
