@@ -124,6 +124,7 @@ class Result:
     stats: list
     history: dict = field(default_factory=dict)
     steps: int = 0
+    epochs: float = 0.0               # passes over the training set: steps / batches per epoch
     seconds: float = 0.0
     val_accuracy: float = float("nan")
     test_accuracy: float = float("nan")
@@ -131,7 +132,7 @@ class Result:
     def summary(self):
         """The run's scalar results and its configuration, as plain JSON-ready values."""
         return {"test_accuracy": self.test_accuracy, "val_accuracy": self.val_accuracy,
-                "steps": self.steps, "seconds": round(self.seconds, 2),
+                "steps": self.steps, "epochs": self.epochs, "seconds": round(self.seconds, 2),
                 "config": {k: (list(v) if isinstance(v, tuple) else v)
                            for k, v in asdict(self.config).items()}}
 
@@ -208,8 +209,8 @@ def train(data, config=Config(), progress=False):
         record(evals.finished(wait=True))
     seconds = time.perf_counter() - start
     return Result(config=config, params=params, stats=stats_av or [], history=history, steps=total,
-                  seconds=seconds, val_accuracy=history["acc_val"][-1],
-                  test_accuracy=test_accuracy)
+                  epochs=total / batches, seconds=seconds,
+                  val_accuracy=history["acc_val"][-1], test_accuracy=test_accuracy)
 
 
 def _schedule(config, batches):

@@ -83,9 +83,11 @@ def test_run_all_trains_the_path_and_every_seed(small_data, tmp_path):
     assert alt[0]["test acc. of the step (%)"] == 100 * record["ablation"][-2]["test_accuracy"]
     assert [run["config"]["seed"] for run in record["best"]] == [0, 1]
     assert record["ablation"][-1] == record["best"][0]
+    assert len(record["matmul_gflops"]) == 2 and min(record["matmul_gflops"]) > 0
     assert best.test_accuracy == record["best"][0]["test_accuracy"]
     assert record["best"][0]["test_accuracy"] != record["best"][1]["test_accuracy"]
     rows = beyond.ablation_table(record)
+    assert [r["epochs"] for r in rows] == [20, 20, 1, 1, 1, 1, 2]   # cyclic: 2 cycles of 10
     accs = [100 * r["test_accuracy"] for r in record["best"]]
     assert rows[-1]["mean over seeds (%)"] == pytest.approx(sum(accs) / 2)
     assert rows[-1]["test acc. (%)"] == pytest.approx(accs[0]) and "2 seeds" in rows[-1]["change"]

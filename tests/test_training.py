@@ -42,7 +42,7 @@ def test_config_rejects_bad_values(kwargs):
 def test_default_schedule_is_the_assignments(small_data):
     # 2,000 samples / batch 100 = 20 batches per epoch, so n_s = 100 steps, 2 cycles = 400 steps
     r = train(small_data, Config(cycles=2))
-    assert r.steps == 400
+    assert r.steps == 400 and r.epochs == 20 and r.summary()["epochs"] == 20
     assert r.history["step"] == list(range(20, 401, 20))              # 10 evaluations a cycle
     assert r.history["eta"][9] == pytest.approx(cyclic_lr(199, n_s=100))
 
