@@ -82,11 +82,6 @@ def uses_bn(params):
     return len(params["gamma"]) > 0
 
 
-def layer_dims(params):
-    """[d, m_1, ..., K] of a parameter dict."""
-    return [params["W"][0].shape[1]] + [W.shape[0] for W in params["W"]]
-
-
 def check_input(params, X, Y=None):
     """Raise ValueError with a clear message if X (d x n) or Y (K x n) do not fit the network."""
     W = params["W"]
@@ -335,13 +330,9 @@ def evaluate(params, X, y, lam, stats, *, bn_order="before"):
     y = np.asarray(y)
     if y.shape != (X.shape[1],):
         raise ValueError(f"y must hold n = {X.shape[1]} labels, got shape {y.shape}")
-    if uses_bn(params) and stats is None:
-        raise ValueError("a BN network needs the moving averages (stats) for evaluation")
-    W, b = _test_mode_layers(params, stats, _checked_bn_order(bn_order))
     loss_sum, correct = 0.0, 0
-    for i in range(0, X.shape[1], EVAL_CHUNK):
-        S = _test_mode_scores(W, b, X[:, i:i + EVAL_CHUNK])
-        yc = y[i:i + EVAL_CHUNK]
+    for i, S in _test_mode_chunks(params, X, stats, bn_order):
+        yc = y[i:i + S.shape[1]]
         loss_sum += float(cross_entropy_sum(S, yc))
         correct += int(np.count_nonzero(S.argmax(axis=0) == yc))
     loss = loss_sum / X.shape[1]
@@ -353,9 +344,17 @@ def test_scores(params, X, stats, *, bn_order="before"):
     """Scores S (K x n) of X (d x n) in BN test mode (moving averages `stats`), in chunks of
     EVAL_CHUNK columns."""
     check_input(params, X)
+    return np.hstack([S for _, S in _test_mode_chunks(params, X, stats, bn_order)])
+
+
+def _test_mode_chunks(params, X, stats, bn_order):
+    """(i, S): the test-mode scores S (K x c) of the chunks X[:, i:i + c], c <= EVAL_CHUNK, of
+    X (d x n), one chunk after another (bounds memory on whole data sets)."""
+    if uses_bn(params) and stats is None:
+        raise ValueError("a BN network needs the moving averages (stats) for evaluation")
     W, b = _test_mode_layers(params, stats, _checked_bn_order(bn_order))
-    return np.hstack([_test_mode_scores(W, b, X[:, i:i + EVAL_CHUNK])
-                      for i in range(0, X.shape[1], EVAL_CHUNK)])
+    for i in range(0, X.shape[1], EVAL_CHUNK):
+        yield i, _test_mode_scores(W, b, X[:, i:i + EVAL_CHUNK])
 
 
 def _test_mode_layers(params, stats, bn_order="before"):
