@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 from functools import partial
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -111,15 +110,14 @@ def steps_current(pkg, data, config, steps, threads=1):
     d, K = data.train.X.shape[0], data.train.Y.shape[0]
     flat = training._FlatParams(network.init_params(
         [d, *config.hidden, K], batch_norm=config.batch_norm, seed=config.seed, dtype=dtype))
-    rng = np.random.default_rng([config.seed, 1])
     stats = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
             threadpool_limits(threads, user_api="blas"):
         start = time.perf_counter()
-        for t, (Xb, Yb) in enumerate(islice(
-                training._minibatches(data.train, config.n_batch, rng), steps)):
+        for t, (Xb, Yb, masks) in enumerate(training._inputs(data.train, flat.params, config,
+                                                             steps)):
             eta = training.cyclic_lr(t, config.eta_min, config.eta_max, 2250)
-            batch_stats = training._step(flat, Xb, Yb, eta, config.lam, t)
+            batch_stats = training._step(flat, Xb, Yb, eta, config, masks, t)
             if batch_stats:
                 stats = training.update_moving_averages(stats, batch_stats)
         return time.perf_counter() - start
