@@ -6,6 +6,7 @@ partly busy with its background evaluations (benchmarks/RESULTS.md). A run gives
 bit for bit, in a worker as in this process, since `train` always uses one BLAS thread.
 """
 import os
+from functools import partial
 
 from joblib import Parallel, delayed
 
@@ -23,14 +24,22 @@ def run_many(fn, arg_list, n_jobs=None):
     processes, each limited to one BLAS thread; numpy arrays over 1 MB in the arguments reach
     them memory-mapped (written once to shared memory), not copied into every worker."""
     arg_list = list(arg_list)
-    n_jobs = min(n_jobs or default_jobs(), len(arg_list))
+    n_jobs = _jobs(n_jobs, len(arg_list))
     if n_jobs <= 1:
         return [fn(*args) for args in arg_list]
     return Parallel(n_jobs=n_jobs, backend="loky", inner_max_num_threads=1)(
         delayed(fn)(*args) for args in arg_list)
 
 
+def _jobs(n_jobs, n_tasks):
+    """The worker processes `run_many` uses for n_tasks tasks."""
+    return max(1, min(n_jobs or default_jobs(), n_tasks))
+
+
 def train_many(data, configs, n_jobs=None):
     """Train every `Config` in `configs` on `data`; returns the `Result`s in the same order
-    (see `run_many` for `n_jobs`)."""
-    return run_many(train, [(data, config) for config in configs], n_jobs)
+    (see `run_many` for `n_jobs`). Each run is told its share of the machine's cores, so that
+    runs in workers do not prepare mini-batches in a thread of their own (`train`'s `cores`)."""
+    configs = list(configs)
+    cores = max(1, (os.cpu_count() or 1) // _jobs(n_jobs, len(configs)))
+    return run_many(partial(train, cores=cores), [(data, config) for config in configs], n_jobs)

@@ -5,6 +5,7 @@ Beyond the assignment, as options of the same `Config` and loop (all off by defa
 schedule, momentum / Nesterov momentum, BN after the ReLU, dropout, flips and shifts of every
 mini-batch, ZCA whitening, and more BLAS threads for wide networks."""
 import functools
+import os
 import sys
 import time
 from collections import deque
@@ -149,7 +150,7 @@ def update_moving_averages(stats_av, batch_stats, alpha=BN_ALPHA):
     return stats_av
 
 
-def train(data, config=Config(), progress=False):
+def train(data, config=Config(), progress=False, cores=None):
     """Train a network on `data` (a `CIFAR10`: train, val, test splits, X d x n) with mini-batch
     gradient descent and the cyclical learning rate (or the options of `config`). Evaluates on
     train and val about `evals_per_cycle` times per cycle with the BN moving averages, then on
@@ -158,8 +159,10 @@ def train(data, config=Config(), progress=False):
     any), the steps and the evaluations.
 
     Speed and repeatability: the steps run with `blas_threads` BLAS threads (default 1), and the
-    evaluations in a background thread that overlaps them (on a second core if there is one). On
-    2 cores that beats two BLAS threads for the assignment's small nets (benchmarks/RESULTS.md),
+    evaluations in a background thread that overlaps them (on a second core if there is one).
+    If the BLAS threads leave one of the run's `cores` (default: all of this machine's) free,
+    the next mini-batch is prepared in another thread during each step. On 2 cores that beats
+    two BLAS threads for the assignment's small nets (benchmarks/RESULTS.md),
     and a fixed thread count makes a seed give the same run bit for bit in this process and in a
     worker process (`assignment3.parallel`): BLAS rounds large products differently with 1 and
     2 threads."""
@@ -193,8 +196,11 @@ def train(data, config=Config(), progress=False):
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
             threadpool_limits(config.blas_threads, user_api="blas"), \
-            _BackgroundEvaluations(data, config.lam, config.bn_order) as evals:
+            _BackgroundEvaluations(data, config.lam, config.bn_order) as evals, \
+            ThreadPoolExecutor(max_workers=1) as prefetch:
         inputs = _inputs(data.train, params, config, total)
+        if _core_free(config, cores):
+            inputs = _prefetched(inputs, prefetch)
         for t, (Xb, Yb, masks) in enumerate(inputs, start=1):
             eta = schedule(t - 1)                      # t: steps done after this one
             batch_stats = _step(flat, Xb, Yb, eta, config, masks, t - 1)
@@ -240,6 +246,23 @@ def _inputs(split, params, config, total):
     for Xb, Yb in islice(_minibatches(split, config.n_batch, shuffle_rng, augment), total):
         yield Xb, Yb, (dropout_masks(params, config.n_batch, config.dropout, drop_rng)
                        if config.dropout else None)
+
+
+def _core_free(config, cores=None):
+    """True if the run's BLAS threads leave one of its `cores` (default: all of this machine's)
+    free."""
+    return config.blas_threads < (cores or os.cpu_count() or 1)
+
+
+def _prefetched(items, pool):
+    """The items of the iterator `items`, each made in the thread of `pool` while the caller
+    works on the one before: the next mini-batch's gather (a memory-bound copy, 1.2 MB for the
+    assignment's batches) overlaps the current step. Same items, same order."""
+    end = object()
+    pending = pool.submit(next, items, end)
+    while (item := pending.result()) is not end:
+        pending = pool.submit(next, items, end)
+        yield item
 
 
 def _minibatches(split, n_batch, rng, augment=None):

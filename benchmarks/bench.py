@@ -10,7 +10,7 @@ update, BN moving averages) and the lower bound the measured matmul speed implie
 seconds of a full default run (`train(load_cifar10(), Config())`, data loading excluded, each in a
 fresh process), the loading time and the peak memory of that process; *parallel*, 4 independent
 runs in this process vs 2 worker processes (`assignment3.parallel`); *accuracy*, float32 vs
-float64 accuracy of the default run over 5 seeds. `--baseline REV` also measures the code of a
+float64 accuracy of the default run over 10 seeds. `--baseline REV` also measures the code of a
 git revision (extracted to a temporary folder), alternating with the working tree's, for
 before/after figures. On a shared 2-core machine the figures move by +-20% from one minute to the
 next: every figure is a median, and the variants compared alternate. Needs CIFAR-10 (see
@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -90,10 +91,11 @@ def step_matmuls(hidden, dtype, n_batch=100, d=3072, K=10):
     return calls, flops
 
 
-def matmul_lower_bound(hidden, dtype):
-    """(seconds per 1000 steps of the step's matmuls alone, one BLAS thread; their GFLOP/s)."""
+def matmul_lower_bound(hidden, dtype, threads=1):
+    """(seconds per 1000 steps of the step's matmuls alone with `threads` BLAS threads; their
+    GFLOP/s)."""
     calls, flops = step_matmuls(hidden, dtype)
-    with threadpool_limits(1, user_api="blas"):
+    with threadpool_limits(threads, user_api="blas"):
         seconds = median_time(lambda: [call() for call in calls], repeats=7, number=200)
     return 1000 * seconds, flops / seconds / 1e9
 
@@ -103,19 +105,24 @@ def matmul_lower_bound(hidden, dtype):
 # ---------------------------------------------------------------------------------------------
 
 def steps_current(pkg, data, config, steps, threads=1):
-    """`steps` steps of the working tree's `train` loop (its own functions), timed; `train`
-    runs them with one BLAS thread."""
+    """`steps` steps of the working tree's `train` loop (its own functions), timed, with
+    `threads` BLAS threads (`train` runs the assignment's nets with one) and, as in `train`,
+    the next mini-batch prepared in another thread if they leave a core free."""
     training, network = pkg.training, pkg.network
+    config = config.with_(blas_threads=threads)
     dtype = np.dtype(config.dtype)
     d, K = data.train.X.shape[0], data.train.Y.shape[0]
     flat = training._FlatParams(network.init_params(
         [d, *config.hidden, K], batch_norm=config.batch_norm, seed=config.seed, dtype=dtype))
     stats = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-            threadpool_limits(threads, user_api="blas"):
+            threadpool_limits(threads, user_api="blas"), \
+            ThreadPoolExecutor(max_workers=1) as pool:
         start = time.perf_counter()
-        for t, (Xb, Yb, masks) in enumerate(training._inputs(data.train, flat.params, config,
-                                                             steps)):
+        inputs = training._inputs(data.train, flat.params, config, steps)
+        if training._core_free(config):
+            inputs = training._prefetched(inputs, pool)
+        for t, (Xb, Yb, masks) in enumerate(inputs):
             eta = training.cyclic_lr(t, config.eta_min, config.eta_max, 2250)
             batch_stats = training._step(flat, Xb, Yb, eta, config, masks, t)
             if batch_stats:
@@ -362,8 +369,9 @@ def section_steps(args, packages, emit):
     emit(f"Batch 100, median of {args.repeats} runs of 1000 steps on the real data, each the "
          "loop of `train` (mini-batch gather, forward, backward, update, moving averages). "
          "*now*: one BLAS thread, as `train` runs them; *now 2t*: the same code with two BLAS "
-         "threads. Lower bound: the step's matrix products alone, at the speed measured for "
-         "their shapes with one thread; GFLOP/s: that speed.")
+         "threads. *bound 1t* / *bound 2t*: the step's matrix products alone, at the speed "
+         "measured for their shapes with one / two BLAS threads; GFLOP/s: those speeds; "
+         "*now / bound*: now / bound 1t.")
     if "before" in packages:
         emit(f"*before 2t* / *before 1t*: the loop of {args.baseline} with two BLAS threads "
              "(as it ran: the process default here) / one; *speed-up*: before 1t / now. All "
@@ -382,12 +390,13 @@ def section_steps(args, packages, emit):
     if "before" in packages:
         head += " speed-up |"
         rule += " --- |"
-    emit(head + " lower bound | GFLOP/s | now / bound |")
-    emit(rule + " --- | --- | --- |")
+    emit(head + " bound 1t | bound 2t | GFLOP/s 1t / 2t | now / bound |")
+    emit(rule + " --- | --- | --- | --- |")
     for dtype in DTYPES:
         data = load_cifar10(progress=False, dtype=np.dtype(dtype))
         for net, hidden in NETS.items():
             bound, rate = matmul_lower_bound(hidden, dtype)
+            bound2, rate2 = matmul_lower_bound(hidden, dtype, threads=2)
             for bn in (True, False):
                 config = Config(hidden=hidden, batch_norm=bn, dtype=dtype)
                 times = {key: [] for key in variants}
@@ -401,7 +410,8 @@ def section_steps(args, packages, emit):
                 row += f" **{med['now']:.2f}** | {med['now 2t']:.2f} |"
                 if "before" in packages:
                     row += f" {med['before 1t'] / med['now']:.2f} |"
-                emit(row + f" {bound:.2f} | {rate:.0f} | {med['now'] / bound:.2f} |")
+                emit(row + f" {bound:.2f} | {bound2:.2f} | {rate:.0f} / {rate2:.0f} | "
+                           f"{med['now'] / bound:.2f} |")
         del data
     emit()
 
@@ -457,7 +467,7 @@ def section_parallel(args, packages, emit, n_runs=4):
     emit()
 
 
-def section_accuracy(args, packages, emit, seeds=(0, 1, 2, 3, 4)):
+def section_accuracy(args, packages, emit, seeds=tuple(range(10))):
     acc = accuracy_by_dtype(seeds)
     emit("## float32 vs float64 accuracy")
     emit()
@@ -473,6 +483,13 @@ def section_accuracy(args, packages, emit, seeds=(0, 1, 2, 3, 4)):
              f"{np.mean(tests):.4f} +- {np.std(tests, ddof=1):.4f} | "
              f"{', '.join(f'{a:.4f}' for a in vals)} | "
              f"{np.mean(vals):.4f} +- {np.std(vals, ddof=1):.4f} |")
+    emit()
+    for i, split in ((1, "test"), (0, "val")):
+        a, b = ([r[i] for r in acc[dtype]] for dtype in DTYPES)
+        diff = 100 * (np.mean(a) - np.mean(b))
+        se = 100 * np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
+        emit(f"- {split}: float32 minus float64 mean accuracy {diff:+.2f} points, standard "
+             f"error {se:.2f} ({abs(diff) / se:.1f} standard errors).")
     emit()
 
 

@@ -6,8 +6,8 @@ import pytest
 from assignment3.augment import augment_rows
 from assignment3.network import compute_gradients, init_params
 from assignment3.parallel import train_many
-from assignment3.training import (BN_ALPHA, Config, DivergenceError, _minibatches, cyclic_lr,
-                                  one_cycle_lr, train, update_moving_averages)
+from assignment3.training import (BN_ALPHA, Config, DivergenceError, _minibatches, _prefetched,
+                                  cyclic_lr, one_cycle_lr, train, update_moving_averages)
 
 
 def test_cyclic_lr_triangle():
@@ -90,6 +90,23 @@ def test_train_many_in_workers_matches_in_process(small_data):
         assert a.config == b.config
         assert all((x == y).all() for n in a.params for x, y in zip(a.params[n], b.params[n]))
         assert a.history == b.history
+
+
+def test_prefetching_minibatches_changes_nothing(small_data):
+    """With a core free (cores=2) the next mini-batch, its augmentation and dropout masks are
+    made in another thread; the run is the same, bit for bit, as without (cores=1)."""
+    config = Config(hidden=(30, 20), dropout=0.2, flip=True, max_shift=2, n_batch=50, n_s=20,
+                    cycles=1, seed=5)
+    a, b = train(small_data, config, cores=2), train(small_data, config, cores=1)
+    assert all((x == y).all() for n in a.params for x, y in zip(a.params[n], b.params[n]))
+    assert a.history == b.history
+
+
+def test_prefetched_yields_the_same_items_in_order():
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert list(_prefetched(iter([0, None, 2]), pool)) == [0, None, 2]
+        assert list(_prefetched(iter([]), pool)) == []
 
 
 def test_one_cycle_lr_warms_up_then_decays_to_zero():
