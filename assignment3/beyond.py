@@ -4,13 +4,14 @@ runs of the best net, stored with the code version and seeds that made them so t
 can show and re-check them without retraining for an hour."""
 import json
 import os
+import platform
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from .augment import flipped, zca_whiten
 from .data import one_hot
@@ -120,6 +121,27 @@ def matmul_rate(config=BEST, d=3072, repeats=20):
     return 2 * W.size * config.n_batch / np.median(times[1:]) / 1e9
 
 
+def machine():
+    """The machine a run is timed on: CPU model, cores, Python and numpy versions, and the BLAS
+    library with its kernel (e.g. "openblas 0.3.31 (Haswell), 2 threads"; the kernel changes
+    the rounding of the products, so a seed gives a different run with another kernel)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor()) \
+        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')}), "
+            f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"]
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "blas": "; ".join(blas)}
+
+
+def describe(machine_info):
+    """One line for a `machine()` dict (or "not recorded" for None)."""
+    if not machine_info:
+        return "not recorded"
+    m = machine_info
+    return f"{m['cpu']}, {m['cores']} cores, numpy {m['numpy']}, BLAS {m['blas']}"
+
+
 def code_version(repo=Path(__file__).resolve().parents[1]):
     """The git commit of the code ("<hash>", with "+changes" if the working tree differs from
     it), or "unknown" outside a git checkout."""
@@ -150,12 +172,13 @@ def run_record(change, result, version=None):
             "code_version": version or code_version()}
 
 
-def make_record(ablation, alternative, best, matmul_gflops=()):
+def make_record(ablation, alternative, best, matmul_gflops=(), machine_info=None):
     """The stored record from run records: the ablation path's short runs, the alternatives and
-    the best configuration's runs (one per seed; the first closes the path), and the machine's
-    `matmul_rate` measured before and after them."""
+    the best configuration's runs (one per seed; the first closes the path), the machine's
+    `matmul_rate` measured before and after them, and the `machine` they ran on."""
     return {"seeds": [run["config"]["seed"] for run in best], "ablation": ablation + best[:1],
-            "alternatives": alternative, "best": best, "matmul_gflops": list(matmul_gflops)}
+            "alternatives": alternative, "best": best, "matmul_gflops": list(matmul_gflops),
+            "machine": machine_info or machine()}
 
 
 def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, best=BEST, progress=False):

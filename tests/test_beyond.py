@@ -1,5 +1,6 @@
 """Section 6: the ablation path, parameter counts, storing and reloading a run, the presets."""
 import json
+import os
 from dataclasses import asdict, fields
 
 import numpy as np
@@ -34,6 +35,14 @@ def test_n_parameters_counts_every_array():
 def test_code_version_names_a_commit():
     version = beyond.code_version()
     assert version == "unknown" or len(version.split("+")[0]) == 40
+
+
+def test_record_names_the_machine_and_its_blas_kernel():
+    info = beyond.machine()
+    assert info["cores"] == os.cpu_count() and info["numpy"] == np.__version__
+    assert info["blas"] and "(" in info["blas"]                   # library version (kernel)
+    assert beyond.make_record([], [], [])["machine"] == info
+    assert info["blas"] in beyond.describe(info) and beyond.describe(None) == "not recorded"
 
 
 def test_save_and_load_give_back_the_run(small_data, tmp_path):
