@@ -1,9 +1,10 @@
 """Independent training runs (seeds, lambda values, the sigma grid) in parallel processes.
 
-On 2 cores, 2 worker processes with one BLAS thread each finish a batch of runs 1.2-1.3x sooner
-than the same runs one after another in this process, where each run already keeps a second core
-partly busy with its background evaluations (benchmarks/RESULTS.md). A run gives the same result,
-bit for bit, in a worker as in this process, since `train` always uses one BLAS thread.
+On 2 cores, 2 worker processes with one BLAS thread each finish a batch of default runs about
+1.2x sooner than the same runs one after another in this process, where each run already keeps a
+second core partly busy with its background evaluations and mini-batch gathers
+(benchmarks/RESULTS.md). A run gives the same result, bit for bit, in a worker as in this
+process, since `train` sets the number of BLAS threads (`Config.blas_threads`, default 1).
 """
 import os
 from functools import partial
