@@ -125,9 +125,11 @@ def machine():
     """The machine a run is timed on: CPU model, cores, Python and numpy versions, and the BLAS
     library with its kernel (e.g. "openblas 0.3.31 (Haswell), 2 threads"; the kernel changes
     the rounding of the products, so a seed gives a different run with another kernel)."""
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor()) \
-        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    cpu = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):                # Linux: the model name
+        cpu = next((line.split(":", 1)[1].strip() for line in
+                    Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
     blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')}), "
             f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"]
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
@@ -138,8 +140,7 @@ def describe(machine_info):
     """One line for a `machine()` dict (or "not recorded" for None)."""
     if not machine_info:
         return "not recorded"
-    m = machine_info
-    return f"{m['cpu']}, {m['cores']} cores, numpy {m['numpy']}, BLAS {m['blas']}"
+    return "{cpu}, {cores} cores, numpy {numpy}, BLAS {blas}".format(**machine_info)
 
 
 def code_version(repo=Path(__file__).resolve().parents[1]):

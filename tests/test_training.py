@@ -1,5 +1,7 @@
 """Training: the cyclical and one-cycle learning rates, moving averages, momentum, augmentation,
 a real short training, repeatability, divergence, argument checks."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -103,7 +105,6 @@ def test_prefetching_minibatches_changes_nothing(small_data):
 
 
 def test_prefetched_yields_the_same_items_in_order():
-    from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=1) as pool:
         assert list(_prefetched(iter([0, None, 2]), pool)) == [0, None, 2]
         assert list(_prefetched(iter([]), pool)) == []
