@@ -1,7 +1,7 @@
 """Beyond the assignment (report section 6): how far a fully connected net gets on CIFAR-10 on two
 CPU cores. The path from the assignment's net to the best one, one change at a time, and the long
 runs of the best net, stored with the code version and seeds that made them so that the report
-can show and re-check them without retraining for an hour."""
+can show and re-check them without retraining for 40 minutes to an hour."""
 import json
 import os
 import platform
@@ -248,8 +248,8 @@ def load(directory):
 
 def load_or_train(data, directory=RESULTS_DIR, retrain=None, progress=False):
     """(record, best Result, trained): the stored runs of `directory`, or, if there are none or
-    `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (about an hour on
-    2 cores) and stored there."""
+    `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (40 minutes to an
+    hour on 2 cores) and stored there."""
     if retrain is None:
         retrain = os.environ.get(RETRAIN_ENV) == "1"
     directory = Path(directory)
