@@ -173,13 +173,13 @@ def run_record(change, result, version=None):
             "code_version": version or code_version()}
 
 
-def make_record(ablation, alternative, best, matmul_gflops=(), machine_info=None):
+def make_record(ablation, alternative, best, matmul_gflops=()):
     """The stored record from run records: the ablation path's short runs, the alternatives and
     the best configuration's runs (one per seed; the first closes the path), the machine's
     `matmul_rate` measured before and after them, and the `machine` they ran on."""
     return {"seeds": [run["config"]["seed"] for run in best], "ablation": ablation + best[:1],
             "alternatives": alternative, "best": best, "matmul_gflops": list(matmul_gflops),
-            "machine": machine_info or machine()}
+            "machine": machine()}
 
 
 def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, best=BEST, progress=False):

@@ -198,9 +198,7 @@ def train(data, config=Config(), progress=False, cores=None):
             threadpool_limits(config.blas_threads, user_api="blas"), \
             _BackgroundEvaluations(data, config.lam, config.bn_order) as evals, \
             ThreadPoolExecutor(max_workers=1) as prefetch:
-        inputs = _inputs(data.train, params, config, total)
-        if _core_free(config, cores):
-            inputs = _prefetched(inputs, prefetch)
+        inputs = _step_inputs(data.train, params, config, total, prefetch, cores)
         for t, (Xb, Yb, masks) in enumerate(inputs, start=1):
             eta = schedule(t - 1)                      # t: steps done after this one
             batch_stats = _step(flat, Xb, Yb, eta, config, masks, t - 1)
@@ -248,10 +246,13 @@ def _inputs(split, params, config, total):
                        if config.dropout else None)
 
 
-def _core_free(config, cores=None):
-    """True if the run's BLAS threads leave one of its `cores` (default: all of this machine's)
-    free."""
-    return config.blas_threads < (cores or os.cpu_count() or 1)
+def _step_inputs(split, params, config, total, pool, cores=None):
+    """The inputs of `_inputs`, each made in the thread of `pool` during the step before if the
+    run's BLAS threads leave one of its `cores` (default: all of this machine's) free."""
+    inputs = _inputs(split, params, config, total)
+    if config.blas_threads < (cores or os.cpu_count() or 1):
+        return _prefetched(inputs, pool)
+    return inputs
 
 
 def _prefetched(items, pool):
