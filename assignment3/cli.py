@@ -1,15 +1,72 @@
-"""Command line: `python -m assignment3 train ...` trains one network and prints a summary."""
+"""Command line: `python -m assignment3 train ...` trains one network and prints a summary.
+
+Every value the parser accepts either runs or is a usage error: exit status 2 and one line that
+names the option. The limits are `training.LIMITS`, shared with `Config`, whose messages are said
+here with the options' names."""
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 
 import numpy as np
 
 from .beyond import PRESETS
 from .data import DataError, load_cifar10
-from .network import BN_ORDERS
-from .training import SCHEDULES, Config, DivergenceError, train
+from .env import EnvironmentValueError
+from .limits import ConfigError
+from .stops import Stopped, signals_raise
+from .training import LIMITS, Config, DivergenceError, checked_hidden, train
+
+#: The options of `train` that set a `Config` field: option -> (field, help).
+TRAIN_OPTIONS = {
+    "--hidden": ("hidden", "hidden layer sizes, e.g. 50,50"),
+    "--bn": ("batch_norm", "batch normalization"),
+    "--bn-order": ("bn_order", "BN before or after the ReLU"),
+    "--lam": ("lam", "L2 strength on the weights"),
+    "--batch": ("n_batch", "mini-batch size"),
+    "--schedule": ("schedule", "learning-rate schedule"),
+    "--cycles": ("cycles", "cycles of the cyclical schedule"),
+    "--epochs": ("epochs", "length of a one-cycle run"),
+    "--eta-max": ("eta_max", "peak learning rate"),
+    "--momentum": ("momentum", "momentum (0: plain gradient descent)"),
+    "--nesterov": ("nesterov", "Nesterov momentum"),
+    "--dropout": ("dropout", "drop probability of hidden units"),
+    "--flip": ("flip", "random horizontal flips of training images"),
+    "--max-shift": ("max_shift", "random shifts of training images by up to this many pixels"),
+    "--zca": ("zca", "ZCA whitening"),
+    "--threads": ("blas_threads", "BLAS threads (at most the machine's cores)"),
+    "--init": ("init", "he, xavier or a sigma"),
+    "--dtype": ("dtype", "float32 or float64"),
+    "--seed": ("seed", "seed of the init, shuffling, augmentation and dropout (0)"),
+}
+
+#: The option that sets each field: how the command line names it in Config's messages.
+OPTION_OF = {field: option for option, (field, _) in TRAIN_OPTIONS.items()}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line: what is wrong, where help is."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _typed(field):
+    """An argparse type for `field`: the text as a value of its kind, if LIMITS[field] accepts
+    it (one of its `choices` as it is)."""
+    limit = LIMITS[field]
+
+    def parse(text):
+        if text in limit.choices:
+            return text
+        try:
+            value = limit.kind(text)
+            limit.check(field, value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {limit.describe()}, got {text!r}") from None
+        return value
+    return parse
 
 
 def _hidden(text):
@@ -18,69 +75,37 @@ def _hidden(text):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes such as 50,50, "
                                          f"got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
-    return sizes
-
-
-def _number(kind, ok, what):
-    """An argparse type: `kind(text)` if it parses and satisfies `ok`, else a usage error."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-    return parse
-
-
-def _init(text):
-    if text in ("he", "xavier"):
-        return text
-    return _number(float, lambda v: v > 0, "he, xavier or a positive sigma")(text)
+    try:
+        return checked_hidden(sizes)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(err.worded(lambda *_: repr(text))) from None
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m assignment3",
-                                     description="k-layer networks with batch normalization on "
-                                                 "CIFAR-10 (KTH DD2424 Assignment 3)")
+    parser = _Parser(prog="python -m assignment3",
+                     description="k-layer networks with batch normalization on CIFAR-10 (KTH "
+                                 "DD2424 Assignment 3)")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one network and print a summary",
                        description="Train one network. --preset assignment (the default) is the "
                                    "assignment's 3-layer BN net (batch 100, cyclical learning rate "
                                    "1e-5..1e-1, n_s = 5 epochs, 2 cycles); --preset best is the "
                                    "best net of notebook 06. Options given override the preset.")
-    number = _number(float, lambda v: v >= 0, "a number >= 0")
-    positive = _number(float, lambda v: v > 0, "a positive number")
-    fraction = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-    count = _number(int, lambda v: v >= 1, "an integer >= 1")
+    t.set_defaults(parser=t)
     t.add_argument("--preset", choices=sorted(PRESETS), default="assignment",
                    help="starting configuration (assignment)")
-    t.add_argument("--hidden", type=_hidden, help="hidden layer sizes, e.g. 50,50")
-    t.add_argument("--bn", dest="batch_norm", action=argparse.BooleanOptionalAction,
-                   help="batch normalization")
-    t.add_argument("--bn-order", choices=BN_ORDERS, help="BN before or after the ReLU")
-    t.add_argument("--lam", type=number, help="L2 strength on the weights")
-    t.add_argument("--batch", dest="n_batch", type=count, help="mini-batch size")
-    t.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
-    t.add_argument("--cycles", type=positive, help="cycles of the cyclical schedule")
-    t.add_argument("--epochs", type=positive, help="length of a one-cycle run")
-    t.add_argument("--eta-max", type=positive, help="peak learning rate")
-    t.add_argument("--momentum", type=fraction, help="momentum (0: plain gradient descent)")
-    t.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum")
-    t.add_argument("--dropout", type=fraction, help="drop probability of hidden units")
-    t.add_argument("--flip", action=argparse.BooleanOptionalAction,
-                   help="random horizontal flips of training images")
-    t.add_argument("--max-shift", type=_number(int, lambda v: 0 <= v < 32, "an integer in 0..31"),
-                   help="random shifts of training images by up to this many pixels")
-    t.add_argument("--zca", action=argparse.BooleanOptionalAction, help="ZCA whitening")
-    t.add_argument("--threads", dest="blas_threads", type=count, help="BLAS threads")
-    t.add_argument("--init", type=_init, help="he, xavier or a sigma")
-    t.add_argument("--dtype", choices=("float32", "float64"))
-    t.add_argument("--seed", type=int, default=0, help="seed of the init, shuffling, "
-                                                        "augmentation and dropout (0)")
+    for option, (field, help_text) in TRAIN_OPTIONS.items():
+        limit = LIMITS[field]
+        if field == "hidden":
+            kind = {"type": _hidden}
+        elif limit.kind is bool:
+            kind = {"action": argparse.BooleanOptionalAction}
+        elif limit.kind is str:
+            kind = {"choices": limit.choices}
+        else:
+            kind = {"type": _typed(field)}
+        t.add_argument(option, dest=field, help=help_text, **kind)
+    t.set_defaults(seed=0)
     t.add_argument("--data", metavar="DIR", default=None,
                    help="folder with the CIFAR-10 python batches (default: $CIFAR10_DIR, else "
                         "a per-user cache, downloaded if missing)")
@@ -89,28 +114,64 @@ def build_parser():
 
 
 def config_from_args(args, parser):
-    """The preset's Config with every option given on the command line replacing its field."""
+    """The preset's Config with every option given on the command line replacing its field;
+    settings that do not fit together are a usage error of `parser`."""
     fields = {f.name for f in dataclasses.fields(Config)}
     changes = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    preset = PRESETS[args.preset]
+    if changes.get("schedule") == "cyclic" and "epochs" not in changes:
+        changes["epochs"] = None                    # a one-cycle preset's length
     try:
-        return PRESETS[args.preset].with_(**changes)
-    except ValueError as err:
-        parser.error(str(err))
+        config = preset.with_(**changes)
+    except ConfigError as err:
+        parser.error(err.worded(_cli_words(changes, args.preset)))
+    if "cycles" in changes and config.schedule == "one_cycle":
+        parser.error(f"--cycles counts the cycles of a cyclic run, and this run is one-cycle "
+                     f"(--preset {args.preset}): give its length with --epochs")
+    return config
+
+
+def _cli_words(given, preset):
+    """How Config's messages name a field here: its option (with a value: as it is typed), and
+    where its value came from if not from the command line."""
+    def word(field, *value):
+        option = OPTION_OF.get(field)
+        if option is None:
+            return f"the {field} of --preset {preset}" + (f" ({value[0]})" if value else "")
+        if not value:
+            return option
+        v = value[0]
+        if isinstance(v, bool):
+            text = option if v else f"--no-{option[2:]}"
+        else:
+            text = f"{option} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+        return text if field in given else f"{text} (from --preset {preset})"
+    return word
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    config = config_from_args(args, parser)
+    config = config_from_args(args, args.parser)
     try:
-        data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not args.json)
-        result = train(data, config, progress=not args.json)
-    except DataError as err:
+        with signals_raise(resend=False):
+            data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not args.json)
+            result = train(data, config, progress=not args.json)
+    except ConfigError as err:                 # the run does not fit the data or the machine
+        given = {k for k, v in vars(args).items() if v is not None}
+        args.parser.error(err.worded(_cli_words(given, args.preset)))
+    except (DataError, EnvironmentValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except DivergenceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("stopped by Ctrl-C", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_status
     summary = result.summary()
     if args.json:
         print(json.dumps(summary))

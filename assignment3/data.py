@@ -7,6 +7,7 @@ download) raises :class:`DataError` with a message saying what is wrong and what
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
 import os
@@ -24,6 +25,9 @@ from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
+from . import env
+from .stops import signals_raise
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 K = 10
@@ -36,6 +40,7 @@ TEST_FILE = "test_batch"
 
 _FOLDER = "cifar-10-batches-py"
 _ARCHIVE = "cifar-10-python.tar.gz"
+_PART_PREFIX = f".{_ARCHIVE}.part-"  # partial downloads, in the folder the archive goes to
 _BATCH_ROWS = 10_000  # images per batch file
 _N_TRAIN = _BATCH_ROWS * len(TRAIN_FILES)
 _CHUNK_ROWS = 256  # rows per float64 work chunk: 6 MB, stays in cache
@@ -93,7 +98,7 @@ def one_hot(y, K: int = K, dtype=np.float64) -> np.ndarray:
 
 def default_cache_dir() -> Path:
     """$XDG_CACHE_HOME/assignment3, or ~/.cache/assignment3 when that is unset or relative."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    xdg = env.read("XDG_CACHE_HOME") or ""
     base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
     return base / "assignment3"
 
@@ -105,8 +110,8 @@ def find_data_dir(path=None, *, download: bool = True, progress: bool = True) ->
     """
     if path is not None:
         return _checked_user_dir(Path(path).expanduser(), "the CIFAR-10 folder")
-    if os.environ.get("CIFAR10_DIR"):
-        folder = Path(os.environ["CIFAR10_DIR"]).expanduser()
+    if env.read("CIFAR10_DIR"):
+        folder = Path(env.read("CIFAR10_DIR")).expanduser()
         return _checked_user_dir(folder, "the CIFAR10_DIR folder")
     folder = default_cache_dir() / _FOLDER
     if folder.exists():
@@ -147,13 +152,22 @@ def download_cifar10(root, *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5,
     """Download, verify and safely extract the CIFAR-10 archive into root.
 
     Returns root/cifar-10-batches-py and keeps the verified archive next to it. On any failure
-    every partial file and folder is removed again and DataError is raised.
+    every partial file and folder is removed again and DataError is raised; so they are when
+    the download is stopped by Ctrl-C, SIGTERM or SIGHUP (`stops.signals_raise`), and the
+    partial files of earlier downloads that were killed outright are removed first.
     """
     root = Path(root)
     target = root / _FOLDER
     if target.exists():
         raise DataError(f"{target} already exists: delete it to download CIFAR-10 again")
     root.mkdir(parents=True, exist_ok=True)
+    with signals_raise():
+        _remove_stale_parts(root)
+        return _download(url, md5, root, target, progress)
+
+
+def _download(url: str, md5: str, root: Path, target: Path, progress: bool) -> Path:
+    """The body of download_cifar10: fetch, check the md5, extract."""
     if progress:
         print(f"Downloading {url} to {root}", file=sys.stderr)
     part, digest = _fetch(url, root, progress)
@@ -182,9 +196,10 @@ def _fetch(url: str, root: Path, progress: bool) -> tuple[Path, str]:
     The temporary file is removed on any failure; a transfer shorter than its Content-Length
     is a failure.
     """
-    fd, name = tempfile.mkstemp(dir=root, prefix=f".{_ARCHIVE}.part-")
+    fd, name = tempfile.mkstemp(dir=root, prefix=_PART_PREFIX)
     part = Path(name)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held while the file is written: it is not stale
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             length = response.headers.get("Content-Length", "")
             expected = int(length) if length.isdigit() else None
@@ -203,6 +218,18 @@ def _fetch(url: str, root: Path, progress: bool) -> tuple[Path, str]:
             ) from exc
         raise
     return part, digest
+
+
+def _remove_stale_parts(root: Path) -> None:
+    """Remove the partial files of downloads into root that no process is writing any more
+    (killed outright, e.g. by SIGKILL): a live download holds a lock on its file."""
+    for part in root.glob(f"{_PART_PREFIX}*"):
+        try:
+            with part.open("rb") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                part.unlink()
+        except (BlockingIOError, FileNotFoundError):
+            pass  # being written by another download, or already removed
 
 
 def _copy(response, out, expected: int | None, progress: bool) -> tuple[str, int]:
@@ -381,6 +408,14 @@ def _train_val(folder: Path, n_val: int, dtype) -> tuple[Split, Split, np.ndarra
     n_train = _N_TRAIN - n_val
     train_rows, val_rows = _rows(data, 0, n_train), _rows(data, n_train, _N_TRAIN)
     mean, std = _mean_std(train_rows)
+    constant = np.flatnonzero(std == 0)
+    if constant.size:
+        raise DataError(
+            f"{constant.size} of the {D} pixel values (the first: dimension {constant[0]}) are "
+            f"the same in all {n_train} training images, so they cannot be normalised (their "
+            f"std is 0): use more training images (a smaller n_val), or replace the batches in "
+            f"{folder} with intact copies"
+        )
     train = _normalised(train_rows, labels[:n_train], mean, std, dtype)
     val = _normalised(val_rows, labels[n_train:], mean, std, dtype)
     return train, val, mean, std

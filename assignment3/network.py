@@ -28,13 +28,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .checks import (PARAM_NAMES, check_input, check_labels, check_lam, check_stats, is_int,
+                     is_real)
+
 #: The small constant added to the BN variance before the square root.
 BN_EPS = 1e-10
 
 #: Columns evaluated at once in test-mode passes over a whole data set (bounds memory).
 EVAL_CHUNK = 10_000
-
-PARAM_NAMES = ("W", "b", "gamma", "beta")
 
 BN_ORDERS = ("before", "after")
 
@@ -46,10 +47,20 @@ def init_params(dims, *, batch_norm, init="he", seed=None, dtype=np.float64):
     N(0, sigma^2)). Biases start at 0, gamma at 1, beta at 0. The same seed gives the same
     weights in float32 and float64 (drawn in float64, then cast).
     """
+    if isinstance(dims, (str, bytes)) or not hasattr(dims, "__len__") \
+            or not all(is_int(m) for m in dims) or len(dims) < 2 or min(dims) < 1:
+        raise ValueError(f"dims must list at least an input and an output size, integers >= 1; "
+                         f"got {dims!r}")
     dims = [int(m) for m in dims]
-    if len(dims) < 2 or min(dims) < 1:
-        raise ValueError(f"dims must list at least an input and an output size, all >= 1; got {dims}")
-    dtype = np.dtype(dtype)
+    if not isinstance(batch_norm, (bool, np.bool_)):
+        raise TypeError(f"batch_norm must be True or False, got {batch_norm!r}")
+    if isinstance(seed, (bool, np.bool_)) or (is_int(seed) and seed < 0):
+        raise ValueError(f"seed must be None, an integer >= 0 or a numpy Generator/SeedSequence, "
+                         f"got {seed!r}")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, not {dtype}")
     rng = np.random.default_rng(seed)
@@ -69,28 +80,17 @@ def _init_sigma(init, m_in):
         return np.sqrt(2.0 / m_in)
     if init == "xavier":
         return np.sqrt(1.0 / m_in)
-    if isinstance(init, str):
+    if not is_real(init):
         raise ValueError(f'init must be "he", "xavier" or a positive float sigma, not {init!r}')
     sigma = float(init)
-    if not sigma > 0:
-        raise ValueError(f"init sigma must be > 0, got {init!r}")
+    if not 0 < sigma < np.inf:
+        raise ValueError(f"init sigma must be a finite number > 0, got {init!r}")
     return sigma
 
 
 def uses_bn(params):
     """True if the network has BN layers."""
     return len(params["gamma"]) > 0
-
-
-def check_input(params, X, Y=None):
-    """Raise ValueError with a clear message if X (d x n) or Y (K x n) do not fit the network."""
-    W = params["W"]
-    if getattr(X, "ndim", None) != 2 or X.shape[0] != W[0].shape[1]:
-        raise ValueError(f"X must be d x n with d = {W[0].shape[1]} (one sample per column); "
-                         f"got shape {getattr(X, 'shape', type(X).__name__)}")
-    if Y is not None and (getattr(Y, "ndim", None) != 2 or Y.shape != (W[-1].shape[0], X.shape[1])):
-        raise ValueError(f"Y must be one-hot K x n = {(W[-1].shape[0], X.shape[1])}; "
-                         f"got shape {getattr(Y, 'shape', type(Y).__name__)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +117,14 @@ def forward(params, X, stats=None, *, bn_order="before", masks=None):
     module docstring. Returns (S, cache, batch_stats): the cache (one `LayerCache` per layer)
     holds what `backward` needs, `batch_stats` the (mu, v) the pass used, one pair per BN layer.
     """
+    check_input(params, X)
+    check_stats(params, stats)
+    return forward_unchecked(params, X, stats, bn_order=bn_order, masks=masks)
+
+
+def forward_unchecked(params, X, stats=None, *, bn_order="before", masks=None):
+    """`forward` without the checks of its inputs that cost a pass over X (for the training
+    loop, whose inputs `train` checked once)."""
     W, b, gamma, beta = (params[name] for name in PARAM_NAMES)
     bn = len(gamma) > 0
     bn_after = _checked_bn_order(bn_order) == "after"
@@ -294,7 +302,8 @@ def compute_gradients(params, X, Y, lam, *, bn_order="before", masks=None):
     mode (mini-batch statistics), with the given dropout masks (or none). Returns a dict with
     the structure of `params`."""
     check_input(params, X, Y)
-    S, cache, _ = forward(params, X, bn_order=bn_order, masks=masks)
+    check_lam(lam)
+    S, cache, _ = forward_unchecked(params, X, bn_order=bn_order, masks=masks)
     return backward(params, Y, softmax(S), cache, lam)
 
 
@@ -318,7 +327,9 @@ def compute_cost(params, X, Y, lam, stats=None, *, bn_order="before", masks=None
     given moving averages; dropout `masks` or none. For whole data sets use `evaluate`, which
     works in chunks."""
     check_input(params, X, Y)
-    S, _, _ = forward(params, X, stats, bn_order=bn_order, masks=masks)
+    check_lam(lam)
+    check_stats(params, stats)
+    S, _, _ = forward_unchecked(params, X, stats, bn_order=bn_order, masks=masks)
     return cross_entropy_sum(S, Y.argmax(axis=0)) / X.shape[1] + l2_penalty(params, lam)
 
 
@@ -327,9 +338,15 @@ def evaluate(params, X, y, lam, stats, *, bn_order="before"):
     the moving averages `stats` (placed as `bn_order` says), in chunks of EVAL_CHUNK columns.
     Returns {"loss": mean cross-entropy, "cost": loss + lam sum ||W||^2, "accuracy": fraction}."""
     check_input(params, X)
-    y = np.asarray(y)
-    if y.shape != (X.shape[1],):
-        raise ValueError(f"y must hold n = {X.shape[1]} labels, got shape {y.shape}")
+    y = check_labels(y, X.shape[1], params["W"][-1].shape[0])
+    check_lam(lam)
+    check_stats(params, stats)
+    return evaluate_unchecked(params, X, y, lam, stats, bn_order=bn_order)
+
+
+def evaluate_unchecked(params, X, y, lam, stats, *, bn_order="before"):
+    """`evaluate` without the checks of its inputs that cost a pass over X (for the evaluations
+    during training, whose inputs `train` checked once)."""
     loss_sum, correct = 0.0, 0
     for i, S in _test_mode_chunks(params, X, stats, bn_order):
         yc = y[i:i + S.shape[1]]
@@ -344,6 +361,7 @@ def test_scores(params, X, stats, *, bn_order="before"):
     """Scores S (K x n) of X (d x n) in BN test mode (moving averages `stats`), in chunks of
     EVAL_CHUNK columns."""
     check_input(params, X)
+    check_stats(params, stats)
     return np.hstack([S for _, S in _test_mode_chunks(params, X, stats, bn_order)])
 
 

@@ -5,18 +5,33 @@ On 2 cores, 2 worker processes with one BLAS thread each finish a batch of defau
 second core partly busy with its background evaluations and mini-batch gathers
 (benchmarks/RESULTS.md). A run gives the same result, bit for bit, in a worker as in this
 process, since `train` sets the number of BLAS threads (`Config.blas_threads`, default 1).
+
+The workers live only as long as one `run_many` call: however it ends (results, an error,
+Ctrl-C, SIGTERM or SIGHUP), they are ended and their shared-memory files removed, so that no
+worker outlives its parent and a process that ends without closing them (a notebook kernel)
+leaves nothing in /dev/shm.
 """
 import os
 from functools import partial
+from numbers import Integral
 
 from joblib import Parallel, delayed
+from joblib.executor import MemmappingExecutor
+from joblib.externals.loky import get_reusable_executor
 
+from . import env
+from .stops import signals_raise
 from .training import train
+
+#: The variable that sets the number of worker processes.
+JOBS_ENV = "ASSIGNMENT3_JOBS"
 
 
 def default_jobs():
-    """Worker processes: $ASSIGNMENT3_JOBS if set, else one per core."""
-    return int(os.environ.get("ASSIGNMENT3_JOBS", os.cpu_count() or 1))
+    """Worker processes: $ASSIGNMENT3_JOBS if set (1 to the number of cores), else one per
+    core."""
+    cores = os.cpu_count() or 1
+    return env.integer(JOBS_ENV, cores, hi=cores, what="the number of worker processes")
 
 
 def run_many(fn, arg_list, n_jobs=None):
@@ -28,12 +43,29 @@ def run_many(fn, arg_list, n_jobs=None):
     n_jobs = _jobs(n_jobs, len(arg_list))
     if n_jobs <= 1:
         return [fn(*args) for args in arg_list]
-    return Parallel(n_jobs=n_jobs, backend="loky", inner_max_num_threads=1)(
-        delayed(fn)(*args) for args in arg_list)
+    with signals_raise():
+        try:
+            return Parallel(n_jobs=n_jobs, backend="loky", inner_max_num_threads=1)(
+                delayed(fn)(*args) for args in arg_list)
+        finally:
+            _end_workers()
+
+
+def _end_workers():
+    """End joblib's worker processes now (not after their 5 idle minutes) and remove their
+    shared-memory files: the memory-mapped arguments and the executor's semaphores."""
+    executor = get_reusable_executor(reuse=True)    # the one Parallel used, if still running
+    if isinstance(executor, MemmappingExecutor):
+        executor.terminate(kill_workers=True)        # also removes the memory-mapped folder
+    else:
+        executor.shutdown(wait=True, kill_workers=True)
 
 
 def _jobs(n_jobs, n_tasks):
     """The worker processes `run_many` uses for n_tasks tasks."""
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral)
+                               or n_jobs < 1):
+        raise ValueError(f"n_jobs must be None (default) or an integer >= 1, got {n_jobs!r}")
     return max(1, min(n_jobs or default_jobs(), n_tasks))
 
 

@@ -17,8 +17,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .augment import augment_rows, zca_whiten
-from .network import (BN_ORDERS, PARAM_NAMES, backward, dropout_masks, evaluate, forward,
-                      init_params, softmax)
+from .data import D, K
+from .limits import ConfigError, ConfigTypeError, Limit
+from .checks import check_labels, check_one_hot, check_samples
+from .network import (BN_ORDERS, PARAM_NAMES, backward, dropout_masks, evaluate_unchecked,
+                      forward_unchecked, init_params, softmax)
 
 #: Decay of the BN moving averages: mu_av = a mu_av + (1 - a) mu, the same for v.
 BN_ALPHA = 0.9
@@ -55,11 +58,47 @@ def one_cycle_lr(t, total, eta_min=1e-5, eta_max=1e-1, warmup=0.2):
 
 SCHEDULES = ("cyclic", "one_cycle")
 
+#: Widest hidden layer, and most parameters, of a network `Config` accepts: 50 million
+#: parameters are 200 MB per copy in float32, and training holds about five copies (parameters,
+#: gradients, velocity, evaluation copies) besides the 830 MB of a default run.
+MAX_WIDTH = 16_384
+MAX_PARAMETERS = 50_000_000
+
+#: What each field of `Config` accepts (`hidden`: each layer size). The command line builds its
+#: argument types from this table.
+LIMITS = {
+    "hidden": Limit(int, 1, MAX_WIDTH),
+    "batch_norm": Limit(bool),
+    "lam": Limit(float, 0),
+    "n_batch": Limit(int, 1),
+    "eta_min": Limit(float, 0, lo_open=True),
+    "eta_max": Limit(float, 0, lo_open=True),
+    "n_s": Limit(int, 1, optional=True),
+    "cycles": Limit(float, 0, 1000, lo_open=True),
+    "init": Limit(float, 0, lo_open=True, choices=("he", "xavier")),
+    "seed": Limit(int, 0),
+    "dtype": Limit(str, choices=("float32", "float64")),
+    "evals_per_cycle": Limit(int, 1, 1000),
+    "schedule": Limit(str, choices=SCHEDULES),
+    "epochs": Limit(float, 0, 10_000, lo_open=True, optional=True),
+    "warmup": Limit(float, 0, 1, lo_open=True, hi_open=True),
+    "momentum": Limit(float, 0, 1, hi_open=True),
+    "nesterov": Limit(bool),
+    "bn_order": Limit(str, choices=BN_ORDERS),
+    "dropout": Limit(float, 0, 1, hi_open=True),
+    "flip": Limit(bool),
+    "max_shift": Limit(int, 0, 31),
+    "zca": Limit(bool),
+    "blas_threads": Limit(int, 1),
+}
+
 
 @dataclass(frozen=True)
 class Config:
     """One training run. The defaults are the assignment's; the fields after `evals_per_cycle`
-    go beyond it and are off by default."""
+    go beyond it and are off by default. Every field is checked against `LIMITS` (ConfigError,
+    a ValueError, or ConfigTypeError, a TypeError); `hidden` may be any sequence of sizes and
+    is stored as a tuple of ints."""
     hidden: tuple = (50, 50)          # m_1, ..., m_(k-1)
     batch_norm: bool = True
     lam: float = 0.005
@@ -85,35 +124,71 @@ class Config:
     blas_threads: int = 1             # BLAS threads of the training steps
 
     def __post_init__(self):
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must list at least one layer size >= 1, got {self.hidden}")
-        if self.lam < 0 or self.n_batch < 1 or self.cycles <= 0 or self.evals_per_cycle < 1:
-            raise ValueError("need lam >= 0, n_batch >= 1, cycles > 0 and evals_per_cycle >= 1; "
-                             f"got lam={self.lam}, n_batch={self.n_batch}, cycles={self.cycles}, "
-                             f"evals_per_cycle={self.evals_per_cycle}")
-        if not 0 < self.eta_min <= self.eta_max:
-            raise ValueError(f"need 0 < eta_min <= eta_max, got {self.eta_min}, {self.eta_max}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f'dtype must be "float32" or "float64", not {self.dtype!r}')
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
-        if (self.schedule == "one_cycle") != (self.epochs is not None):
-            raise ValueError('a one-cycle run needs its length in epochs, and only it: set '
-                             'epochs with schedule="one_cycle" (a cyclic run counts cycles)')
-        if self.epochs is not None and not self.epochs > 0 or not 0 < self.warmup < 1:
-            raise ValueError(f"need epochs > 0 and 0 < warmup < 1, got {self.epochs}, {self.warmup}")
-        if not 0 <= self.momentum < 1 or (self.nesterov and not self.momentum):
-            raise ValueError(f"need 0 <= momentum < 1 (and momentum > 0 for Nesterov), got "
-                             f"{self.momentum}")
-        if self.bn_order not in BN_ORDERS:
-            raise ValueError(f"bn_order must be one of {BN_ORDERS}, not {self.bn_order!r}")
-        if not 0 <= self.dropout < 1 or not 0 <= self.max_shift < 32 or self.blas_threads < 1:
-            raise ValueError(f"need 0 <= dropout < 1, 0 <= max_shift < 32 and blas_threads >= 1; "
-                             f"got {self.dropout}, {self.max_shift}, {self.blas_threads}")
+        object.__setattr__(self, "hidden", checked_hidden(self.hidden))
+        for name, limit in LIMITS.items():
+            if name != "hidden":
+                limit.check(name, getattr(self, name))
+        if self.eta_min > self.eta_max:
+            raise ConfigError("{0} must be at least {1}", ("eta_max", self.eta_max),
+                              ("eta_min", self.eta_min))
+        if self.schedule == "one_cycle" and self.epochs is None:
+            raise ConfigError("{0} needs its length in epochs: set {1}",
+                              ("schedule", "one_cycle"), "epochs")
+        if self.schedule == "cyclic" and self.epochs is not None:
+            raise ConfigError("{0} is the length of a one-cycle run; a cyclic run, {1}, counts "
+                              "{2} instead", ("epochs", self.epochs), ("schedule", "cyclic"),
+                              "cycles")
+        if self.batch_norm and self.n_batch < 2:
+            raise ConfigError("{0} normalises each unit over the mini-batch, so it needs {1} >= 2",
+                              ("batch_norm", True), "n_batch")
+        if self.nesterov and not self.momentum:
+            raise ConfigError("{0} needs {1} > 0", ("nesterov", True), "momentum")
 
     def with_(self, **changes):
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+
+def checked_hidden(hidden):
+    """`hidden` as a tuple of ints, if it is a non-empty sequence of sizes within
+    LIMITS["hidden"] and the network on CIFAR-10 has at most MAX_PARAMETERS parameters."""
+    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__len__") or not len(hidden):
+        raise ConfigTypeError("{0} must be a non-empty sequence of layer sizes, got {value!r}",
+                              "hidden", value=hidden)
+    for m in hidden:
+        try:
+            LIMITS["hidden"].check("hidden", m)
+        except ConfigError as err:
+            raise type(err)(f"every layer size in {{0}} must be {LIMITS['hidden'].describe()}, "
+                            f"got {{value!r}}", "hidden", value=m) from None
+    hidden = tuple(int(m) for m in hidden)
+    dims = [D, *hidden, K]
+    n = sum((m_in + 1) * m_out for m_in, m_out in zip(dims[:-1], dims[1:]))
+    if n > MAX_PARAMETERS:
+        raise ConfigError("{0} makes a network of {n:,} parameters on CIFAR-10 ({mb:,.0f} MB "
+                          "per copy in float32, and training holds about five copies): at most "
+                          "{most:,} are allowed", ("hidden", hidden), n=n, mb=4 * n / 1e6,
+                          most=MAX_PARAMETERS)
+    return hidden
+
+
+def check_run(config, n_train, cores=None):
+    """Raise ConfigError unless `config` can train on `n_train` samples with this machine's
+    `cores` (default: all of them): a mini-batch no larger than the training set, at least one
+    step, and no more BLAS threads than cores."""
+    if config.n_batch > n_train:
+        raise ConfigError("{0} exceeds the {n} training samples", ("n_batch", config.n_batch),
+                          n=n_train)
+    total, _, _ = _schedule(config, n_train // config.n_batch)
+    if total < 1:
+        per_cycle = 2 * (config.n_s or 5 * (n_train // config.n_batch))
+        raise ConfigError("{0} makes 0 training steps (a cycle has {per_cycle} steps): use at "
+                          "least {least:.2g}", ("cycles", config.cycles), per_cycle=per_cycle,
+                          least=1 / per_cycle)
+    cores = cores or os.cpu_count() or 1
+    if config.blas_threads > cores:
+        raise ConfigError("{0} exceeds the {cores} cores of this machine",
+                          ("blas_threads", config.blas_threads), cores=cores)
 
 
 @dataclass
@@ -166,22 +241,20 @@ def train(data, config=Config(), progress=False, cores=None):
     and a fixed thread count makes a seed give the same run bit for bit in this process and in a
     worker process (`assignment3.parallel`): BLAS rounds large products differently with 1 and
     2 threads."""
-    dtype = np.dtype(config.dtype)
-    if data.train.X.dtype != dtype:
-        raise ValueError(f"data is {data.train.X.dtype} but config.dtype is {dtype}: load the "
-                         f"data with load_cifar10(dtype=np.{dtype})")
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a training.Config, got {type(config).__name__}")
+    check_data(data, config.dtype)
+    check_run(config, data.train.n)
     start = time.perf_counter()
     if config.zca:
         data = zca_whiten(data)
     d, n = data.train.X.shape
     K = int(data.train.Y.shape[0])
     batches = n // config.n_batch          # a last partial mini-batch is dropped every epoch
-    if batches < 1:
-        raise ValueError(f"n_batch = {config.n_batch} exceeds the {n} training samples")
     total, eval_every, schedule = _schedule(config, batches)
 
     flat = _FlatParams(init_params([d, *config.hidden, K], batch_norm=config.batch_norm,
-                                   init=config.init, seed=config.seed, dtype=dtype),
+                                   init=config.init, seed=config.seed, dtype=config.dtype),
                        momentum=config.momentum > 0)
     params = flat.params
     history = {key: [] for key in ("step", "eta", "cost_train", "loss_train", "acc_train",
@@ -208,13 +281,35 @@ def train(data, config=Config(), progress=False, cores=None):
                 evals.submit(t, eta, params, stats_av)
             record(evals.finished())
         # the test set while the last evaluation on train and val finishes in the background
-        test_accuracy = evaluate(params, data.test.X, data.test.y, 0.0, stats_av,
+        test_accuracy = evaluate_unchecked(params, data.test.X, data.test.y, 0.0, stats_av,
                                  bn_order=config.bn_order)["accuracy"]
         record(evals.finished(wait=True))
     seconds = time.perf_counter() - start
     return Result(config=config, params=params, stats=stats_av or [], history=history, steps=total,
                   epochs=total / batches, seconds=seconds,
                   val_accuracy=history["acc_val"][-1], test_accuracy=test_accuracy)
+
+
+def check_data(data, dtype):
+    """Raise ValueError (TypeError for the wrong types) unless `data` has train, val and test
+    splits of finite samples of `dtype` (X d x n, n >= 1) with integer labels y in 0..K-1 and
+    their one-hot Y (K x n), with the same d and K in all three."""
+    splits = {name: getattr(data, name, None) for name in ("train", "val", "test")}
+    if any(not all(hasattr(split, a) for a in "XYy") for split in splits.values()):
+        raise TypeError("data must have train, val and test splits with X, Y and y, as the "
+                        "CIFAR10 of load_cifar10")
+    d, K = getattr(data.train.X, "shape", (0,))[0], getattr(data.train.Y, "shape", (0,))[0]
+    for name, split in splits.items():
+        if getattr(split.X, "dtype", None) != np.dtype(dtype):
+            raise ValueError(f"data.{name}.X is {getattr(split.X, 'dtype', type(split.X))} but "
+                             f"the config's dtype is {dtype}: load the data with "
+                             f"load_cifar10(dtype=np.{dtype})")
+        check_samples(split.X, d, f"data.{name}.X")
+        n = split.X.shape[1]
+        y = check_labels(split.y, n, K, f"data.{name}.y")
+        check_one_hot(split.Y, K, n, f"data.{name}.Y")
+        if not (split.Y.argmax(axis=0) == y).all():
+            raise ValueError(f"data.{name}.Y is not the one-hot form of data.{name}.y")
 
 
 def _schedule(config, batches):
@@ -322,7 +417,7 @@ def _step(flat, Xb, Yb, eta, config, masks, t):
     With momentum mu: v = mu v + g, then theta -= eta v, or with Nesterov theta -= eta (g + mu v)
     (the form PyTorch's SGD uses)."""
     lam = config.lam
-    S, cache, batch_stats = forward(flat.params, Xb, bn_order=config.bn_order, masks=masks)
+    S, cache, batch_stats = forward_unchecked(flat.params, Xb, bn_order=config.bn_order, masks=masks)
     P = softmax(S)
     _check_finite(P, t, eta)
     backward(flat.params, Yb, P, cache, 0.0, out=flat.grads)  # gradient of the loss
@@ -393,9 +488,9 @@ class _BackgroundEvaluations:
 
     def _evaluate(self, t, eta, params, stats):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            tr = evaluate(params, self.data.train.X, self.data.train.y, self.lam, stats,
+            tr = evaluate_unchecked(params, self.data.train.X, self.data.train.y, self.lam, stats,
                           bn_order=self.bn_order)
-            va = evaluate(params, self.data.val.X, self.data.val.y, self.lam, stats,
+            va = evaluate_unchecked(params, self.data.val.X, self.data.val.y, self.lam, stats,
                           bn_order=self.bn_order)
         if not np.isfinite(tr["cost"]):
             raise DivergenceError(t, tr["cost"], eta)

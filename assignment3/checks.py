@@ -1,0 +1,116 @@
+"""Checks of the inputs of the public functions of `network` and of `training.train`: each
+raises ValueError (TypeError for a wrong type) saying what is wrong, instead of a traceback from
+deep inside numpy or a silently wrong number. They run once per public call; the training loop
+calls the unchecked passes (`network.forward_unchecked`, `network.evaluate_unchecked`)."""
+from numbers import Integral, Real
+
+import numpy as np
+
+#: The keys of the parameter dict, in the order of the flat parameter vector of training.
+PARAM_NAMES = ("W", "b", "gamma", "beta")
+
+
+def is_int(value):
+    """True for integers (Python or numpy), False for bools and everything else."""
+    return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value):
+    """True for real numbers (Python or numpy), False for bools and everything else."""
+    return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_input(params, X, Y=None):
+    """Raise unless `params` is a parameter dict (see `network`), X (d x n) samples for its
+    d inputs and Y (if given) their one-hot K x n labels for its K outputs."""
+    check_params(params)
+    check_samples(X, params["W"][0].shape[1])
+    if Y is not None:
+        check_one_hot(Y, params["W"][-1].shape[0], X.shape[1])
+
+
+def check_samples(X, d, name="X"):
+    """Raise unless X is a finite float array d x n with n >= 1."""
+    check_floats(X, name)
+    if X.ndim != 2 or X.shape[0] != d or X.shape[1] < 1:
+        raise ValueError(f"{name} must be d x n with d = {d} (one sample per column) and n >= 1; "
+                         f"got shape {X.shape}")
+    # NaN and inf make the sum NaN or inf: one fast pass; an overflowing sum is checked again
+    if not np.isfinite(X.sum()) and not np.isfinite(X).all():
+        raise ValueError(f"{name} holds NaN or infinite values: the data is bad (repair or "
+                         f"reload it; the training cannot)")
+
+
+def check_one_hot(Y, K, n, name="Y"):
+    """Raise unless Y is a one-hot K x n array."""
+    if not isinstance(Y, np.ndarray) or Y.shape != (K, n):
+        raise ValueError(f"{name} must be one-hot K x n = {(K, n)}; "
+                         f"got shape {getattr(Y, 'shape', type(Y).__name__)}")
+    if not (((Y == 0) | (Y == 1)).all() and (Y.sum(axis=0) == 1).all()):
+        raise ValueError(f"{name} must be one-hot: every column one 1, the other entries 0")
+
+
+def check_labels(y, n, K, name="y"):
+    """The labels y as an array, if they are n integers in 0..K-1; else ValueError/TypeError."""
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"{name} must hold n = {n} labels, got shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer labels in 0..{K - 1}, got dtype {y.dtype}")
+    if y.min() < 0 or y.max() >= K:
+        raise ValueError(f"{name} must hold labels in 0..{K - 1}, got labels in "
+                         f"{y.min()}..{y.max()}")
+    return y
+
+
+def check_lam(lam):
+    """Raise unless lam is a finite real number >= 0."""
+    if not is_real(lam):
+        raise TypeError(f"lam must be a number >= 0, got {lam!r}")
+    if not 0 <= lam < np.inf:
+        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+
+
+def check_floats(A, name):
+    """Raise TypeError unless A is a numpy array of floats."""
+    if not isinstance(A, np.ndarray) or A.dtype.kind != "f":
+        got = A.dtype if isinstance(A, np.ndarray) else type(A).__name__
+        raise TypeError(f"{name} must be a numpy array of floats (float32 or float64), got {got}"
+                        f": convert it with np.asarray({name}, np.float64)")
+
+
+def check_params(params):
+    """Raise unless params is the parameter dict of a k-layer network: k W (m_l x m_(l-1)) and
+    b (m_l x 1), and k - 1 or no gamma and beta (m_l x 1), all float arrays."""
+    if not isinstance(params, dict) or set(params) != set(PARAM_NAMES) \
+            or not all(isinstance(params[name], list) for name in PARAM_NAMES):
+        raise TypeError(f"params must be a dict of the lists {', '.join(PARAM_NAMES)} "
+                        f"(init_params makes one)")
+    W, b, gamma, beta = (params[name] for name in PARAM_NAMES)
+    k = len(W)
+    if k < 1 or len(b) != k or len(gamma) != len(beta) or len(gamma) not in (0, k - 1):
+        raise ValueError(f"params must hold k >= 1 W and b, and k - 1 or no gamma and beta; got "
+                         f"{len(W)}, {len(b)}, {len(gamma)}, {len(beta)}")
+    for name in PARAM_NAMES:
+        for l, P in enumerate(params[name]):
+            check_floats(P, f"params[{name!r}][{l}]")
+    for l in range(k):
+        m = W[l].shape[0] if W[l].ndim == 2 else None
+        fits = m is not None and (l == 0 or W[l].shape[1] == W[l - 1].shape[0])
+        if not fits or any(P[l].shape != (m, 1) for P in (b, gamma, beta) if l < len(P)):
+            raise ValueError(f"the parameters of layer {l} do not fit: W[{l}] must be "
+                             f"m_l x m_(l-1), b[{l}], gamma[{l}], beta[{l}] m_l x 1; got W[{l}] "
+                             f"of shape {W[l].shape}")
+
+
+def check_stats(params, stats):
+    """Raise unless stats (BN moving averages, or None) hold one (mu, v) pair of m_l x 1 arrays
+    per BN layer of params."""
+    shapes = [g.shape for g in params["gamma"]]
+    if stats is None or not shapes:
+        return
+    if not isinstance(stats, (list, tuple)) or len(stats) != len(shapes) or any(
+            len(pair) != 2 or any(getattr(a, "shape", None) != shape for a in pair)
+            for pair, shape in zip(stats, shapes)):
+        raise ValueError(f"stats must be one (mu, v) pair per BN layer, each m_l x 1: shapes "
+                         f"{shapes}")
