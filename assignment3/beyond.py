@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from . import env
 from .augment import flipped, zca_whiten
 from .data import one_hot
 from .gradcheck import check_gradients
@@ -251,7 +252,7 @@ def load_or_train(data, directory=RESULTS_DIR, retrain=None, progress=False):
     `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (40 minutes to an
     hour on 2 cores) and stored there."""
     if retrain is None:
-        retrain = os.environ.get(RETRAIN_ENV) == "1"
+        retrain = env.choice(RETRAIN_ENV, ("0", "1"), "0") == "1"
     directory = Path(directory)
     if not retrain and (directory / "beyond.json").is_file():
         return (*load(directory), False)

@@ -36,7 +36,9 @@ def check_samples(X, d, name="X"):
         raise ValueError(f"{name} must be d x n with d = {d} (one sample per column) and n >= 1; "
                          f"got shape {X.shape}")
     # NaN and inf make the sum NaN or inf: one fast pass; an overflowing sum is checked again
-    if not np.isfinite(X.sum()) and not np.isfinite(X).all():
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(X.sum()) or np.isfinite(X).all()
+    if not finite:
         raise ValueError(f"{name} holds NaN or infinite values: the data is bad (repair or "
                          f"reload it; the training cannot)")
 

@@ -38,3 +38,24 @@ def small_data(cifar10):
 
     return CIFAR10(train=part(cifar10.train, 2000), val=part(cifar10.val, 1000),
                    test=part(cifar10.test, 1000), mean=cifar10.mean, std=cifar10.std)
+
+
+def shm_files_of(pid):
+    """Our files in /dev/shm made by process pid: joblib's memory-mapped folders and loky's
+    semaphores."""
+    return sorted(p.name for p in Path("/dev/shm").glob("*") if p.name.startswith(
+        (f"joblib_memmapping_folder_{pid}_", f"sem.loky-{pid}-")))
+
+
+@pytest.fixture(name="shm_files_of", scope="session")
+def shm_files_of_fixture():
+    return shm_files_of
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_shared_memory_left_behind():
+    """After the tests, this process has left nothing in /dev/shm (other processes, such as
+    other test sessions, are not counted)."""
+    before = shm_files_of(os.getpid())
+    yield
+    assert shm_files_of(os.getpid()) == before == [], "files left in /dev/shm"

@@ -19,25 +19,90 @@ def test_train_json(cifar10_dir, capsys):
     assert out["config"]["hidden"] == [30, 20] and out["config"]["batch_norm"] is False
 
 
-@pytest.mark.parametrize("args, message", [
+#: Command lines that are usage errors, with a part of their one-line message. The ones after
+#: the first block are refused right after loading the data (they depend on its size or on the
+#: machine), so they need it.
+USAGE_ERRORS = [
     (["train", "--hidden", "50,x"], "comma-separated layer sizes"),
-    (["train", "--hidden", "50,0"], "layer sizes must be >= 1"),
-    (["train", "--init", "gaussian"], "he, xavier or a positive sigma"),
-    (["train", "--lam", "-1"], "expected a number >= 0"),
-    (["train", "--cycles", "0"], "expected a positive number"),
+    (["train", "--hidden", "50,0"], "every layer size in '50,0' must be an integer in [1,"),
+    (["train", "--hidden", ",50"], "comma-separated layer sizes"),
+    (["train", "--hidden", ""], "comma-separated layer sizes"),
+    (["train", "--hidden", "100000"], "argument --hidden: every layer size"),
+    (["train", "--hidden", "16384"], "parameters on CIFAR-10"),
+    (["train", "--hidden", "4000,4000,4000,4000"], "at most 50,000,000"),
+    (["train", "--init", "gaussian"], "he, xavier or a number > 0"),
+    (["train", "--init", "0"], "argument --init"),
+    (["train", "--init", "nan"], "argument --init"),
+    (["train", "--init", "-inf"], "argument --init"),
+    (["train", "--lam", "-1"], "argument --lam: expected a number >= 0"),
+    (["train", "--lam", "nan"], "argument --lam"),
+    (["train", "--lam", "inf"], "argument --lam"),
+    (["train", "--cycles", "0"], "argument --cycles: expected a number in (0, 1000]"),
+    (["train", "--cycles", "1e5"], "argument --cycles"),
+    (["train", "--cycles", "-nan"], "argument --cycles"),
+    (["train", "--eta-max", "0"], "argument --eta-max"),
+    (["train", "--eta-max", "1e-6"], "--eta-max 1e-06 must be at least the eta_min of --preset"),
+    (["train", "--batch", "0"], "argument --batch: expected an integer >= 1"),
+    (["train", "--batch", "1e2"], "argument --batch"),
+    (["train", "--batch", "1"], "--bn (from --preset assignment) normalises each unit"),
+    (["train", "--seed", "-1"], "argument --seed: expected an integer >= 0"),
+    (["train", "--seed", "1.5"], "argument --seed"),
+    (["train", "--threads", "0"], "argument --threads"),
+    (["train", "--momentum", "1"], "argument --momentum"),
+    (["train", "--nesterov"], "--nesterov needs --momentum > 0"),
+    (["train", "--preset", "best", "--momentum", "0"],
+     "--nesterov (from --preset best) needs --momentum > 0"),
+    (["train", "--preset", "best", "--cycles", "3"], "--cycles counts the cycles of a cyclic"),
+    (["train", "--max-shift", "32"], "argument --max-shift: expected an integer in [0, 31]"),
+    (["train", "--max-shift", "-1"], "argument --max-shift"),
     (["train", "--dtype", "float16"], "invalid choice"),
     (["fly"], "invalid choice"),
-    (["train", "--epochs", "3"], "one-cycle run needs its length in epochs"),
+    (["train", "--epochs", "3"], "--epochs 3.0 is the length of a one-cycle run"),
+    (["train", "--schedule", "one_cycle"], "--schedule one_cycle needs its length in epochs"),
+    (["train", "--schedule", "one_cycle", "--epochs", "0"], "argument --epochs"),
     (["train", "--dropout", "1"], "expected a number in [0, 1)"),
+    (["train", "--dropout", "nan"], "argument --dropout"),
     (["train", "--preset", "fastest"], "invalid choice"),
     (["train", "--bn-order", "middle"], "invalid choice"),
-])
-def test_bad_arguments_are_usage_errors(args, message):
-    proc = subprocess.run([sys.executable, "-m", "assignment3", *args], capture_output=True,
-                          text=True)
-    assert proc.returncode == 2
-    assert "usage:" in proc.stderr and message in proc.stderr
-    assert "Traceback" not in proc.stderr
+    (["train", "--frobnicate"], "unrecognized arguments"),
+    (["train", "--batch", "50000"], "--batch 50000 exceeds the 45000 training samples"),
+    (["train", "--cycles", "1e-4"], "--cycles 0.0001 makes 0 training steps"),
+    (["train", "--threads", "1000"], "--threads 1000 exceeds the"),
+]
+
+
+@pytest.mark.parametrize("args, message", USAGE_ERRORS)
+def test_bad_arguments_are_usage_errors(args, message, cifar10_dir):
+    """Exit status 2 and one line naming the option, in the command line's words."""
+    proc = subprocess.run([sys.executable, "-m", "assignment3", *args, "--data", str(cifar10_dir)]
+                          if args[0] == "train" else [sys.executable, "-m", "assignment3", *args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "error:" in proc.stderr and message in proc.stderr
+    assert proc.stdout == ""
+    for library_name in ("eta_max", "n_batch", "blas_threads", "schedule="):
+        assert library_name not in proc.stderr
+
+
+#: Command lines at the edges of what is accepted: each runs (a few steps).
+EDGE_RUNS = [
+    ["--cycles", "0.005"],
+    ["--cycles", "0.0003", "--batch", "2"],
+    ["--hidden", " 20 , 10", "--no-bn", "--cycles", "0.005"],
+    ["--seed", "99999999999999999999", "--cycles", "0.005"],
+    ["--init", "1e-300", "--cycles", "0.005", "--dtype", "float64"],
+    ["--preset", "best", "--schedule", "cyclic", "--cycles", "0.005", "--hidden", "32",
+     "--no-zca", "--threads", "1"],
+]
+
+
+@pytest.mark.parametrize("args", EDGE_RUNS)
+def test_edge_values_run(args, cifar10_dir):
+    proc = subprocess.run([sys.executable, "-m", "assignment3", "train", *args, "--json",
+                           "--data", str(cifar10_dir)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["steps"] >= 1 and 0 <= out["test_accuracy"] <= 1
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
