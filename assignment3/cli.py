@@ -150,13 +150,24 @@ def _cli_words(given, preset):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    config = config_from_args(args, args.parser)
+    """Run the command line; returns the exit status. A stop by Ctrl-C, SIGTERM or SIGHUP prints
+    one line (what stopped it) and returns 128 + the signal's number, as a shell reports it."""
     try:
         with signals_raise(resend=False):
-            data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not args.json)
-            result = train(data, config, progress=not args.json)
+            return _train(build_parser().parse_args(argv))
+    except KeyboardInterrupt:
+        print("stopped by Ctrl-C", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_status
+
+
+def _train(args):
+    config = config_from_args(args, args.parser)
+    try:
+        data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not args.json)
+        result = train(data, config, progress=not args.json)
     except ConfigError as err:                 # the run does not fit the data or the machine
         given = {k for k, v in vars(args).items() if v is not None}
         args.parser.error(err.worded(_cli_words(given, args.preset)))
@@ -166,12 +177,6 @@ def main(argv=None):
     except DivergenceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("stopped by Ctrl-C", file=sys.stderr)
-        return 128 + signal.SIGINT
-    except Stopped as stop:
-        print(stop, file=sys.stderr)
-        return stop.exit_status
     summary = result.summary()
     if args.json:
         print(json.dumps(summary))

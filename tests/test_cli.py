@@ -1,8 +1,10 @@
 """The command line: a real short training with --json, and usage errors without tracebacks."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -125,3 +127,26 @@ def test_preset_best_with_overrides(cifar10_dir, capsys):
     assert config["schedule"] == "one_cycle" and config["nesterov"] and config["dropout"] == 0.2
     assert out["steps"] == round(0.05 * (45000 // 256)) and 0 <= out["test_accuracy"] <= 1
 
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("when", ["loading", "training"])
+def test_stop_by_signal_prints_no_traceback(cifar10_dir, sig, when):
+    """A stop while the modules or the data load, or during training: one line on stderr, the
+    shell's exit status for the signal (128 + its number), no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "assignment3", "train", "--cycles", "2",
+                             "--data", str(cifar10_dir)], stderr=subprocess.PIPE, text=True)
+    try:
+        if when == "training":
+            while "step" not in (line := proc.stderr.readline()):
+                assert line, "the run ended before its first evaluation"
+        else:
+            time.sleep(0.3)
+        proc.send_signal(sig)
+        err = proc.stderr.read()
+        status = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert status in (128 + sig, -sig), err          # -sig: before Python's handlers are set
+    assert "Traceback" not in err and err.count("\n") <= 1
