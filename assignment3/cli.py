@@ -1,7 +1,7 @@
 """Command line: `python -m assignment3 train ...` trains one network and prints a summary.
 
 Every value the parser accepts either runs or is a usage error: exit status 2 and one line that
-names the option. The limits are `training.LIMITS`, shared with `Config`, whose messages are said
+names the option. The limits are `config.LIMITS`, shared with `Config`, whose messages are said
 here with the options' names."""
 import argparse
 import dataclasses
@@ -16,7 +16,8 @@ from .data import DataError, load_cifar10
 from .env import EnvironmentValueError
 from .limits import ConfigError
 from .stops import Stopped, signals_raise
-from .training import LIMITS, Config, DivergenceError, checked_hidden, train
+from .config import LIMITS, Config, checked_hidden
+from .training import DivergenceError, train
 
 #: The options of `train` that set a `Config` field: option -> (field, help).
 TRAIN_OPTIONS = {

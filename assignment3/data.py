@@ -412,8 +412,8 @@ def _train_val(folder: Path, n_val: int, dtype) -> tuple[Split, Split, np.ndarra
     if constant.size:
         raise DataError(
             f"{constant.size} of the {D} pixel values (the first: dimension {constant[0]}) are "
-            f"the same in all {n_train} training images, so they cannot be normalised (their "
-            f"std is 0): use more training images (a smaller n_val), or replace the batches in "
+            f"the same in every one of the {n_train} training images, so they cannot be "
+            f"normalised (their std is 0): use more training images (a smaller n_val), or replace the batches in "
             f"{folder} with intact copies"
         )
     train = _normalised(train_rows, labels[:n_train], mean, std, dtype)

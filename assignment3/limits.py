@@ -50,7 +50,7 @@ class Limit:
     optional: bool = False
 
     def describe(self):
-        """The accepted values in words, e.g. "a number in [0, 1)"."""
+        """The accepted values other than None in words, e.g. "a number in [0, 1)"."""
         if self.kind is bool:
             return "True or False"
         what = {int: "an integer", float: "a number", str: ""}[self.kind]
@@ -62,15 +62,14 @@ class Limit:
         if self.choices:
             what = (", ".join(self.choices) + f" or {what}" if what
                     else "one of " + ", ".join(self.choices))
-        if self.optional:
-            what += " (or None)"
         return what
 
     def check(self, field, value):
         """Raise ConfigTypeError or ConfigError unless `value` is accepted for `field`."""
         if (value is None and self.optional) or (isinstance(value, str) and value in self.choices):
             return
-        problem = f"{{0}} must be {self.describe()}, got {{value!r}}"
+        problem = f"{{0}} must be {self.describe()}{' or None' if self.optional else ''}, " \
+                  f"got {{value!r}}"
         if not self._of_kind(value):
             raise ConfigTypeError(problem, field, value=value)
         if self.kind is bool:
