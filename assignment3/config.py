@@ -23,7 +23,7 @@ LIMITS = {
     "n_batch": Limit(int, 1),
     "eta_min": Limit(float, 0, lo_open=True),
     "eta_max": Limit(float, 0, lo_open=True),
-    "n_s": Limit(int, 1, optional=True),
+    "n_s": Limit(int, 1, 1_000_000, optional=True),
     "cycles": Limit(float, 0, 1000, lo_open=True),
     "init": Limit(float, 0, lo_open=True, choices=("he", "xavier")),
     "seed": Limit(int, 0),
