@@ -54,11 +54,11 @@ class Limit:
         if self.kind is bool:
             return "True or False"
         what = {int: "an integer", float: "a number", str: ""}[self.kind]
-        if self.lo is not None and self.hi is not None:
-            what += (f" in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
-                     f"{')' if self.hi_open else ']'}")
-        elif self.lo is not None:
-            what += f" {'>' if self.lo_open else '>='} {self.lo:g}"
+        lo, hi = (v if v is None or v != int(v) else int(v) for v in (self.lo, self.hi))
+        if lo is not None and hi is not None:
+            what += f" in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+        elif lo is not None:
+            what += f" {'>' if self.lo_open else '>='} {lo}"
         if self.choices:
             what = (", ".join(self.choices) + f" or {what}" if what
                     else "one of " + ", ".join(self.choices))
