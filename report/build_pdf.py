@@ -1,29 +1,23 @@
-"""Join the executed notebooks into one PDF with nbconvert's LaTeX route (xelatex + pandoc).
-
-Code cells are left out (the notebooks hold them); cells tagged "hide" (the claim checks) are
-removed whole. Nothing is re-executed. The PDF is written to a temporary name and renamed, so a
-failed build leaves no half-written file.
-"""
+"""Join the executed notebooks into one PDF (assignment3.pdf: nbconvert, pandoc and Typst from
+PyPI; no TeX). Nothing is re-executed. The PDF is written to a temporary name and renamed, so a
+failed build leaves no half-written file; a notebook with a cell not executed or an error output
+stops the build with a message naming the notebook and the cell."""
 import argparse
-import copy
-import shutil
+import os
 import sys
+import time
 from pathlib import Path
 
-TITLE = "k-layer networks with batch normalization on CIFAR-10"
-TOOLS = {"xelatex": "texlive-xetex texlive-fonts-recommended texlive-plain-generic",
-         "pandoc": "pandoc"}
 
-
-def merge(paths):
-    """One notebook holding the cells of `paths` in order."""
-    import nbformat
-    notebooks = [nbformat.read(p, as_version=4) for p in paths]
-    merged = copy.deepcopy(notebooks[0])
-    merged.cells = [cell for nb in notebooks for cell in nb.cells]
-    merged.metadata["title"] = TITLE
-    merged.metadata["authors"] = []
-    return merged
+def write_atomic(path, data):
+    """Write `data` (bytes) to `path` through a temporary name in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def main(argv=None):
@@ -31,26 +25,22 @@ def main(argv=None):
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--output", type=Path, default=Path("build/report.pdf"))
     args = parser.parse_args(argv)
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    missing = [str(p) for p in args.notebooks if not p.is_file()]
     if missing:
-        packages = " ".join(TOOLS[tool] for tool in missing)
-        sys.exit(f"error: {', '.join(missing)} not found; the PDF needs them. On Debian/Ubuntu: "
-                 f"sudo apt-get install {packages}")
-    from nbconvert import PDFExporter
-    from traitlets.config import Config
-
-    config = Config()
-    config.TemplateExporter.exclude_input = True
-    config.TemplateExporter.exclude_input_prompt = True
-    config.TemplateExporter.exclude_output_prompt = True
-    config.TagRemovePreprocessor.enabled = True
-    config.TagRemovePreprocessor.remove_cell_tags = {"hide"}
-    pdf, _ = PDFExporter(config=config).from_notebook_node(merge(args.notebooks))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.output.with_suffix(".pdf.part")
-    partial.write_bytes(pdf)
-    partial.replace(args.output)
-    print(f"wrote {args.output} ({len(pdf) // 1024} KiB, {len(args.notebooks)} notebooks)")
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    try:
+        from assignment3.pdf import NotebookError, build
+    except ImportError as error:
+        sys.exit(f"error: {error.name} is missing; the PDF needs the report extra: "
+                 "pip install -e '.[report]' (make setup does it)")
+    start = time.perf_counter()
+    try:
+        pdf = build(args.notebooks)
+    except NotebookError as error:
+        sys.exit(f"error: {error}")
+    write_atomic(args.output, pdf)
+    print(f"wrote {args.output} ({len(pdf) // 1024} KiB, {len(args.notebooks)} notebooks, "
+          f"{time.perf_counter() - start:.1f} s)")
 
 
 if __name__ == "__main__":

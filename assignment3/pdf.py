@@ -1,0 +1,189 @@
+"""The report's PDF from executed notebooks, without TeX. nbconvert exports what a reader sees as
+Markdown (no code, no cells tagged "hide", no stderr streams such as progress bars, no widgets),
+pandoc (the pypandoc-binary wheel) turns it into Typst, and Typst (the typst wheel, with its own
+fonts) typesets it. Nothing is re-executed. `ReportExporter` is the same route as an nbconvert
+exporter: `jupyter nbconvert --to a3pdf notebook.ipynb`."""
+import copy
+import json
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbconvert.exporters import Exporter, MarkdownExporter
+from nbconvert.preprocessors import Preprocessor
+from traitlets.config import Config
+
+from .paper import HEADLINES, KEY, SUMMARY_COLUMNS, summary_rows, table_markdown
+
+TITLE = "k-layer networks with batch normalization on CIFAR-10"
+SUBTITLE = "KTH DD2424 Assignment 3, reproduced in numpy"
+WIDGET = "application/vnd.jupyter.widget-view+json"
+#: Styles (Typst), placed before the body by pandoc's default template.
+STYLE = """
+#set image(width: 88%)
+#set table(inset: (x: 5pt, y: 3.5pt), stroke: (x, y) => if y == 0 { (bottom: 0.6pt) })
+#show table: set text(size: 0.85em, hyphenate: false)
+#show table.cell: set align(left)
+#set text(hyphenate: false)
+#show heading.where(level: 1): it => { if it.numbering != none { pagebreak(weak: true) }; it }
+#show outline.entry.where(level: 1): set block(above: 1em)
+""".strip()
+
+
+class NotebookError(ValueError):
+    """A notebook that cannot go into the report: a cell not executed or an error output."""
+
+
+def check_executed(nb, name):
+    """Raise NotebookError naming `name` and the cell if a code cell of `nb` was not executed or
+    holds an error output."""
+    for number, cell in enumerate(nb.cells, 1):
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        where = f"{name}, cell {number} ({cell.source.strip().splitlines()[0][:50]!r})"
+        if cell.execution_count is None:
+            raise NotebookError(f"{where} was not executed; execute the notebook (make notebooks, "
+                                "or jupyter nbconvert --execute --inplace) before building the PDF")
+        for output in cell.outputs:
+            if output.output_type == "error":
+                raise NotebookError(f"{where} holds an error output ({output.ename}: "
+                                    f"{output.evalue}); fix it and re-execute the notebook")
+
+
+class ReaderOutputs(Preprocessor):
+    """Keeps the outputs a reader of the PDF needs. Drops stderr streams (progress bars), widget
+    views and the caption lines shown under figures in a notebook; turns each captioned SVG
+    figure (`paper.show_figure`, extracted to a file before) into a Markdown figure, which pandoc
+    and Typst number; moves the headline numbers to resources["headlines"]."""
+
+    def preprocess(self, nb, resources):
+        resources.setdefault("headlines", [])
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, resources
+        kept = []
+        for output in cell.outputs:
+            data, mark = output.get("data", {}), output.get("metadata", {}).get(KEY, {})
+            if (output.output_type == "stream" and output.name == "stderr") or WIDGET in data \
+                    or mark.get("caption"):
+                continue
+            if HEADLINES in data:
+                resources["headlines"].append(data[HEADLINES])
+                continue
+            if "figure" in mark:
+                image = output.metadata["filenames"]["image/svg+xml"]
+                output = nbformat.v4.new_output(
+                    "display_data", {"text/markdown": f"![{mark['figure']}]({image})"})
+            kept.append(output)
+        cell.outputs = kept
+        return cell, resources
+
+
+def _markdown_exporter():
+    config = Config()
+    config.TemplateExporter.exclude_input = True
+    config.TemplateExporter.exclude_input_prompt = True
+    config.TemplateExporter.exclude_output_prompt = True
+    config.TagRemovePreprocessor.enabled = True
+    config.TagRemovePreprocessor.remove_cell_tags = {"hide"}
+    config.ExtractOutputPreprocessor.enabled = True
+    exporter = MarkdownExporter(config=config)
+    exporter.register_preprocessor(ReaderOutputs(), enabled=True)
+    return exporter
+
+
+def _distinct(values):
+    return ", ".join(dict.fromkeys(values))
+
+
+def title_block(headlines, title=TITLE):
+    """The pandoc metadata of the title block: title, subtitle, and as its date line when, with
+    which code version and on which machine the notebooks were executed."""
+    meta = {"title": title, "subtitle": SUBTITLE, "papersize": "a4",
+            "margin": {"x": "2.2cm", "y": "2.4cm"}, "fontsize": "10.5pt",
+            "section-numbering": "1.1", "page-numbering": "1"}
+    records = [h["executed"] for h in headlines]
+    if records:
+        dates = sorted(r["date"] for r in records)
+        when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+        versions = _distinct(f"`{r['code_version'][:12]}{r['code_version'][40:]}`" for r in records)
+        meta["date"] = (f"Notebooks executed {when}\\\ncode version {versions}\\\n"
+                        f"on {_distinct(r['machine'] for r in records)}")
+    return meta
+
+
+def summary_markdown(headlines):
+    """The summary section: every published headline number in one table."""
+    if not headlines:
+        return ""
+    table = table_markdown(summary_rows(sorted(headlines, key=lambda h: h["section"])),
+                           "Headline numbers of every section, taken from the executed notebooks. "
+                           "Ours: mean ± standard deviation over the seeds where there are "
+                           "several. The references are the student report's and the course's "
+                           "(SPEC.md); - where there is none.", SUMMARY_COLUMNS)
+    return f"# Summary {{.unnumbered}}\n\n{table}\n\n"
+
+
+def report_markdown(nb, title=TITLE):
+    """The report of the executed notebook `nb` as Markdown with a YAML title block, the summary
+    and a table of contents before the body. Returns (markdown, {file name: bytes or text})."""
+    body, resources = _markdown_exporter().from_notebook_node(nb)
+    headlines = resources["headlines"]
+    front = json.dumps(title_block(headlines, title), ensure_ascii=False)
+    contents = "```{=typst}\n#outline(depth: 2)\n```\n\n"
+    markdown = f"---\n{front}\n---\n\n{summary_markdown(headlines)}{contents}{body}"
+    return markdown, resources.get("outputs", {})
+
+
+def typeset(markdown, files):
+    """PDF bytes of `markdown` (pandoc Markdown) whose images are `files`, via pandoc and Typst
+    with the fonts the typst wheel embeds (no system fonts, so every machine gives the same)."""
+    import pypandoc
+    import typst
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, content in files.items():
+            path = Path(tmp, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        source = Path(tmp, "report.typ")
+        source.write_text(pypandoc.convert_text(markdown, "typst", format="markdown",
+                                                extra_args=["--standalone", f"--variable=header-includes:{STYLE}"],
+                                                cworkdir=tmp))
+        return typst.compile(str(source), root=tmp, font_paths=[], ignore_system_fonts=True)
+
+
+def merge(notebooks, title=TITLE):
+    """One notebook holding the cells of `notebooks` (name -> notebook node), each checked."""
+    for name, nb in notebooks.items():
+        check_executed(nb, name)
+    merged = copy.deepcopy(next(iter(notebooks.values())))
+    merged.cells = [cell for nb in notebooks.values() for cell in nb.cells]
+    merged.metadata["title"] = title
+    return merged
+
+
+def build(paths, title=TITLE):
+    """PDF bytes of the executed notebooks at `paths`, in that order."""
+    notebooks = {str(p): nbformat.read(p, as_version=4) for p in paths}
+    return typeset(*report_markdown(merge(notebooks, title), title))
+
+
+class ReportExporter(Exporter):
+    """nbconvert exporter `a3pdf`: the PDF of an executed notebook by the report's route."""
+    export_from_notebook = "PDF via Typst (assignment3)"
+    output_mimetype = "application/pdf"
+
+    def _file_extension_default(self):
+        return ".pdf"
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        resources = self._init_resources(resources)
+        name = resources["metadata"].get("name", "notebook")
+        check_executed(nb, name)
+        title = nb.metadata.get("title") or f"{TITLE}: {name}"
+        pdf = typeset(*report_markdown(copy.deepcopy(nb), title))
+        resources["output_extension"] = ".pdf"
+        return pdf, resources
