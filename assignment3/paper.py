@@ -15,7 +15,7 @@ from .plots import markdown_table
 KEY = "assignment3"
 #: The MIME type of a section's headline numbers (a dict, see `publish_headlines`).
 HEADLINES = "application/vnd.assignment3.headlines+json"
-SUMMARY_COLUMNS = ("section", "quantity", "ours", "student report", "course reference")
+SUMMARY_COLUMNS = ("quantity", "ours", "student report", "course reference")
 
 
 def _display(data, metadata=None):
@@ -78,12 +78,16 @@ def _reference(value, fmt):
 
 
 def summary_rows(sections):
-    """Rows of the summary table for `sections`: a list of published headline dicts."""
-    return [{"section": f"{s['section']}. {s['title']}" if i == 0 else "",
-             "quantity": row["quantity"], "ours": format_ours(row),
-             "student report": _reference(row["student"], row["fmt"]) or "-",
-             "course reference": _reference(row["course"], row["fmt"]) or "-"}
-            for s in sections for i, row in enumerate(s["rows"])]
+    """Rows of the summary table for `sections` (a list of published headline dicts): a bold
+    row naming each section, then its headline numbers."""
+    rows = []
+    for s in sections:
+        rows.append({"quantity": f"**{s['section']} {s['title']}**"})
+        rows += [{"quantity": row["quantity"], "ours": format_ours(row),
+                  "student report": _reference(row["student"], row["fmt"]) or "-",
+                  "course reference": _reference(row["course"], row["fmt"]) or "-"}
+                 for row in s["rows"]]
+    return rows
 
 
 def execution_record():
@@ -98,5 +102,5 @@ def publish_headlines(section, title, rows):
     published = {"section": section, "title": title, "rows": rows,
                  "executed": execution_record()}
     text = table_markdown(summary_rows([published]), f"Headline numbers of section {section}",
-                          columns=SUMMARY_COLUMNS[1:])
+                          columns=SUMMARY_COLUMNS)
     _display({HEADLINES: published, "text/markdown": text, "text/plain": text})

@@ -22,7 +22,8 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 STYLE = """
 #set image(width: 88%)
 #set table(inset: (x: 5pt, y: 3.5pt), stroke: (x, y) => if y == 0 { (bottom: 0.6pt) })
-#show table: set text(size: 0.85em, hyphenate: false)
+#show table: set text(size: 0.85em)
+#show table: set par(justify: false)
 #show table.cell: set align(left)
 #set text(hyphenate: false)
 #show heading.where(level: 1): it => { if it.numbering != none { pagebreak(weak: true) }; it }
@@ -121,8 +122,9 @@ def summary_markdown(headlines):
     table = table_markdown(summary_rows(sorted(headlines, key=lambda h: h["section"])),
                            "Headline numbers of every section, taken from the executed notebooks. "
                            "Ours: mean ± standard deviation over the seeds where there are "
-                           "several. The references are the student report's and the course's "
-                           "(SPEC.md); - where there is none.", SUMMARY_COLUMNS)
+                           "several. The references are the student report's and the course's (its "
+                           "own implementation, or the best fully connected net it cites); "
+                           "- where there is none.", SUMMARY_COLUMNS)
     return f"# Summary {{.unnumbered}}\n\n{table}\n\n"
 
 

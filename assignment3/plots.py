@@ -47,7 +47,8 @@ def plot_lambda_search(search, ax=None, title="Lambda search"):
 def markdown_table(rows, columns=None, formats=None):
     """A Markdown table of `rows` (a list of dicts); `formats` maps a column to a format spec
     such as ".2f" or ".1e". The dashes under each header are as many as the column's longest
-    entry (at least 8): pandoc sizes the columns of a wide table in that proportion in the PDF."""
+    entry (at least 8, at most 40: longer text wraps) plus 4 for the cell's padding: pandoc sizes
+    the columns of a wide table in that proportion in the PDF."""
     columns = columns or list(rows[0])
     formats = formats or {}
 
@@ -56,7 +57,8 @@ def markdown_table(rows, columns=None, formats=None):
         return format(value, formats[col]) if col in formats and value != "" else str(value)
 
     body = [[cell(row, c) for c in columns] for row in rows]
-    widths = [max([8, len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
+    widths = [min(40, max([8, len(c)] + [len(r[i]) for r in body])) + 4
+              for i, c in enumerate(columns)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("-" * w for w in widths) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in body]
     return "\n".join(lines)
