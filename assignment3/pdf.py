@@ -35,6 +35,10 @@ class NotebookError(ValueError):
     """A notebook that cannot go into the report: a cell not executed or an error output."""
 
 
+class TypesetError(RuntimeError):
+    """pandoc or Typst failed on the report's source."""
+
+
 def check_executed(nb, name):
     """Raise NotebookError naming `name` and the cell if a code cell of `nb` was not executed or
     holds an error output."""
@@ -151,10 +155,13 @@ def typeset(markdown, files):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content if isinstance(content, bytes) else content.encode())
         source = Path(tmp, "report.typ")
-        source.write_text(pypandoc.convert_text(markdown, "typst", format="markdown",
-                                                extra_args=["--standalone", f"--variable=header-includes:{STYLE}"],
-                                                cworkdir=tmp))
-        return typst.compile(str(source), root=tmp, font_paths=[], ignore_system_fonts=True)
+        try:
+            source.write_text(pypandoc.convert_text(
+                markdown, "typst", format="markdown", cworkdir=tmp,
+                extra_args=["--standalone", f"--variable=header-includes:{STYLE}"]))
+            return typst.compile(str(source), root=tmp, font_paths=[], ignore_system_fonts=True)
+        except RuntimeError as error:        # pypandoc's and typst's errors
+            raise TypesetError(f"typesetting failed: {error}") from None
 
 
 def merge(notebooks, title=TITLE):

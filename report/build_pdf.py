@@ -29,14 +29,14 @@ def main(argv=None):
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
     try:
-        from assignment3.pdf import NotebookError, build
+        from assignment3.pdf import NotebookError, TypesetError, build
     except ImportError as error:
         sys.exit(f"error: {error.name} is missing; the PDF needs the report extra: "
                  "pip install -e '.[report]' (make setup does it)")
     start = time.perf_counter()
     try:
         pdf = build(args.notebooks)
-    except NotebookError as error:
+    except (NotebookError, TypesetError) as error:
         sys.exit(f"error: {error}")
     write_atomic(args.output, pdf)
     print(f"wrote {args.output} ({len(pdf) // 1024} KiB, {len(args.notebooks)} notebooks, "
