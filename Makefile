@@ -24,7 +24,7 @@ $(BIN)/activate:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,report]"
+	$(BIN)/python -m pip install --quiet -e ".[test,report,cluster]"
 	touch $@
 
 setup: $(VENV)/.installed

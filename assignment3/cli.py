@@ -1,4 +1,5 @@
-"""Command line: `python -m assignment3 train ...` trains one network and prints a summary.
+"""Command line: `python -m assignment3 train ...` trains one network and prints a summary;
+`python -m assignment3 search ...` searches for lam, locally or on a Dask cluster.
 
 Every value the parser accepts either runs or is a usage error: exit status 2 and one line that
 names the option. The limits are `config.LIMITS`, shared with `Config`, whose messages are said
@@ -6,15 +7,19 @@ here with the options' names."""
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 
 import numpy as np
 
 from .beyond import PRESETS
-from .data import DataError, load_cifar10
+from .cluster import ClusterError
+from .data import DataError, Source, load_cifar10
 from .env import EnvironmentValueError
-from .limits import ConfigError
+from .limits import ConfigError, Limit
+from .parallel import SCHEDULER_ENV
+from .search import SearchFileError, coarse_to_fine
 from .stops import Stopped, signals_raise
 from .config import LIMITS, Config, checked_hidden
 from .training import DivergenceError, train
@@ -45,6 +50,10 @@ TRAIN_OPTIONS = {
 #: The option that sets each field: how the command line names it in Config's messages.
 OPTION_OF = {field: option for option, (field, _) in TRAIN_OPTIONS.items()}
 
+#: What the search command's own numeric options accept.
+SEARCH_LIMITS = {"lam_range": Limit(float, 0, lo_open=True), "coarse": Limit(int, 1, 1000),
+                 "fine": Limit(int, 0, 1000), "jobs": Limit(int, 1, os.cpu_count() or 1)}
+
 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line: what is wrong, where help is."""
@@ -53,10 +62,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _typed(field):
-    """An argparse type for `field`: the text as a value of its kind, if LIMITS[field] accepts
+def _typed(field, limits=LIMITS):
+    """An argparse type for `field`: the text as a value of its kind, if limits[field] accepts
     it (one of its `choices` as it is)."""
-    limit = LIMITS[field]
+    limit = limits[field]
 
     def parse(text):
         if text in limit.choices:
@@ -87,12 +96,27 @@ def build_parser():
                      description="k-layer networks with batch normalization on CIFAR-10 (KTH "
                                  "DD2424 Assignment 3)")
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train one network and print a summary",
+    config = _config_options()
+    t = sub.add_parser("train", parents=[config], help="train one network and print a summary",
                        description="Train one network. --preset assignment (the default) is the "
                                    "assignment's 3-layer BN net (batch 100, cyclical learning rate "
                                    "1e-5..1e-1, n_s = 5 epochs, 2 cycles); --preset best is the "
                                    "best net of notebook 06. Options given override the preset.")
     t.set_defaults(parser=t)
+    s = sub.add_parser("search", parents=[config], help="coarse-to-fine search for lam",
+                       description="Coarse-to-fine search for lam, by validation accuracy, of the "
+                                   "network the other options describe (as for train): locally "
+                                   "in --jobs processes, or on the Dask cluster of --scheduler. "
+                                   "Trials already in --out are not trained again.")
+    s.set_defaults(parser=s)
+    _search_options(s)
+    return parser
+
+
+def _config_options():
+    """The options of a run (the preset, the Config fields, the data, --json), shared by the
+    commands as an argparse parent parser."""
+    t = argparse.ArgumentParser(add_help=False)
     t.add_argument("--preset", choices=sorted(PRESETS), default="assignment",
                    help="starting configuration (assignment)")
     for option, (field, help_text) in TRAIN_OPTIONS.items():
@@ -111,7 +135,29 @@ def build_parser():
                    help="folder with the CIFAR-10 python batches (default: $CIFAR10_DIR, else "
                         "a per-user cache, downloaded if missing)")
     t.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser
+    return t
+
+
+def _search_options(s):
+    """The search command's own options, added to its parser `s`."""
+    s.add_argument("--lam-range", nargs=2, type=_typed("lam_range", SEARCH_LIMITS),
+                   default=(1e-5, 1e-1), metavar=("LO", "HI"),
+                   help="range of the coarse stage (1e-5 1e-1)")
+    s.add_argument("--coarse", type=_typed("coarse", SEARCH_LIMITS), default=8, metavar="N",
+                   help="lam values of the coarse stage (8)")
+    s.add_argument("--fine", type=_typed("fine", SEARCH_LIMITS), default=8, metavar="N",
+                   help="lam values of the fine stage (8; 0: no fine stage)")
+    s.add_argument("--random", action="store_true",
+                   help="draw the values log-uniformly (with --seed) instead of a grid")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=_typed("jobs", SEARCH_LIMITS), metavar="N",
+                       help="local worker processes (default: $ASSIGNMENT3_JOBS, else one per "
+                            "core)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help=f"a Dask scheduler, e.g. tcp://host:8786 (default: "
+                            f"${SCHEDULER_ENV}; unset: local processes)")
+    s.add_argument("--out", metavar="FILE", help="record each trial in FILE (JSON lines) as it "
+                                                 "finishes; if FILE exists, resume its search")
 
 
 def config_from_args(args, parser):
@@ -167,12 +213,14 @@ def main(argv=None):
 def _train(args):
     config = config_from_args(args, args.parser)
     try:
+        if args.command == "search":
+            return _search(args, config)
         data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not args.json)
         result = train(data, config, progress=not args.json)
     except ConfigError as err:                 # the run does not fit the data or the machine
         given = {k for k, v in vars(args).items() if v is not None}
         args.parser.error(err.worded(_cli_words(given, args.preset)))
-    except (DataError, EnvironmentValueError) as err:
+    except (DataError, EnvironmentValueError, ClusterError, SearchFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except DivergenceError as err:
@@ -186,4 +234,30 @@ def _train(args):
               f"lam {config.lam}, {result.steps} steps in {result.seconds:.1f} s: "
               f"validation accuracy {100 * result.val_accuracy:.2f}%, "
               f"test accuracy {100 * result.test_accuracy:.2f}%")
+    return 0
+
+
+def _search(args, config):
+    """The search command: run it, print the trials and the best one."""
+    if args.lam is not None:
+        args.parser.error("search chooses lam: give the range it searches with --lam-range LO HI")
+    lo, hi = args.lam_range
+    if not lo < hi:
+        args.parser.error(f"--lam-range needs LO < HI, got {lo} {hi}")
+    out = coarse_to_fine(Source(args.data, dtype=config.dtype), config, coarse=(lo, hi),
+                         n_coarse=args.coarse, n_fine=args.fine, random=args.random,
+                         seed=args.seed, n_jobs=args.jobs, scheduler=args.scheduler,
+                         out=args.out, progress=not args.json)
+    fields = ("lam", "val_accuracy", "test_accuracy")
+    trials = out["coarse"] + out["fine"]
+    if args.json:
+        print(json.dumps({"best": {k: out["best"][k] for k in fields},
+                          "trials": [{k: t[k] for k in ("stage", *fields)} for t in trials]}))
+        return 0
+    for t in trials:
+        print(f"{t['stage']:6s} lam {t['lam']:.3e}: validation accuracy "
+              f"{100 * t['val_accuracy']:.2f}%, test accuracy {100 * t['test_accuracy']:.2f}%")
+    best = out["best"]
+    print(f"best lam {best['lam']:.3e}: validation accuracy {100 * best['val_accuracy']:.2f}%, "
+          f"test accuracy {100 * best['test_accuracy']:.2f}%")
     return 0

@@ -77,15 +77,38 @@ class Split:
         return self.y.shape[0]
 
 
+@dataclass(frozen=True)
+class Source:
+    """How to load a CIFAR10 again: load_cifar10's arguments, so that another process (a Dask
+    worker) can load the same data itself. path None means that process's $CIFAR10_DIR, else
+    its download cache."""
+
+    path: str | None = None
+    n_val: int = 5000
+    dtype: str = "float32"
+
+    def __post_init__(self):    # an absolute path and a dtype name, for another process
+        if self.path is not None:
+            object.__setattr__(self, "path", str(Path(self.path).expanduser().resolve()))
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+
+    def load(self, *, download: bool = True, progress: bool = False) -> CIFAR10:
+        return load_cifar10(self.path, n_val=self.n_val, dtype=self.dtype, download=download,
+                            progress=progress)
+
+
 @dataclass(frozen=True, eq=False)
 class CIFAR10:
-    """The three splits, all normalised with the training split's mean and std (float64, d x 1)."""
+    """The three splits, all normalised with the training split's mean and std (float64, d x 1).
+    `source` says how load_cifar10 loaded them; None for data derived from them (a slice, a
+    whitened copy)."""
 
     train: Split
     val: Split
     test: Split
     mean: np.ndarray
     std: np.ndarray
+    source: Source | None = None
 
 
 def one_hot(y, K: int = K, dtype=np.float64) -> np.ndarray:
@@ -377,7 +400,8 @@ def load_cifar10(path=None, *, n_val: int = 5000, dtype=np.float32, download: bo
     train, val, mean, std = _train_val(folder, n_val, dtype)
     test_data, test_labels = load_batch(folder / TEST_FILE)
     test = _normalised([test_data], test_labels, mean, std, dtype)
-    return CIFAR10(train=train, val=val, test=test, mean=mean[:, None], std=std[:, None])
+    return CIFAR10(train=train, val=val, test=test, mean=mean[:, None], std=std[:, None],
+                   source=Source(path, n_val, dtype))
 
 
 def _checked_n_val(n_val) -> int:

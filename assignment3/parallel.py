@@ -1,4 +1,5 @@
-"""Independent training runs (seeds, lambda values, the sigma grid) in parallel processes.
+"""Independent training runs (seeds, lambda values, the sigma grid) in parallel processes: joblib
+worker processes on this machine, or the workers of a Dask cluster (`assignment3.cluster`).
 
 On 2 cores, 2 worker processes with one BLAS thread each finish a batch of default runs about
 1.2x sooner than the same runs one after another in this process, where each run already keeps a
@@ -6,10 +7,10 @@ second core partly busy with its background evaluations and mini-batch gathers
 (benchmarks/RESULTS.md). A run gives the same result, bit for bit, in a worker as in this
 process, since `train` sets the number of BLAS threads (`Config.blas_threads`, default 1).
 
-The workers live only as long as one `run_many` call: however it ends (results, an error,
-Ctrl-C, SIGTERM or SIGHUP), they are ended and their shared-memory files removed, so that no
-worker outlives its parent and a process that ends without closing them (a notebook kernel)
-leaves nothing in /dev/shm.
+The local workers live only as long as one `run_each` or `run_many` call: however it ends
+(results, an error, Ctrl-C, SIGTERM or SIGHUP), they are ended and their shared-memory files
+removed, so that no worker outlives its parent and a process that ends without closing them (a
+notebook kernel) leaves nothing in /dev/shm.
 """
 import os
 from functools import partial
@@ -25,6 +26,8 @@ from .training import train
 
 #: The variable that sets the number of worker processes.
 JOBS_ENV = "ASSIGNMENT3_JOBS"
+#: The variable holding the address of a Dask scheduler to train on.
+SCHEDULER_ENV = "ASSIGNMENT3_SCHEDULER"
 
 
 def default_jobs():
@@ -34,21 +37,47 @@ def default_jobs():
     return env.integer(JOBS_ENV, cores, hi=cores, what="the number of worker processes")
 
 
-def run_many(fn, arg_list, n_jobs=None):
-    """[fn(*args) for args in arg_list], in up to `n_jobs` worker processes (default
-    `default_jobs()`; 1 runs them here, one after another). The workers are joblib's loky
-    processes, each limited to one BLAS thread; numpy arrays over 1 MB in the arguments reach
-    them memory-mapped (written once to shared memory), not copied into every worker."""
+def scheduler_address(n_jobs=None, scheduler=None):
+    """The Dask scheduler the runs go to, or None for this machine: `scheduler` if given, else
+    $ASSIGNMENT3_SCHEDULER unless `n_jobs` asks for local processes."""
+    if scheduler:
+        return scheduler
+    return None if n_jobs is not None else env.read(SCHEDULER_ENV)
+
+
+def run_each(fn, arg_list, n_jobs=None):
+    """Yield (i, fn(*arg_list[i])) for every i, as the calls finish, in up to `n_jobs` worker
+    processes (default `default_jobs()`; 1 runs them here, one after another). The workers are
+    joblib's loky processes, each limited to one BLAS thread; numpy arrays over 1 MB in the
+    arguments reach them memory-mapped (written once to shared memory), not copied into every
+    worker."""
     arg_list = list(arg_list)
     n_jobs = _jobs(n_jobs, len(arg_list))
     if n_jobs <= 1:
-        return [fn(*args) for args in arg_list]
+        for i, args in enumerate(arg_list):
+            yield i, fn(*args)
+        return
     with signals_raise():
         try:
-            return Parallel(n_jobs=n_jobs, backend="loky", inner_max_num_threads=1)(
-                delayed(fn)(*args) for args in arg_list)
+            yield from Parallel(n_jobs=n_jobs, backend="loky", inner_max_num_threads=1,
+                                return_as="generator_unordered")(
+                delayed(_numbered)(i, fn, args) for i, args in enumerate(arg_list))
         finally:
             _end_workers()
+
+
+def run_many(fn, arg_list, n_jobs=None):
+    """[fn(*args) for args in arg_list], computed as `run_each` does."""
+    return _in_order(run_each(fn, arg_list, n_jobs))
+
+
+def _numbered(i, fn, args):
+    return i, fn(*args)
+
+
+def _in_order(numbered):
+    """The results of (i, result) pairs, ordered by i."""
+    return [result for _, result in sorted(numbered, key=lambda pair: pair[0])]
 
 
 def _end_workers():
@@ -62,17 +91,30 @@ def _end_workers():
 
 
 def _jobs(n_jobs, n_tasks):
-    """The worker processes `run_many` uses for n_tasks tasks."""
+    """The worker processes `run_each` uses for n_tasks tasks."""
     if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral)
                                or n_jobs < 1):
         raise ValueError(f"n_jobs must be None (default) or an integer >= 1, got {n_jobs!r}")
     return max(1, min(n_jobs or default_jobs(), n_tasks))
 
 
-def train_many(data, configs, n_jobs=None):
-    """Train every `Config` in `configs` on `data`; returns the `Result`s in the same order
-    (see `run_many` for `n_jobs`). Each run is told its share of the machine's cores, so that
-    runs in workers do not prepare mini-batches in a thread of their own (`train`'s `cores`)."""
+def train_each(data, configs, n_jobs=None, scheduler=None):
+    """Train every `Config` in `configs`; yield (i, Result of configs[i]) as the runs finish.
+
+    On the Dask cluster `scheduler_address(n_jobs, scheduler)` names, if any: `data` is a
+    `data.Source` or a `CIFAR10` loaded by `load_cifar10`, and each worker loads that data
+    itself (`cluster.train_on_cluster`). Else in local processes (see `run_each` for `n_jobs`)
+    on `data`, a `CIFAR10`; each run is told its share of the machine's cores, so that runs in
+    workers do not prepare mini-batches in a thread of their own (`train`'s `cores`)."""
     configs = list(configs)
+    address = scheduler_address(n_jobs, scheduler)
+    if address:
+        from .cluster import train_on_cluster      # needs the optional `distributed`
+        return train_on_cluster(address, data, configs)
     cores = max(1, (os.cpu_count() or 1) // _jobs(n_jobs, len(configs)))
-    return run_many(partial(train, cores=cores), [(data, config) for config in configs], n_jobs)
+    return run_each(partial(train, cores=cores), [(data, config) for config in configs], n_jobs)
+
+
+def train_many(data, configs, n_jobs=None, scheduler=None):
+    """The `Result`s of `train_each`, in the order of `configs`."""
+    return _in_order(train_each(data, configs, n_jobs, scheduler))

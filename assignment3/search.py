@@ -1,7 +1,23 @@
-"""Coarse-to-fine search for the regularisation strength lam, by validation accuracy."""
-import numpy as np
+"""Coarse-to-fine search for the regularisation strength lam, by validation accuracy, on this
+machine or a Dask cluster, with a record of its trials from which a stopped search resumes."""
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
 
-from .parallel import train_many
+import numpy as np
+from tqdm import tqdm
+
+from .data import Source
+from .parallel import scheduler_address, train_each
+
+#: What the record keeps of a trial, one JSON line each.
+TRIAL_FIELDS = ("stage", "lam", "val_accuracy", "test_accuracy", "seconds")
+
+
+class SearchFileError(ValueError):
+    """A trial record that cannot be read, or that belongs to another search."""
 
 
 def lambda_values(lo, hi, n, *, random=False, seed=None):
@@ -15,12 +31,21 @@ def lambda_values(lo, hi, n, *, random=False, seed=None):
     return [float(v) for v in 10.0 ** exps]
 
 
-def evaluate_lambdas(data, config, lams, n_jobs=None):
-    """Train `config` once per lam. Returns one trial per lam: {"lam", "val_accuracy",
-    "test_accuracy", "result"}, in the order of `lams`."""
-    results = train_many(data, [config.with_(lam=lam) for lam in lams], n_jobs=n_jobs)
-    return [{"lam": lam, "val_accuracy": r.val_accuracy, "test_accuracy": r.test_accuracy,
-             "result": r} for lam, r in zip(lams, results)]
+def evaluate_lambdas(data, config, lams, n_jobs=None, *, stage="coarse", scheduler=None,
+                     known=None, on_trial=None):
+    """Train `config` once per lam (`parallel.train_each` with n_jobs and scheduler). Returns
+    one trial per lam: {"stage", "lam", "val_accuracy", "test_accuracy", "result"}, in the
+    order of `lams`. Trials in `known` (lam -> trial, from an earlier run) are not trained
+    again; `on_trial(trial)` is called for every new trial as it finishes."""
+    trials = dict(known or {})
+    todo = [lam for lam in lams if lam not in trials]
+    for i, result in train_each(data, [config.with_(lam=lam) for lam in todo], n_jobs, scheduler):
+        trial = {"stage": stage, "lam": todo[i], "val_accuracy": result.val_accuracy,
+                 "test_accuracy": result.test_accuracy, "result": result}
+        trials[todo[i]] = trial
+        if on_trial:
+            on_trial(trial)
+    return [trials[lam] for lam in lams]
 
 
 def best_trial(trials):
@@ -29,22 +54,150 @@ def best_trial(trials):
 
 
 def coarse_to_fine(data, config, *, coarse=(1e-5, 1e-1), n_coarse=8, n_fine=8, random=False,
-                   seed=None, n_jobs=None):
+                   seed=None, n_jobs=None, scheduler=None, out=None, progress=False):
     """Coarse search over n_coarse values in `coarse`, then a fine one over n_fine new values
-    strictly between the best coarse value's neighbours (one coarse step either side, in log
-    scale; the neighbours themselves were trained in the coarse stage, and with an even n_fine
-    so was none of the fine values).
-    Returns {"coarse": trials, "fine": trials, "best": the best trial of both stages}."""
-    coarse_lams = lambda_values(*coarse, n_coarse, random=random, seed=seed)
-    coarse_trials = evaluate_lambdas(data, config, coarse_lams, n_jobs)
+    (0: none) strictly between the best coarse value's neighbours (one coarse step either side,
+    in log scale; the neighbours themselves were trained in the coarse stage, and with an even
+    n_fine so was none of the fine values). `random` draws the values log-uniformly, with
+    `seed` (the fine stage with seed + 1).
+
+    The runs go to the Dask cluster `parallel.scheduler_address(n_jobs, scheduler)` names, if
+    any, else to n_jobs local processes. `data` is a `CIFAR10`, or a `data.Source`, loaded here
+    once unless the runs go to a cluster (its workers load it themselves). `out`: a JSON-lines
+    file recording every trial as it finishes (`TrialLog`); if it exists, the trials it holds
+    are not trained again. `progress`: a bar of trials done on stderr.
+    Returns {"coarse": trials, "fine": trials, "best": the best trial of both stages}; each
+    trial is {"stage", "lam", "val_accuracy", "test_accuracy", "result"}, its `Result`, or
+    None for a trial read from `out`."""
+    if out and random and seed is None:
+        raise ValueError("a random search is recorded in `out` only with a seed: resuming it "
+                         "must draw the same values")
+    log = TrialLog(out, _description(config, coarse, n_coarse, n_fine, random, seed)) \
+        if out else None
+    scheduler = scheduler_address(n_jobs, scheduler)
+    if isinstance(data, Source) and not scheduler:
+        data = data.load(progress=progress)
+    with tqdm(total=n_coarse + n_fine, disable=not progress, unit="trial",
+              desc="lambda search") as bar:
+        def finished(trial):
+            if log:
+                log.append(trial)
+            bar.update()
+
+        def run(stage, lams):
+            known = log.trials(stage) if log else {}
+            bar.update(sum(lam in known for lam in lams))
+            return evaluate_lambdas(data, config, lams, n_jobs, stage=stage, scheduler=scheduler,
+                                    known=known, on_trial=finished)
+
+        coarse_lams = lambda_values(*coarse, n_coarse, random=random, seed=seed)
+        coarse_trials = run("coarse", coarse_lams)
+        fine_trials = run("fine", _fine_values(coarse, coarse_lams, coarse_trials, n_fine,
+                                               random, seed)) if n_fine else []
+    return {"coarse": coarse_trials, "fine": fine_trials,
+            "best": best_trial(coarse_trials + fine_trials)}
+
+
+def _fine_values(coarse, coarse_lams, coarse_trials, n_fine, random, seed):
+    """The fine stage's lam values around the best coarse trial (see `coarse_to_fine`)."""
+    n_coarse = len(coarse_lams)
     i = coarse_lams.index(best_trial(coarse_trials)["lam"])
     step = (np.log10(coarse[1]) - np.log10(coarse[0])) / max(n_coarse - 1, 1)
     centre = np.log10(coarse_lams[i])
     if random:
-        fine_lams = lambda_values(10 ** (centre - step), 10 ** (centre + step), n_fine,
-                                  random=True, seed=None if seed is None else seed + 1)
-    else:   # n_fine + 2 log-spaced points without the two ends
-        fine_lams = lambda_values(10 ** (centre - step), 10 ** (centre + step), n_fine + 2)[1:-1]
-    fine_trials = evaluate_lambdas(data, config, fine_lams, n_jobs)
-    return {"coarse": coarse_trials, "fine": fine_trials,
-            "best": best_trial(coarse_trials + fine_trials)}
+        return lambda_values(10 ** (centre - step), 10 ** (centre + step), n_fine,
+                             random=True, seed=None if seed is None else seed + 1)
+    # n_fine + 2 log-spaced points without the two ends
+    return lambda_values(10 ** (centre - step), 10 ** (centre + step), n_fine + 2)[1:-1]
+
+
+def _description(config, coarse, n_coarse, n_fine, random, seed):
+    """What makes two searches the same: the configuration (but lam) and the search's
+    settings, as plain JSON values."""
+    settings = {"config": {k: v for k, v in asdict(config).items() if k != "lam"},
+                "lam_range": list(coarse), "coarse": n_coarse, "fine": n_fine, "random": random}
+    if random:
+        settings["draw_seed"] = seed
+    return json.loads(json.dumps(settings))
+
+
+class TrialLog:
+    """The trials of a search in a JSON-lines file: a first line {"search": what makes the
+    search (`_description`)}, then one line per finished trial with TRIAL_FIELDS, in the order
+    they finished. Opening the file of the same search again resumes it (`trials`); the file
+    of another search raises SearchFileError. Every append writes the whole file under a
+    temporary name and renames it over the old one, so the file is complete whenever the
+    search is stopped."""
+
+    def __init__(self, path, search):
+        self.path = Path(path)
+        if self.path.exists():
+            self.lines = self._read()
+            _check_same(self.path, self.lines[0]["search"], search)
+        else:
+            self.lines = [{"search": search}]
+            self._write()
+
+    def trials(self, stage):
+        """lam -> trial for the trials of `stage` in the file ("result" None)."""
+        return {line["lam"]: {**line, "result": None} for line in self.lines[1:]
+                if line["stage"] == stage}
+
+    def append(self, trial):
+        """Record a finished trial (with its Result)."""
+        self.lines.append({**{k: trial[k] for k in TRIAL_FIELDS[:-1]},
+                           "seconds": round(trial["result"].seconds, 2)})
+        self._write()
+
+    def _read(self):
+        lines = []
+        with self.path.open() as f:
+            for number, text in enumerate(f, start=1):
+                try:
+                    line = json.loads(text)
+                except json.JSONDecodeError as err:
+                    line = err
+                if not _is_record_line(line, number == 1):
+                    raise SearchFileError(f"{self.path} is not a lambda search record (line "
+                                          f"{number}: {text.strip()[:80]!r}): give another "
+                                          f"--out file, or delete it")
+                lines.append(line)
+        if not lines:
+            raise SearchFileError(f"{self.path} is empty, not a lambda search record: delete "
+                                  f"it or give another --out file")
+        return lines
+
+    def _write(self):
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.writelines(json.dumps(line) + "\n" for line in self.lines)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+def _is_record_line(line, first):
+    """Whether a parsed line is a record's first line (the search) or a trial line."""
+    if not isinstance(line, dict):
+        return False
+    if first:
+        return set(line) == {"search"} and isinstance(line["search"], dict)
+    return set(line) == set(TRIAL_FIELDS)
+
+
+def _check_same(path, found, wanted):
+    """SearchFileError naming the differences if the search recorded in `path` (`found`) is
+    not the one asked for (`wanted`)."""
+    if found == wanted:
+        return
+    flat_found = {**found.get("config", {}), **{k: v for k, v in found.items() if k != "config"}}
+    flat_wanted = {**wanted["config"], **{k: v for k, v in wanted.items() if k != "config"}}
+    differences = [f"{key} {flat_found.get(key)} there, {flat_wanted.get(key)} here"
+                   for key in sorted(set(flat_found) | set(flat_wanted))
+                   if flat_found.get(key) != flat_wanted.get(key)]
+    raise SearchFileError(f"{path} records another search ({'; '.join(differences)}): give "
+                          f"another --out file, or delete {path} to start this one afresh")

@@ -36,6 +36,9 @@ class DivergenceError(RuntimeError):
                          f"(learning rate {eta:.3g}); lower eta_max or lam, or use a smaller "
                          f"initial weight scale")
 
+    def __reduce__(self):       # pickled from a worker process to the caller with its fields
+        return type(self), (self.step, self.cost, self.eta)
+
 
 def cyclic_lr(t, eta_min=1e-5, eta_max=1e-1, n_s=2250):
     """Triangular cyclical learning rate at update step t (0-based): it rises linearly from
