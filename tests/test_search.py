@@ -116,9 +116,10 @@ def test_a_file_that_is_no_record_is_refused(tmp_path, text):
 @pytest.mark.parametrize("args, message", [
     (["--lam", "0.01"], "search chooses lam"),
     (["--lam-range", "0.1", "0.001"], "--lam-range needs LO < HI"),
-    (["--lam-range", "0", "0.1"], "expected a positive number"),
-    (["--coarse", "0"], "expected an integer >= 1"),
-    (["--fine", "-1"], "expected an integer >= 0"),
+    (["--lam-range", "0", "0.1"], "argument --lam-range: expected a number > 0"),
+    (["--coarse", "0"], "argument --coarse: expected an integer in [1, 1000]"),
+    (["--fine", "-1"], "argument --fine: expected an integer in [0, 1000]"),
+    (["--jobs", "0"], "argument --jobs: expected an integer in [1, "),
     (["--jobs", "2", "--scheduler", "tcp://127.0.0.1:8786"], "not allowed with argument"),
 ])
 def test_search_usage_errors(args, message, capsys):
