@@ -54,6 +54,7 @@ lab: setup
 
 bench: setup data
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/checkpoint_bench.py
 
 clean:
 	rm -rf build .pytest_cache

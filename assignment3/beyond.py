@@ -3,22 +3,20 @@ CPU cores. The path from the assignment's net to the best one, one change at a t
 runs of the best net, stored with the code version and seeds that made them so that the report
 can show and re-check them without retraining for 40 minutes to an hour."""
 import json
-import os
-import platform
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from . import env
 from .augment import flipped, zca_whiten
 from .data import one_hot
 from .gradcheck import check_gradients
-from .network import PARAM_NAMES, dropout_masks, evaluate, init_params, softmax, test_scores
-from .training import Config, Result, train
+from .network import dropout_masks, evaluate, init_params, softmax, test_scores
+from .runfile import code_version, machine, write_atomic
+from .runs import read_run, save_run
+from .training import Config, train
 
 #: Hidden layers of the wide net.
 WIDE = (1024, 512, 256)
@@ -37,8 +35,18 @@ PRESETS = {"assignment": Config(), "best": BEST}
 #: Length of the short runs of the ablation path.
 ABLATION_EPOCHS = 20
 
-#: Where the runs are stored (committed with the code, so that the report can show them).
+#: Where the runs are stored (committed with the code, so that the report can show them): one
+#: run file (`runs.save_run`) per run with parameters, and `RECORD`.
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "beyond"
+
+#: The JSON record of the runs in RESULTS_DIR: the seeds, the machine and its matmul rate, and
+#: per run either {"run": its file} or, for runs stored before the run format (without
+#: parameters), its whole record.
+RECORD = "runs.json"
+
+#: Fields of a run's record that its run file holds in its own right (the rest are its notes).
+FROM_RESULT = ("test_accuracy", "val_accuracy", "steps", "epochs", "seconds", "config",
+               "history", "code_version", "run")
 
 #: Set to 1 to retrain instead of loading the stored runs.
 RETRAIN_ENV = "ASSIGNMENT3_RETRAIN"
@@ -122,40 +130,11 @@ def matmul_rate(config=BEST, d=3072, repeats=20):
     return 2 * W.size * config.n_batch / np.median(times[1:]) / 1e9
 
 
-def machine():
-    """The machine a run is timed on: CPU model, cores, Python and numpy versions, and the BLAS
-    library with its kernel (e.g. "openblas 0.3.31 (Haswell), 2 threads"; the kernel changes
-    the rounding of the products, so a seed gives a different run with another kernel)."""
-    cpu = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):                # Linux: the model name
-        cpu = next((line.split(":", 1)[1].strip() for line in
-                    Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')}), "
-            f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"]
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "blas": "; ".join(blas)}
-
-
 def describe(machine_info):
     """One line for a `machine()` dict (or "not recorded" for None)."""
     if not machine_info:
         return "not recorded"
     return "{cpu}, {cores} cores, numpy {numpy}, BLAS {blas}".format(**machine_info)
-
-
-def code_version(repo=Path(__file__).resolve().parents[1]):
-    """The git commit of the code ("<hash>", with "+changes" if the working tree differs from
-    it), or "unknown" outside a git checkout."""
-    def git(*args):
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    try:
-        commit = git("rev-parse", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=no", "--", "assignment3")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("+changes" if changed else "")
 
 
 def alternatives(epochs=ABLATION_EPOCHS, best=BEST):
@@ -185,19 +164,26 @@ def make_record(ablation, alternative, best, matmul_gflops=()):
 
 def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, best=BEST, progress=False):
     """Train the ablation path to `best` and the alternatives (seed `seeds[0]`), and `best` for
-    every seed, one run after another (each run uses both cores). Returns (record, the best
-    configuration's Result for seeds[0])."""
-    def records(steps):
-        return [run_record(change, train(data, config.with_(seed=seeds[0]), progress))
-                for change, config in steps]
+    every seed, one run after another (each run uses both cores). Returns (record, runs): the
+    record of `make_record`, each run's entry naming its file ("run"), and the `Result` of
+    every run by file name."""
+    runs = {}
+
+    def trained(name, change, config, record=run_record):
+        runs[name] = train(data, config, progress)
+        return {"run": name, **record(change, runs[name])}
+
     path = ablation_path(epochs, best)
     rate_before = matmul_rate(best)
-    best_results = [train(data, best.with_(seed=s), progress) for s in seeds]
-    ablation, alternative = records(path[:-1]), records(alternatives(epochs, best))
-    record = make_record(ablation, alternative,
-                         [best_record(data, path[-1][0], r) for r in best_results],
-                         (rate_before, matmul_rate(best)))
-    return record, best_results[0]
+    best_runs = [trained(f"best-seed-{s}.npz", path[-1][0], best.with_(seed=s),
+                         lambda change, result: best_record(data, change, result))
+                 for s in seeds]
+    ablation = [trained(f"ablation-{i}.npz", change, config.with_(seed=seeds[0]))
+                for i, (change, config) in enumerate(path[:-1])]
+    alternative = [trained(f"alternative-{i}.npz", change, config.with_(seed=seeds[0]))
+                   for i, (change, config) in enumerate(alternatives(epochs, best))]
+    record = make_record(ablation, alternative, best_runs, (rate_before, matmul_rate(best)))
+    return record, runs
 
 
 def best_record(data, change, result, version=None):
@@ -206,78 +192,85 @@ def best_record(data, change, result, version=None):
             "test_accuracy_flip_averaged": reevaluate(data, result)["test, flip-averaged"]}
 
 
-def save(directory, record, result):
-    """Write the record (beyond.json) and the first best run's parameters and BN averages
-    (best_params.npz) into `directory`, each through a temporary file renamed into place."""
+def save(directory, record, runs):
+    """Store a record of `run_all` in `directory`: every run of `runs` (file name -> Result) in
+    its run file, with the fields of its entry that the file does not hold by itself as its
+    notes, and the record (`RECORD`) with such entries reduced to {"run": file}. Each file is
+    written atomically, the record last."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    arrays = {f"{name}_{l}": P for name in PARAM_NAMES for l, P in enumerate(result.params[name])}
-    arrays.update({f"{key}_{l}": a for l, stat in enumerate(result.stats)
-                   for key, a in zip(("mu", "v"), stat)})
-    _write_atomic(directory / "best_params.npz", lambda f: np.savez_compressed(f, **arrays))
-    _write_atomic(directory / "beyond.json",
-                  lambda f: f.write(json.dumps(record, indent=1).encode()))
-
-
-def _write_atomic(path, write):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)                           # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    stored = {}
+    for entry in _entries(record):
+        if entry.get("run") in runs and entry["run"] not in stored:
+            name = entry["run"]
+            notes = {k: v for k, v in entry.items() if k not in FROM_RESULT}
+            save_run(directory / name, runs[name], notes, version=entry["code_version"],
+                     machine=record["machine"])
+            stored[name] = {"run": name}
+    text = json.dumps({key: [stored.get(e.get("run"), e) for e in value]
+                       if key in ("ablation", "alternatives", "best") else value
+                       for key, value in record.items()}, indent=1)
+    write_atomic(directory / RECORD, lambda f: f.write(text.encode()))
 
 
 def load(directory):
-    """(record, Result) as written by `save`: the Result holds the stored parameters, BN averages,
-    configuration and history of the first best run."""
+    """(record, runs) as given to `save`: the record with every run's entry whole again, and
+    the `Result` of every run stored with its parameters, by file name."""
     directory = Path(directory)
-    record = json.loads((directory / "beyond.json").read_text())
-    run = record["best"][0]
-    config = Config(**{k: tuple(v) if k == "hidden" else v for k, v in run["config"].items()})
-    with np.load(directory / "best_params.npz") as f:
-        params = {name: [f[f"{name}_{l}"] for l in range(_count(f, name))] for name in PARAM_NAMES}
-        stats = [(f[f"mu_{l}"], f[f"v_{l}"]) for l in range(_count(f, "mu"))]
-    result = Result(config=config, params=params, stats=stats, history=run["history"],
-                    steps=run["steps"], epochs=run["epochs"], seconds=run["seconds"], val_accuracy=run["val_accuracy"],
-                    test_accuracy=run["test_accuracy"])
-    return record, result
+    record = json.loads((directory / RECORD).read_text())
+    files, runs = {}, {}
+
+    def whole(entry):
+        if "run" not in entry:             # stored before the run format, without parameters
+            return entry
+        if entry["run"] not in files:
+            files[entry["run"]] = read_run(directory / entry["run"])
+        result, meta = files[entry["run"]]
+        runs[entry["run"]] = result
+        return {"run": entry["run"], **meta["notes"], **result.summary(),
+                "history": result.history, "code_version": meta["code_version"]}
+
+    for key in ("ablation", "alternatives", "best"):
+        record[key] = [whole(entry) for entry in record[key]]
+    return record, runs
 
 
 def load_or_train(data, directory=RESULTS_DIR, retrain=None, progress=False):
-    """(record, best Result, trained): the stored runs of `directory`, or, if there are none or
-    `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (40 minutes to an
-    hour on 2 cores) and stored there."""
+    """(record, best Result, trained): the stored runs of `directory` and the Result of the
+    first best run (seed 0), or, if there are none or `retrain` (default: $ASSIGNMENT3_RETRAIN
+    == "1"), all of them trained now (40 minutes to an hour on 2 cores) and stored there."""
     if retrain is None:
         retrain = env.choice(RETRAIN_ENV, ("0", "1"), "0") == "1"
     directory = Path(directory)
-    if not retrain and (directory / "beyond.json").is_file():
-        return (*load(directory), False)
-    record, best = run_all(data, progress=progress)
-    save(directory, record, best)
-    return record, best, True
+    trained = retrain or not (directory / RECORD).is_file()
+    if trained:
+        record, runs = run_all(data, progress=progress)
+        save(directory, record, runs)
+    else:
+        record, runs = load(directory)
+    return record, runs[record["best"][0]["run"]], trained
 
 
-def _count(npz, name):
-    return sum(1 for key in npz.files if key.rsplit("_", 1)[0] == name)
+def _entries(record):
+    return [entry for key in ("ablation", "alternatives", "best") for entry in record[key]]
 
 
-def reevaluate(data, result):
+def reevaluate(data, result, flip_average=True):
     """Validation and test accuracy of a stored run, recomputed from its parameters (with the
-    ZCA whitening refitted on the training split if the run used it), and the test accuracy
-    with flip averaging: the mean of the probabilities of each test image and its mirror image
-    (a test-time augmentation; the training is the same)."""
+    ZCA whitening refitted on the training split if the run used it, and the run's BLAS
+    threads, so that they are the run's own numbers), and with `flip_average` the test
+    accuracy with flip averaging: the mean of the probabilities of each test image and its
+    mirror image (a test-time augmentation; the training is the same)."""
     if result.config.zca:
         data = zca_whiten(data)
     params, stats, order = result.params, result.stats, result.config.bn_order
-    scores = {name: evaluate(params, split.X, split.y, 0.0, stats, bn_order=order)["accuracy"]
-              for name, split in (("val", data.val), ("test", data.test))}
-    P = sum(softmax(test_scores(params, X, stats, bn_order=order))
-            for X in (data.test.X, flipped(data.test.X)))
-    scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
+    with threadpool_limits(result.config.blas_threads, user_api="blas"):
+        scores = {name: evaluate(params, split.X, split.y, 0.0, stats, bn_order=order)["accuracy"]
+                  for name, split in (("val", data.val), ("test", data.test))}
+        if flip_average:
+            P = sum(softmax(test_scores(params, X, stats, bn_order=order))
+                    for X in (data.test.X, flipped(data.test.X)))
+            scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
     return scores
 
 

@@ -1,5 +1,6 @@
 """Command line: `python -m assignment3 train ...` trains one network and prints a summary;
-`python -m assignment3 search ...` searches for lam, locally or on a Dask cluster.
+`python -m assignment3 search ...` searches for lam, locally or on a Dask cluster; `evaluate`
+re-scores a saved run, `plot` draws its learning curves.
 
 Every value the parser accepts either runs or is a usage error: exit status 2 and one line that
 names the option. The limits are `config.LIMITS`, shared with `Config`, whose messages are said
@@ -10,19 +11,22 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from .beyond import PRESETS
+from .beyond import PRESETS, reevaluate
 from .cluster import ClusterError
 from .data import DataError, Source, load_cifar10
 from .env import EnvironmentValueError
 from .limits import ConfigError, Limit
 from .parallel import SCHEDULER_ENV
+from .runfile import RunFileError, write_atomic
+from .runs import load_run, save_run
 from .search import SearchFileError, coarse_to_fine
 from .stops import Stopped, signals_raise
 from .config import LIMITS, Config, checked_hidden
-from .training import DivergenceError, train
+from .training import DivergenceError, TrainingInterrupted, train
 
 #: The options of `train` that set a `Config` field: option -> (field, help).
 TRAIN_OPTIONS = {
@@ -102,14 +106,39 @@ def build_parser():
                                    "assignment's 3-layer BN net (batch 100, cyclical learning rate "
                                    "1e-5..1e-1, n_s = 5 epochs, 2 cycles); --preset best is the "
                                    "best net of notebook 06. Options given override the preset.")
-    t.set_defaults(parser=t)
+    t.set_defaults(parser=t, handler=_train)
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--save", metavar="PATH", help="write the trained run to PATH (.npz)")
+    t.add_argument("--checkpoint", metavar="PATH",
+                   help="write the training state to PATH at every evaluation and on Ctrl-C, "
+                        "SIGTERM or SIGHUP; if PATH exists, resume from it (the same command "
+                        "again finishes the run exactly as without the interruption)")
     s = sub.add_parser("search", parents=[config], help="coarse-to-fine search for lam",
                        description="Coarse-to-fine search for lam, by validation accuracy, of the "
                                    "network the other options describe (as for train): locally "
                                    "in --jobs processes, or on the Dask cluster of --scheduler. "
                                    "Trials already in --out are not trained again.")
-    s.set_defaults(parser=s)
+    s.set_defaults(parser=s, handler=_train, quiet=False, save=None, checkpoint=None)
     _search_options(s)
+
+    e = sub.add_parser("evaluate", help="re-score a saved run on validation and test",
+                       description="Re-score a run saved with train --save on the validation and "
+                                   "test sets (the same data it was trained on).")
+    e.set_defaults(parser=e, handler=_evaluate)
+    e.add_argument("path", metavar="PATH", help="a run saved with train --save")
+    e.add_argument("--flip-average", action="store_true",
+                   help="also the test accuracy with each image's probabilities averaged with "
+                        "its mirror image's")
+    _add_data(e)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("plot", help="draw the learning curves of a saved run",
+                       description="Loss and accuracy on training and validation data against "
+                                   "the update step, of a run saved with train --save.")
+    p.set_defaults(parser=p, handler=_plot)
+    p.add_argument("path", metavar="PATH", help="a run saved with train --save")
+    p.add_argument("--out", metavar="FILE", help="the figure; its format by its extension (png, "
+                                                 "pdf, svg, ...); default: PATH with .png")
     return parser
 
 
@@ -131,11 +160,15 @@ def _config_options():
             kind = {"type": _typed(field)}
         t.add_argument(option, dest=field, help=help_text, **kind)
     t.set_defaults(seed=0)
-    t.add_argument("--data", metavar="DIR", default=None,
-                   help="folder with the CIFAR-10 python batches (default: $CIFAR10_DIR, else "
-                        "a per-user cache, downloaded if missing)")
-    t.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_data(t)
+    t.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     return t
+
+
+def _add_data(parser):
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="folder with the CIFAR-10 python batches (default: $CIFAR10_DIR, "
+                             "else a per-user cache, downloaded if missing)")
 
 
 def _search_options(s):
@@ -198,10 +231,23 @@ def _cli_words(given, preset):
 
 def main(argv=None):
     """Run the command line; returns the exit status. A stop by Ctrl-C, SIGTERM or SIGHUP prints
-    one line (what stopped it) and returns 128 + the signal's number, as a shell reports it."""
+    one line (what stopped it; during a training, how to resume it) and returns 128 + the
+    signal's number, as a shell reports it. A run or checkpoint file that cannot be used is
+    one line and exit status 2."""
     try:
         with signals_raise(resend=False):
-            return _train(build_parser().parse_args(argv))
+            args = build_parser().parse_args(argv)
+            return args.handler(args)
+    except RunFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as stop:
+        print(f"stopped by {signal.Signals(stop.signum).name} at step {stop.step} of "
+              f"{stop.total}; " + (f"checkpoint written to {stop.checkpoint}: run the same "
+                                   "command again to resume" if stop.checkpoint else
+                                   "nothing kept: add --checkpoint PATH to be able to resume"),
+              file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("stopped by Ctrl-C", file=sys.stderr)
         return 128 + signal.SIGINT
@@ -211,12 +257,22 @@ def main(argv=None):
 
 
 def _train(args):
+    """The train and search commands."""
     config = config_from_args(args, args.parser)
+    paths = [Path(p).resolve() for p in (args.save, args.checkpoint) if p]
+    if len(paths) == 2 and paths[0] == paths[1]:
+        args.parser.error("--save and --checkpoint need different paths: a checkpoint holds the "
+                          "training state, a saved run the finished run")
+    for option, path in (("--save", args.save), ("--checkpoint", args.checkpoint)):
+        if path and not Path(path).resolve().parent.is_dir():
+            args.parser.error(f"{option} {path}: the folder {Path(path).resolve().parent} does "
+                              "not exist; create it first")
+    quiet = args.json or args.quiet
     try:
         if args.command == "search":
             return _search(args, config)
-        data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not args.json)
-        result = train(data, config, progress=not args.json)
+        data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not quiet)
+        result = train(data, config, progress=not quiet, checkpoint=args.checkpoint)
     except ConfigError as err:                 # the run does not fit the data or the machine
         given = {k for k, v in vars(args).items() if v is not None}
         args.parser.error(err.worded(_cli_words(given, args.preset)))
@@ -226,14 +282,65 @@ def _train(args):
     except DivergenceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    summary = result.summary()
+    if args.save:
+        save_run(args.save, result)
+    if args.json:
+        print(json.dumps({**result.summary(), "resumed_from_step": result.resumed_from_step}))
+    else:
+        resumed = (f" (resumed from step {result.resumed_from_step})"
+                   if result.resumed_from_step else "")
+        print(f"{'BN' if config.batch_norm else 'no BN'} net, hidden {list(config.hidden)}, "
+              f"lam {config.lam}, {result.steps} steps{resumed} in {result.seconds:.1f} s: "
+              f"validation accuracy {100 * result.val_accuracy:.2f}%, "
+              f"test accuracy {100 * result.test_accuracy:.2f}%"
+              + (f"; saved to {args.save}" if args.save else ""))
+    return 0
+
+
+def _evaluate(args):
+    result = load_run(args.path)
+    try:
+        data = load_cifar10(args.data, dtype=np.dtype(result.config.dtype),
+                            progress=not args.json)
+    except (DataError, EnvironmentValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    scores = reevaluate(data, result, flip_average=args.flip_average)
+    summary = {**result.summary(), "test_accuracy": scores["test"], "val_accuracy": scores["val"]}
+    if args.flip_average:
+        summary["test_accuracy_flip_averaged"] = scores["test, flip-averaged"]
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{'BN' if config.batch_norm else 'no BN'} net, hidden {list(config.hidden)}, "
-              f"lam {config.lam}, {result.steps} steps in {result.seconds:.1f} s: "
-              f"validation accuracy {100 * result.val_accuracy:.2f}%, "
-              f"test accuracy {100 * result.test_accuracy:.2f}%")
+        flip = (f", flip-averaged {100 * scores['test, flip-averaged']:.2f}%"
+                if args.flip_average else "")
+        print(f"{args.path}: validation accuracy {100 * scores['val']:.2f}%, test accuracy "
+              f"{100 * scores['test']:.2f}%{flip} (stored with the run: "
+              f"{100 * result.val_accuracy:.2f}%, {100 * result.test_accuracy:.2f}%)")
+    return 0
+
+
+def _plot(args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from .plots import plot_curves
+
+    out = Path(args.out or Path(args.path).with_suffix(".png"))
+    fmt, formats = out.suffix.lstrip(".").lower(), FigureCanvasBase.get_supported_filetypes()
+    if fmt not in formats:
+        args.parser.error(f"cannot write a figure as {out.name!r}: give --out a name ending in "
+                          f"one of {', '.join(sorted(formats))}")
+    result = load_run(args.path)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    label = Path(args.path).stem
+    for ax, quantity in zip(axes, ("loss", "acc")):
+        plot_curves({label: result}, quantity, ax=ax)
+    fig.tight_layout()
+    write_atomic(out, lambda f: fig.savefig(f, format=fmt))
+    print(f"learning curves of {args.path} written to {out}")
     return 0
 
 

@@ -13,12 +13,14 @@ removed, so that no worker outlives its parent and a process that ends without c
 notebook kernel) leaves nothing in /dev/shm.
 """
 import os
+import sys
 from functools import partial
 from numbers import Integral
 
 from joblib import Parallel, delayed
 from joblib.executor import MemmappingExecutor
 from joblib.externals.loky import get_reusable_executor
+from tqdm.auto import tqdm
 
 from . import env
 from .stops import signals_raise
@@ -115,6 +117,11 @@ def train_each(data, configs, n_jobs=None, scheduler=None):
     return run_each(partial(train, cores=cores), [(data, config) for config in configs], n_jobs)
 
 
-def train_many(data, configs, n_jobs=None, scheduler=None):
-    """The `Result`s of `train_each`, in the order of `configs`."""
-    return _in_order(train_each(data, configs, n_jobs, scheduler))
+def train_many(data, configs, n_jobs=None, scheduler=None, progress=True):
+    """The `Result`s of `train_each`, in the order of `configs`. `progress` shows a bar over
+    the runs (tqdm.auto: on stderr, a widget in a notebook): done, total and time left."""
+    configs = list(configs)
+    finished = tqdm(train_each(data, configs, n_jobs, scheduler), total=len(configs),
+                    disable=not progress, unit="run", file=sys.stderr, dynamic_ncols=True)
+    with finished:
+        return _in_order(finished)

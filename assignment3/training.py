@@ -5,26 +5,56 @@ Beyond the assignment, as options of the same `Config` and loop (all off by defa
 schedule, momentum / Nesterov momentum, BN after the ReLU, dropout, flips and shifts of every
 mini-batch, ZCA whitening, and more BLAS threads for wide networks."""
 import functools
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclasses_fields
 from itertools import islice
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
+from . import checkpoints
 from .augment import augment_rows, zca_whiten
 from .checks import check_labels, check_one_hot, check_samples
 from .config import SCHEDULES, Config  # noqa: F401  (also importable from here)
 from .limits import ConfigError
+from .stops import STOP_SIGNALS
 from .network import (PARAM_NAMES, backward, dropout_masks, evaluate_unchecked,
                       forward_unchecked, init_params, softmax)
 
 #: Decay of the BN moving averages: mu_av = a mu_av + (1 - a) mu, the same for v.
 BN_ALPHA = 0.9
+
+#: Version of the numbers a configuration and seed give. Bump it with every change that changes
+#: them (network, training, augmentation, random streams): saved runs and checkpoints record it,
+#: and a checkpoint of another version is not resumed.
+MATH_VERSION = 1
+
+#: The random streams of a run, each np.random.default_rng([seed, n]) (the initialisation uses
+#: `seed` itself). A checkpoint keeps the state of each: a new stream is one more entry here.
+STREAMS = {"shuffle": 1, "augment": 2, "dropout": 3}
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """`train` stopped on SIGINT, SIGTERM or SIGHUP at the end of step `step` of `total`, after
+    writing its `checkpoint` (a path, or None if the run had none). A KeyboardInterrupt, so that
+    code that does not know it (a notebook, a script, an `except Exception`) treats it like
+    Ctrl-C: it stops the program instead of being handled as an error of the run. (Not a
+    `stops.Stopped`, which the code around re-sends as a signal: the stop is done here.)"""
+
+    def __init__(self, signum, step, total, checkpoint):
+        self.signum, self.step, self.total, self.checkpoint = signum, step, total, checkpoint
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} at step {step} of {total}: " + (
+            f"checkpoint written to {checkpoint}" if checkpoint else "no checkpoint was set"))
 
 
 class DivergenceError(RuntimeError):
@@ -81,7 +111,8 @@ def check_run(config, n_train):
 @dataclass
 class Result:
     """What a run returns: the trained parameters, the BN moving averages, the history (one
-    entry per evaluation: step, eta, cost/loss/accuracy on train and val) and the final scores."""
+    entry per evaluation: step, eta, cost/loss/accuracy on train and val) and the final scores.
+    `resumed_from_step`: the step a checkpoint resumed the run from (0 for a fresh start)."""
     config: Config
     params: dict
     stats: list
@@ -91,13 +122,27 @@ class Result:
     seconds: float = 0.0
     val_accuracy: float = float("nan")
     test_accuracy: float = float("nan")
+    resumed_from_step: int = 0
 
     def summary(self):
         """The run's scalar results and its configuration, as plain JSON-ready values."""
         return {"test_accuracy": self.test_accuracy, "val_accuracy": self.val_accuracy,
                 "steps": self.steps, "epochs": self.epochs, "seconds": round(self.seconds, 2),
-                "config": {k: (list(v) if isinstance(v, tuple) else v)
-                           for k, v in asdict(self.config).items()}}
+                "config": config_dict(self.config)}
+
+
+def config_dict(config):
+    """A `Config` as a JSON-ready dict (hidden as a list)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
+
+
+def config_from_dict(fields_):
+    """The `Config` of a `config_dict`. Raises ValueError naming unknown fields."""
+    unknown = set(fields_) - {f.name for f in dataclasses_fields(Config)}
+    if unknown:
+        raise ValueError(f"unknown configuration fields {sorted(unknown)} (written by a newer "
+                         "version of the code?)")
+    return Config(**{k: tuple(v) if k == "hidden" else v for k, v in fields_.items()})
 
 
 def update_moving_averages(stats_av, batch_stats, alpha=BN_ALPHA):
@@ -112,16 +157,26 @@ def update_moving_averages(stats_av, batch_stats, alpha=BN_ALPHA):
     return stats_av
 
 
-def train(data, config=Config(), progress=False, cores=None):
+def train(data, config=Config(), progress=False, cores=None, checkpoint=None):
     """Train a network on `data` (a `CIFAR10`: train, val, test splits, X d x n) with mini-batch
     gradient descent and the cyclical learning rate (or the options of `config`). Evaluates on
     train and val about `evals_per_cycle` times per cycle with the BN moving averages, then on
-    test. `progress` prints a line per evaluation on stderr. Raises DivergenceError if the cost
+    test. `progress` shows a bar over the steps on stderr (tqdm; a widget in a notebook) with
+    the learning rate and the last validation accuracy. Raises DivergenceError if the cost
     becomes NaN or infinite; before any step, ValueError or TypeError for data it cannot use
     (`check_data`: NaN, labels out of range, ...) and ConfigError for a run that does not fit
     the data or the machine (`check_run`). These checks take a pass over the data (0.2 s for
-    CIFAR-10), once per call; the loop itself calls the unchecked network functions. `Result.seconds` counts everything after loading: the ZCA fit (if
-    any), the steps and the evaluations.
+    CIFAR-10), once per call; the loop itself calls the unchecked network functions.
+    `Result.seconds` counts everything after loading: the ZCA fit (if any), the steps and the
+    evaluations (over all sessions of a resumed run).
+
+    `checkpoint` (a path): the whole training state is written there at every evaluation. If
+    the file exists, the run resumes from it and finishes bit for bit as the run that was never
+    interrupted (same parameters, history and accuracies); `checkpoints.Checkpoint.load` says
+    which files it refuses (RunFileError). On SIGINT, SIGTERM or SIGHUP (caught in the main
+    thread of the main process only; the previous handlers are restored at the end) the run
+    stops at the end of the current step, writes the checkpoint if it has one and raises
+    TrainingInterrupted.
 
     Speed and repeatability: the steps run with `blas_threads` BLAS threads (default 1), and the
     evaluations in a background thread that overlaps them (on a second core if there is one).
@@ -136,8 +191,6 @@ def train(data, config=Config(), progress=False, cores=None):
     check_data(data, config.dtype)
     check_run(config, data.train.n)
     start = time.perf_counter()
-    if config.zca:
-        data = zca_whiten(data)
     d, n = data.train.X.shape
     K = int(data.train.Y.shape[0])
     batches = n // config.n_batch          # a last partial mini-batch is dropped every epoch
@@ -149,35 +202,82 @@ def train(data, config=Config(), progress=False, cores=None):
     params = flat.params
     history = {key: [] for key in ("step", "eta", "cost_train", "loss_train", "acc_train",
                                    "cost_val", "loss_val", "acc_val")}
-    stats_av = None
+    stats_av, done, position, earlier = None, 0, None, 0.0
+    if checkpoint is not None:
+        checkpoint = checkpoints.Checkpoint(checkpoint, config_dict(config),
+                                            checkpoints.data_fingerprint(data), MATH_VERSION)
+        state = checkpoint.load(params, flat.vectors())
+        if state:
+            flat.assign(state.params, state.vectors)
+            stats_av = [(mu, v) for mu, v in state.stats] or None
+            history, done, position, earlier = (state.history, state.step, state.position,
+                                                state.seconds)
+    if config.zca:
+        data = zca_whiten(data)
 
-    def record(finished):
-        for t_eval, eta_eval, tr, va in finished:
-            _append(history, t_eval, eta_eval, tr, va)
-            if progress:
-                _report(history, total, time.perf_counter() - start)
+    def elapsed():
+        return earlier + time.perf_counter() - start
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
             threadpool_limits(config.blas_threads, user_api="blas"), \
-            _BackgroundEvaluations(data, config.lam, config.bn_order) as evals, \
-            ThreadPoolExecutor(max_workers=1) as prefetch:
-        inputs = _step_inputs(data.train, params, config, total, prefetch, cores)
-        for t, (Xb, Yb, masks) in enumerate(inputs, start=1):
+            _BackgroundEvaluations(data, config.lam, config.bn_order, history,
+                                   checkpoint) as evals, \
+            ThreadPoolExecutor(max_workers=1) as prefetch, _StopSignals() as signals, \
+            tqdm(total=total, initial=done, disable=not progress, unit="step", file=sys.stderr,
+                 dynamic_ncols=True) as bar:
+        inputs = _step_inputs(data.train, params, config, total - done, prefetch, cores,
+                              position)
+        for t, (Xb, Yb, masks, position) in enumerate(inputs, start=done + 1):
             eta = schedule(t - 1)                      # t: steps done after this one
             batch_stats = _step(flat, Xb, Yb, eta, config, masks, t - 1)
             if batch_stats:
                 stats_av = update_moving_averages(stats_av, batch_stats)
             if t % eval_every == 0 or t == total:
-                evals.submit(t, eta, params, stats_av)
-            record(evals.finished())
+                evals.submit(t, eta, params, stats_av, flat.vectors(), position, elapsed())
+            evals.check()
+            bar.update()
+            bar.set_postfix_str(_postfix(eta, history), refresh=False)
+            if signals.received:
+                evals.check(wait=True)
+                if checkpoint:
+                    checkpoint.save(checkpoints.State(t, params, stats_av or [], flat.vectors(),
+                                                      history, position, elapsed()))
+                raise TrainingInterrupted(signals.received, t, total,
+                                          checkpoint and checkpoint.path)
         # the test set while the last evaluation on train and val finishes in the background
         test_accuracy = evaluate_unchecked(params, data.test.X, data.test.y, 0.0, stats_av,
-                                 bn_order=config.bn_order)["accuracy"]
-        record(evals.finished(wait=True))
-    seconds = time.perf_counter() - start
+                                           bn_order=config.bn_order)["accuracy"]
+        evals.check(wait=True)
+        bar.set_postfix_str(_postfix(schedule(total - 1), history))
+    seconds = earlier + time.perf_counter() - start
     return Result(config=config, params=params, stats=stats_av or [], history=history, steps=total,
                   epochs=total / batches, seconds=seconds,
-                  val_accuracy=history["acc_val"][-1], test_accuracy=test_accuracy)
+                  val_accuracy=history["acc_val"][-1], test_accuracy=test_accuracy,
+                  resumed_from_step=done)
+
+
+class _StopSignals:
+    """In its `with` block, SIGINT and the `stops.STOP_SIGNALS` (SIGTERM, SIGHUP) set `received`
+    (the signal's number) instead of stopping the program, if this is the main thread of the
+    main process: threads cannot set handlers, and joblib's workers keep theirs (the process
+    that started them stops them). Ignored signals (as under nohup) stay ignored. The previous
+    handlers come back at the end."""
+
+    def __enter__(self):
+        self.received, self.previous = None, {}
+        if (threading.current_thread() is threading.main_thread()
+                and multiprocessing.parent_process() is None):
+            for signum in (signal.SIGINT, *STOP_SIGNALS):
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self.previous[signum] = signal.signal(signum, self._receive)
+        return self
+
+    def _receive(self, signum, frame):
+        self.received = self.received or signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def check_data(data, dtype):
@@ -216,25 +316,34 @@ def _schedule(config, batches):
                               eta_max=config.eta_max, warmup=config.warmup))
 
 
-def _inputs(split, params, config, total):
-    """The `total` inputs (Xb, Yb, dropout masks or None) of the steps of a run: shuffled,
-    possibly augmented mini-batches of `split`. Shuffling, augmentation and dropout draw from
-    three random streams of the seed, independent of the initialisation's."""
+def _inputs(split, params, config, total, position=None):
+    """The `total` inputs (Xb, Yb, dropout masks or None, position) of the steps of a run:
+    shuffled, possibly augmented mini-batches of `split`. Shuffling, augmentation and dropout
+    draw from the random `STREAMS` of the seed, independent of the initialisation's. `position`
+    is where the stream stands after the step (JSON-ready: the random states, the state before
+    the current epoch's shuffle and the mini-batches of that epoch done); given one, the inputs
+    continue from it, exactly as they went on in the run it was taken from."""
+    rngs = {name: np.random.default_rng([config.seed, n]) for name, n in STREAMS.items()}
+    if position:
+        for name, rng in rngs.items():
+            rng.bit_generator.state = position["streams"][name]
     augment = None
     if config.flip or config.max_shift:
-        augment = functools.partial(augment_rows, rng=np.random.default_rng([config.seed, 2]),
-                                    flip=config.flip, max_shift=config.max_shift)
-    shuffle_rng = np.random.default_rng([config.seed, 1])
-    drop_rng = np.random.default_rng([config.seed, 3])
-    for Xb, Yb in islice(_minibatches(split, config.n_batch, shuffle_rng, augment), total):
-        yield Xb, Yb, (dropout_masks(params, config.n_batch, config.dropout, drop_rng)
-                       if config.dropout else None)
+        augment = functools.partial(augment_rows, rng=rngs["augment"], flip=config.flip,
+                                    max_shift=config.max_shift)
+    start = position and (position["epoch"], position["batch"])
+    for Xb, Yb, (epoch, j) in islice(_minibatches(split, config.n_batch, rngs["shuffle"],
+                                                  augment, start), total):
+        masks = (dropout_masks(params, config.n_batch, config.dropout, rngs["dropout"])
+                 if config.dropout else None)
+        yield Xb, Yb, masks, {"epoch": epoch, "batch": j, "streams": {
+            name: rng.bit_generator.state for name, rng in rngs.items()}}
 
 
-def _step_inputs(split, params, config, total, pool, cores=None):
+def _step_inputs(split, params, config, total, pool, cores=None, position=None):
     """The inputs of `_inputs`, each made in the thread of `pool` during the step before if the
     run's BLAS threads leave one of its `cores` (default: all of this machine's) free."""
-    inputs = _inputs(split, params, config, total)
+    inputs = _inputs(split, params, config, total, position)
     if config.blas_threads < (cores or os.cpu_count() or 1):
         return _prefetched(inputs, pool)
     return inputs
@@ -251,20 +360,28 @@ def _prefetched(items, pool):
         yield item
 
 
-def _minibatches(split, n_batch, rng, augment=None):
-    """Endless mini-batches (Xb d x n_batch, Yb K x n_batch) of a split, reshuffled every epoch;
-    a last partial mini-batch is dropped. The split is never copied: a mini-batch is a gather of
-    rows of X.T, which load_cifar10 stores C-contiguous (other layouts are copied once here).
-    `augment` (e.g. `augment.augment_rows`) transforms each mini-batch's rows (n_batch x d)."""
+def _minibatches(split, n_batch, rng, augment=None, start=None):
+    """Endless mini-batches (Xb d x n_batch, Yb K x n_batch, (epoch, j)) of a split, reshuffled
+    every epoch; a last partial mini-batch is dropped. `epoch` is the state of `rng` before the
+    shuffle of the mini-batch's epoch, `j` the mini-batches of that epoch done with this one;
+    `start`, such a pair, continues after that mini-batch. The split is never copied: a
+    mini-batch is a gather of rows of X.T, which load_cifar10 stores C-contiguous (other layouts
+    are copied once here). `augment` (e.g. `augment.augment_rows`) transforms each mini-batch's
+    rows (n_batch x d)."""
     X_rows = np.ascontiguousarray(split.X.T)                 # n x d
     Y_rows = np.ascontiguousarray(split.Y.T)                 # n x K
     n = X_rows.shape[0]
+    first = 0
+    if start:
+        rng.bit_generator.state, first = start
     while True:
+        epoch = rng.bit_generator.state
         order = rng.permutation(n)
-        for j in range(n // n_batch):
+        for j in range(first, n // n_batch):
             idx = order[j * n_batch:(j + 1) * n_batch]
             rows = X_rows[idx] if augment is None else augment(X_rows[idx])
-            yield rows.T, Y_rows[idx].T
+            yield rows.T, Y_rows[idx].T, (epoch, j + 1)
+        first = 0
 
 
 class _FlatParams:
@@ -278,6 +395,19 @@ class _FlatParams:
         n_weights = sum(W.size for W in params["W"])
         self.weights, self.weight_grad = self.theta[:n_weights], self.grad[:n_weights]
         self.velocity = np.zeros_like(self.theta) if momentum else None
+
+    def vectors(self):
+        """The optimiser's state vectors, by name, that a checkpoint keeps with the parameters:
+        the momentum velocity, if any."""
+        return {name: v for name, v in (("velocity", self.velocity),) if v is not None}
+
+    def assign(self, params, vectors):
+        """Copy the arrays of `params` and of the dict `vectors` (as `vectors()`) into place."""
+        for name, views in self.params.items():
+            for view, P in zip(views, params[name]):
+                view[...] = P
+        for name, v in self.vectors().items():
+            v[...] = vectors[name]
 
 
 def _flat_copy(params):
@@ -349,11 +479,20 @@ def _momentum_update(flat, eta, lam, mu, nesterov):
 class _BackgroundEvaluations:
     """The evaluations on train and val during training. Each runs in a background thread, on a
     copy of the parameters and moving averages, while training goes on; on two cores they then
-    add almost nothing to the wall time (they are ~1/3 of the work of a default run). Their
-    results come back in order; a non-finite training cost raises DivergenceError."""
+    add almost nothing to the wall time (they are ~1/3 of the work of a default run). They
+    append their results to `history` in order; a non-finite training cost raises
+    DivergenceError (from `check`). With a `checkpoints.Checkpoint`, each evaluation then
+    writes the run's state at its step, with the history up to it, in the same thread: the
+    writes (and their flush to disk) overlap training too. Training waits for the oldest
+    evaluation rather than queue more than MAX_PENDING: where the evaluations take longer than
+    the steps between them, it stays near them (an interrupt stops the run soon after the
+    signal, and copies of the parameters do not pile up)."""
 
-    def __init__(self, data, lam, bn_order):
+    MAX_PENDING = 2
+
+    def __init__(self, data, lam, bn_order, history, checkpoint=None):
         self.data, self.lam, self.bn_order = data, lam, bn_order
+        self.history, self.checkpoint = history, checkpoint
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.pending = deque()
 
@@ -363,28 +502,37 @@ class _BackgroundEvaluations:
     def __exit__(self, *exc):
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, t, eta, params, stats):
+    def submit(self, t, eta, params, stats, vectors, position, seconds):
+        """Evaluate `params` and `stats` after step t (learning rate eta); with a checkpoint,
+        write them with the optimiser's state `vectors` (`_FlatParams.vectors`), the input
+        `position` and the `seconds` trained at t."""
         params = {name: [P.copy() for P in arrays] for name, arrays in params.items()}
         stats = [(mu.copy(), v.copy()) for mu, v in stats] if stats else None
-        self.pending.append(self.pool.submit(self._evaluate, t, eta, params, stats))
+        state = None
+        if self.checkpoint:
+            state = checkpoints.State(t, params, stats or [],
+                                      {name: v.copy() for name, v in vectors.items()},
+                                      self.history, position, seconds)
+        while len(self.pending) >= self.MAX_PENDING:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._evaluate, t, eta, params, stats, state))
 
-    def finished(self, wait=False):
-        """The results (t, eta, train scores, val scores) of the evaluations done so far, in
-        order, or of all of them with `wait`."""
-        done = []
+    def check(self, wait=False):
+        """Raise the error of an evaluation done so far, or (with `wait`) of any of them."""
         while self.pending and (wait or self.pending[0].done()):
-            done.append(self.pending.popleft().result())
-        return done
+            self.pending.popleft().result()
 
-    def _evaluate(self, t, eta, params, stats):
+    def _evaluate(self, t, eta, params, stats, state):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            tr = evaluate_unchecked(params, self.data.train.X, self.data.train.y, self.lam, stats,
-                          bn_order=self.bn_order)
+            tr = evaluate_unchecked(params, self.data.train.X, self.data.train.y, self.lam,
+                                    stats, bn_order=self.bn_order)
             va = evaluate_unchecked(params, self.data.val.X, self.data.val.y, self.lam, stats,
-                          bn_order=self.bn_order)
+                                    bn_order=self.bn_order)
         if not np.isfinite(tr["cost"]):
             raise DivergenceError(t, tr["cost"], eta)
-        return t, eta, tr, va
+        _append(self.history, t, eta, tr, va)
+        if state:
+            self.checkpoint.save(state)
 
 
 def _append(history, t, eta, tr, va):
@@ -397,15 +545,13 @@ def _append(history, t, eta, tr, va):
         history[f"acc_{split}"].append(res["accuracy"])
 
 
+def _postfix(eta, history):
+    """The progress bar's note: the learning rate and the last validation accuracy."""
+    return f"lr {eta:.4f}, val acc " + (f"{history['acc_val'][-1]:.4f}" if history["acc_val"]
+                                        else "-")
+
+
 def _check_finite(P, t, eta):
     """Raise DivergenceError if the mini-batch probabilities (so the cost) hold a NaN or inf."""
     if not np.isfinite(P.sum()):
         raise DivergenceError(t, float("nan"), eta)
-
-
-def _report(history, total, seconds):
-    """One progress line on stderr."""
-    t = history["step"][-1]
-    print(f"step {t:6d}/{total}  eta {history['eta'][-1]:.4f}  "
-          f"cost {history['cost_train'][-1]:.3f}  acc train {history['acc_train'][-1]:.4f}  "
-          f"val {history['acc_val'][-1]:.4f}  {seconds:6.1f} s", file=sys.stderr, flush=True)

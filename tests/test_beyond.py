@@ -1,4 +1,4 @@
-"""Section 6: the ablation path, parameter counts, storing and reloading a run, the presets."""
+"""Section 6: the ablation path, parameter counts, storing and reloading its runs, the presets."""
 import json
 import os
 from dataclasses import asdict, fields
@@ -8,6 +8,7 @@ import pytest
 
 from assignment3 import beyond
 from assignment3.network import init_params
+from assignment3.runfile import code_version, machine
 from assignment3.training import Config, train
 
 
@@ -33,28 +34,36 @@ def test_n_parameters_counts_every_array():
 
 
 def test_code_version_names_a_commit():
-    version = beyond.code_version()
+    version = code_version()
     assert version == "unknown" or len(version.split("+")[0]) == 40
 
 
 def test_record_names_the_machine_and_its_blas_kernel():
-    info = beyond.machine()
+    info = machine()
     assert info["cores"] == os.cpu_count() and info["numpy"] == np.__version__
     assert info["blas"] and "(" in info["blas"]                   # library version (kernel)
     assert beyond.make_record([], [], [])["machine"] == info
     assert info["blas"] in beyond.describe(info) and beyond.describe(None) == "not recorded"
 
 
-def test_save_and_load_give_back_the_run(small_data, tmp_path):
+def test_save_and_load_give_back_the_runs(small_data, tmp_path):
+    """A record with a run stored with its parameters (in its run file) and one stored before
+    the run format (its record only) comes back whole."""
     config = Config(hidden=(30, 20), bn_order="after", schedule="one_cycle", epochs=1, n_batch=50)
     result = train(small_data, config)
-    record = beyond.make_record([], [], [beyond.best_record(small_data, "a change", result,
-                                                             version="test")])
-    beyond.save(tmp_path, record, result)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_params.npz", "beyond.json"]
-    loaded_record, loaded = beyond.load(tmp_path)
+    best = {"run": "best-seed-0.npz",
+            **beyond.best_record(small_data, "a change", result, version="test")}
+    older = beyond.best_record(small_data, "an older run", train(small_data, config.with_(seed=1)),
+                               "old")
+    record = beyond.make_record([best], [older], [best, older])
+    beyond.save(tmp_path, record, {"best-seed-0.npz": result})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-seed-0.npz", beyond.RECORD]
+    stored = json.loads((tmp_path / beyond.RECORD).read_text())
+    assert stored["best"] == [{"run": "best-seed-0.npz"}, json.loads(json.dumps(older))]
+    loaded_record, runs = beyond.load(tmp_path)
     assert loaded_record == json.loads(json.dumps(record))
-    assert loaded.config == config
+    loaded = runs["best-seed-0.npz"]
+    assert loaded.config == config and loaded.history == result.history
     for name in result.params:
         assert all(np.array_equal(a, b) for a, b in zip(result.params[name], loaded.params[name]))
     scores = beyond.reevaluate(small_data, loaded)
@@ -63,15 +72,19 @@ def test_save_and_load_give_back_the_run(small_data, tmp_path):
     assert record["best"][0]["test_accuracy_flip_averaged"] == scores["test, flip-averaged"]
     rows = beyond.ablation_table(loaded_record)
     assert rows[0]["test acc. (%)"] == pytest.approx(100 * result.test_accuracy)
-    assert rows[0]["flip-averaged, mean (%)"] == pytest.approx(100 * scores["test, flip-averaged"])
     assert rows[0]["parameters"] == beyond.n_parameters(config)
+    again, again_best, trained = beyond.load_or_train(small_data, tmp_path, retrain=False)
+    assert again == loaded_record and again_best.history == result.history and not trained
 
 
-def test_failed_save_leaves_no_file(tmp_path, small_data):
-    result = train(small_data, Config(hidden=(10,), n_s=5, cycles=0.2))
-    with pytest.raises(TypeError):
-        beyond.save(tmp_path, {"not json": object()}, result)
-    assert [p.name for p in tmp_path.iterdir()] == ["best_params.npz"]
+def test_stored_runs_of_section_6_load():
+    """results/beyond: the best net's seed-0 run with its parameters; the other runs (stored
+    before the run format) as records."""
+    record, runs = beyond.load(beyond.RESULTS_DIR)
+    best = runs[record["best"][0]["run"]]
+    assert best.config == beyond.BEST and best.test_accuracy == record["best"][0]["test_accuracy"]
+    assert record["ablation"][-1] == record["best"][0] and record["seeds"] == [0, 1]
+    assert [len(best.params[name]) for name in ("W", "gamma")] == [4, 3]
 
 
 def test_presets_are_valid_configs():
@@ -83,11 +96,15 @@ def test_presets_are_valid_configs():
 def test_run_all_trains_the_path_and_every_seed(small_data, tmp_path):
     tiny = beyond.BEST.with_(hidden=(32, 16), epochs=2, zca=False, bn_order="after",
                              blas_threads=1)
-    record, best = beyond.run_all(small_data, seeds=(0, 1), epochs=1, best=tiny)
+    record, runs = beyond.run_all(small_data, seeds=(0, 1), epochs=1, best=tiny)
+    best = runs[record["best"][0]["run"]]
+    assert sorted(runs) == ["ablation-0.npz", "ablation-1.npz", "ablation-2.npz", "ablation-3.npz",
+                            "ablation-4.npz", "ablation-5.npz", "alternative-0.npz",
+                            "best-seed-0.npz", "best-seed-1.npz"]
     changes = [run["change"] for run in record["ablation"]]
     assert len(changes) == 7 and "BN after the ReLU" in changes       # no ZCA step: zca is off
     assert [run["config"]["bn_order"] for run in record["alternatives"]] == ["before"]
-    assert all(run["code_version"] == beyond.code_version() for run in record["best"])
+    assert all(run["code_version"] == code_version() for run in record["best"])
     alt = beyond.alternatives_table(record)
     assert alt[0]["test acc. of the step (%)"] == 100 * record["ablation"][-2]["test_accuracy"]
     assert [run["config"]["seed"] for run in record["best"]] == [0, 1]

@@ -16,7 +16,7 @@ def test_train_json(cifar10_dir, capsys):
                "--seed", "2", "--data", str(cifar10_dir), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["steps"] == 90 and out["seconds"] > 0
+    assert out["steps"] == 90 and out["seconds"] > 0 and out["resumed_from_step"] == 0
     assert 0.15 < out["test_accuracy"] <= 1 and 0.15 < out["val_accuracy"] <= 1
     assert out["config"]["hidden"] == [30, 20] and out["config"]["batch_norm"] is False
 
@@ -70,6 +70,10 @@ USAGE_ERRORS = [
     (["train", "--batch", "50000"], "--batch 50000 exceeds the 45000 training samples"),
     (["train", "--cycles", "1e-4"], "--cycles 0.0001 makes 0 training steps"),
     (["train", "--threads", "1000"], "--threads 1000 exceeds the"),
+    (["train", "--save", "/nonexistent/run.npz"], "the folder /nonexistent does not exist"),
+    (["train", "--save", "a.npz", "--checkpoint", "a.npz"], "need different paths"),
+    (["evaluate"], "the following arguments are required: PATH"),
+    (["plot", "run.npz", "--out", "curves.xyz"], "give --out a name ending in one of"),
 ]
 
 

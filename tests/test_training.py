@@ -141,7 +141,7 @@ def test_momentum_steps_follow_the_update_rule(small_data, nesterov):
     batches = _minibatches(data64.train, 100, np.random.default_rng([2, 1]))
     v = {name: [np.zeros_like(P) for P in params[name]] for name in params}
     for t in range(3):
-        Xb, Yb = next(batches)
+        Xb, Yb, _ = next(batches)
         g = compute_gradients(params, Xb, Yb, config.lam)
         eta = one_cycle_lr(t, 3, config.eta_min, config.eta_max, config.warmup)
         for name in params:
@@ -183,7 +183,7 @@ def test_augmented_minibatches_transform_the_same_images(small_data):
     plain = _minibatches(small_data.train, 50, np.random.default_rng(0))
     augmented = _minibatches(small_data.train, 50, np.random.default_rng(0),
                              lambda rows: augment_rows(rows, np.random.default_rng(1)))
-    Xp, Yp = next(plain)
-    Xa, Ya = next(augmented)
+    Xp, Yp, _ = next(plain)
+    Xa, Ya, _ = next(augmented)
     assert np.array_equal(Yp, Ya) and not np.array_equal(Xp, Xa)
     assert np.array_equal(Xa, augment_rows(np.ascontiguousarray(Xp.T), np.random.default_rng(1)).T)

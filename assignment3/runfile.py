@@ -1,0 +1,145 @@
+"""The on-disk format of a run: one `.npz` file holding the arrays (parameters, BN moving
+averages, and in a checkpoint the momentum velocity) and one member, `meta`, holding JSON text
+(configuration, history, scores, code version, machine, format version) as a numpy str array.
+
+A file is written to `<name>.partial` beside it and renamed over `<name>`, so the name always
+holds a whole file, the old one or the new one, even if the writer is killed half-way. It is read
+with `np.load(..., allow_pickle=False)`: reading never unpickles anything, and a file holding an
+object array (one that would have to be unpickled) is refused."""
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+from .network import PARAM_NAMES
+
+#: Version of the file layout; a file of another version is refused.
+FORMAT_VERSION = 1
+
+#: The member holding the JSON text.
+META = "meta"
+
+#: Names of the BN moving averages of a layer: (mean, variance).
+STAT_NAMES = ("mu", "v")
+
+
+class RunFileError(ValueError):
+    """A run or checkpoint file that cannot be used; the message names the file and says why."""
+
+    def __init__(self, path, problem):
+        self.path = Path(path)
+        super().__init__(f"{path}: {problem}")
+
+
+def write(path, arrays, meta):
+    """Write `arrays` (name -> ndarray) and `meta` (a JSON-ready dict) to the file `path`
+    (`write_atomic`)."""
+    if META in arrays:
+        raise ValueError(f"{META!r} is the name of the JSON member; give the array another name")
+    text = json.dumps({"format": FORMAT_VERSION, **meta})     # fails before anything is written
+    write_atomic(path, lambda f: np.savez(f, **arrays, **{META: np.array(text)}))
+
+
+def write_atomic(path, write_to):
+    """Call `write_to(f)` on the binary file `<path>.partial`, flush it to disk and rename it
+    over `path`: `path` holds the old file or the whole new one, never a part. On an error the
+    partial file is removed."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "wb") as f:
+            write_to(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def read(path):
+    """(arrays, meta) of a file written by `write`. Raises RunFileError if the file is missing,
+    truncated, corrupt, of another format version, or holds an object array."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunFileError(path, "no such file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {key: f[key] for key in f.files}
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise RunFileError(path, "holds a pickled object array, which loading would have to "
+                                     "unpickle (that can run arbitrary code); refused") from None
+        raise RunFileError(path, f"not a readable run file ({err}); it may be truncated or "
+                                 "corrupt") from None
+    except Exception as err:                # zipfile, zlib, EOF, OS errors of a damaged file
+        raise RunFileError(path, f"not a readable run file ({type(err).__name__}: {err}); it "
+                                 "may be truncated or corrupt") from None
+    text = arrays.pop(META, None)
+    if text is None or text.dtype.kind != "U" or text.shape != ():
+        raise RunFileError(path, f"has no {META!r} member with JSON text; not a run file")
+    try:
+        meta = json.loads(str(text))
+    except json.JSONDecodeError as err:
+        raise RunFileError(path, f"its JSON member is damaged ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise RunFileError(path, f"is in run format {found}, this code reads format "
+                                 f"{FORMAT_VERSION}")
+    return arrays, meta
+
+
+def param_arrays(params, stats):
+    """The arrays of `params` and the BN moving averages `stats` ([(mu, v)] per BN layer) as
+    one flat dict: W_0, ..., b_0, ..., gamma_0, ..., beta_0, ..., mu_0, v_0, ..."""
+    arrays = {f"{name}_{l}": P for name in PARAM_NAMES for l, P in enumerate(params[name])}
+    arrays.update({f"{key}_{l}": a for l, stat in enumerate(stats)
+                   for key, a in zip(STAT_NAMES, stat)})
+    return arrays
+
+
+def params_from(arrays, layers, bn_layers, path):
+    """(params, stats) from the dict of `param_arrays`, for a net of `layers` layers with
+    `bn_layers` BN layers; RunFileError (naming `path`) if an array is missing."""
+    counts = {"W": layers, "b": layers, "gamma": bn_layers, "beta": bn_layers}
+    try:
+        params = {name: [arrays[f"{name}_{l}"] for l in range(counts[name])]
+                  for name in PARAM_NAMES}
+        stats = [tuple(arrays[f"{key}_{l}"] for key in STAT_NAMES) for l in range(bn_layers)]
+    except KeyError as err:
+        raise RunFileError(path, f"misses the array {err.args[0]} of its configuration's "
+                                 "network") from None
+    return params, stats
+
+
+def machine():
+    """The machine a run is timed on: CPU model, cores, Python and numpy versions, and the BLAS
+    library with its kernel (e.g. "openblas 0.3.31 (Haswell), 2 threads"; the kernel changes
+    the rounding of the products, so a seed gives a different run with another kernel)."""
+    cpu = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):                # Linux: the model name
+        cpu = next((line.split(":", 1)[1].strip() for line in
+                    Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')}), "
+            f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"]
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "blas": "; ".join(blas)}
+
+
+def code_version(repo=Path(__file__).resolve().parents[1]):
+    """The git commit of the code ("<hash>", with "+changes" if the working tree differs from
+    it), or "unknown" outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "assignment3")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")

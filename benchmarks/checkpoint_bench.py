@@ -1,0 +1,81 @@
+"""What checkpoints cost: the time a checkpoint at every evaluation adds to a default run (target
+<= 3%), and the size of a checkpoint against the size of the parameters (target <= 3x), for the
+default net and for the best net of section 6 (whose checkpoint also holds the momentum velocity).
+
+    .venv/bin/python benchmarks/checkpoint_bench.py [--repeats 3]
+"""
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from assignment3 import runfile
+from assignment3.beyond import BEST
+from assignment3.data import load_cifar10
+from assignment3.training import Config, train
+
+
+def overhead(data, repeats):
+    """Wall and CPU seconds of the default run without and with a checkpoint, alternating,
+    `repeats` each, and the median seconds of one write of its checkpoint. On a busy machine
+    the CPU seconds (all threads of this process) vary less than the wall time."""
+    times = {"without": [], "with": [], "without, CPU": [], "with, CPU": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(repeats):
+            for key, checkpoint in (("without", None), ("with", Path(folder) / f"{i}.npz")):
+                cpu = time.process_time()
+                times[key].append(train(data, Config(), checkpoint=checkpoint).seconds)
+                times[f"{key}, CPU"].append(time.process_time() - cpu)
+        return times, write_seconds(Path(folder) / "0.npz")
+
+
+def write_seconds(path, repeats=21):
+    """Median seconds of writing the checkpoint `path` again (read once, written `repeats`
+    times): the work each checkpoint adds, done in the evaluation thread."""
+    arrays, meta = runfile.read(path)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runfile.write(path, arrays, meta)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def size_ratio(data, config):
+    """(checkpoint bytes, parameter bytes) of a short run of `config` checkpointed at its end."""
+    with tempfile.TemporaryDirectory() as folder:
+        ckpt = Path(folder) / "ckpt.npz"
+        result = train(data, config, checkpoint=ckpt)
+        params = sum(P.nbytes for arrays in result.params.values() for P in arrays)
+        return ckpt.stat().st_size, params
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    data = load_cifar10(progress=False)
+    times, write = overhead(data, args.repeats)
+    for clock in ("", ", CPU"):
+        without, with_ = (statistics.median(times[k + clock]) for k in ("without", "with"))
+        print(f"default run, median of {args.repeats}{clock}: {without:.2f} s without "
+              f"checkpoints, {with_:.2f} s with one at each of its 21 evaluations: "
+              f"{100 * (with_ / without - 1):+.1f}% (target <= 3%)")
+    without = statistics.median(times["without"])
+    print("  all runs (s):", {k: [round(t, 2) for t in v] for k, v in times.items()})
+    print(f"  one checkpoint write: {1000 * write:.1f} ms; 21 of them are "
+          f"{100 * 21 * write / without:.1f}% of the run without checkpoints (in the "
+          "evaluation thread, overlapping the steps)")
+    short_best = BEST.with_(epochs=0.03, zca=False, evals_per_cycle=1)
+    for name, config in (("default net", Config(cycles=0.01)), ("best net", short_best)):
+        ckpt, params = size_ratio(data, config)
+        print(f"{name}: checkpoint {ckpt / 1e6:.2f} MB, parameters {params / 1e6:.2f} MB: "
+              f"{ckpt / params:.2f}x (target <= 3x)")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
