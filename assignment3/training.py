@@ -238,6 +238,7 @@ def train(data, config=Config(), progress=False, cores=None, checkpoint=None):
             bar.update()
             bar.set_postfix_str(_postfix(eta, history), refresh=False)
             if signals.received:
+                bar.leave = False                      # cleared: the caller says where it stopped
                 evals.check(wait=True)
                 if checkpoint:
                     checkpoint.save(checkpoints.State(t, params, stats_av or [], flat.vectors(),
