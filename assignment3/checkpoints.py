@@ -24,7 +24,7 @@ FINGERPRINT_IMAGES = 100
 class State:
     """A run after `step` steps: `params` and `stats` as in `training.Result`, the optimiser's
     state `vectors` by name (e.g. the momentum velocity), the `history` of the evaluations
-    done, the `position` of the input stream (`training._inputs`) and the `seconds` trained."""
+    done, the `position` of the input stream (`minibatches.inputs`) and the `seconds` trained."""
     step: int
     params: dict
     stats: list

@@ -15,20 +15,20 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclasses_fields
-from itertools import islice
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import checkpoints
-from .augment import augment_rows, zca_whiten
+from .augment import zca_whiten
 from .checks import check_labels, check_one_hot, check_samples
 from .config import SCHEDULES, Config  # noqa: F401  (also importable from here)
 from .limits import ConfigError
+from .minibatches import step_inputs
+from .network import (PARAM_NAMES, backward, evaluate_unchecked, forward_unchecked, init_params,
+                      softmax)
 from .stops import STOP_SIGNALS
-from .network import (PARAM_NAMES, backward, dropout_masks, evaluate_unchecked,
-                      forward_unchecked, init_params, softmax)
 
 #: Decay of the BN moving averages: mu_av = a mu_av + (1 - a) mu, the same for v.
 BN_ALPHA = 0.9
@@ -37,11 +37,6 @@ BN_ALPHA = 0.9
 #: them (network, training, augmentation, random streams): saved runs and checkpoints record it,
 #: and a checkpoint of another version is not resumed.
 MATH_VERSION = 1
-
-#: The random streams of a run, each np.random.default_rng([seed, n]) (the initialisation uses
-#: `seed` itself). A checkpoint keeps the state of each: a new stream is one more entry here.
-STREAMS = {"shuffle": 1, "augment": 2, "dropout": 3}
-
 
 class TrainingInterrupted(KeyboardInterrupt):
     """`train` stopped on SIGINT, SIGTERM or SIGHUP at the end of step `step` of `total`, after
@@ -225,8 +220,8 @@ def train(data, config=Config(), progress=False, cores=None, checkpoint=None):
             ThreadPoolExecutor(max_workers=1) as prefetch, _StopSignals() as signals, \
             tqdm(total=total, initial=done, disable=not progress, unit="step", file=sys.stderr,
                  dynamic_ncols=True) as bar:
-        inputs = _step_inputs(data.train, params, config, total - done, prefetch, cores,
-                              position)
+        inputs = step_inputs(data.train, params, config, total - done, prefetch, cores,
+                             position)
         for t, (Xb, Yb, masks, position) in enumerate(inputs, start=done + 1):
             eta = schedule(t - 1)                      # t: steps done after this one
             batch_stats = _step(flat, Xb, Yb, eta, config, masks, t - 1)
@@ -315,74 +310,6 @@ def _schedule(config, batches):
     return (total, max(1, total // config.evals_per_cycle),
             functools.partial(one_cycle_lr, total=total, eta_min=config.eta_min,
                               eta_max=config.eta_max, warmup=config.warmup))
-
-
-def _inputs(split, params, config, total, position=None):
-    """The `total` inputs (Xb, Yb, dropout masks or None, position) of the steps of a run:
-    shuffled, possibly augmented mini-batches of `split`. Shuffling, augmentation and dropout
-    draw from the random `STREAMS` of the seed, independent of the initialisation's. `position`
-    is where the stream stands after the step (JSON-ready: the random states, the state before
-    the current epoch's shuffle and the mini-batches of that epoch done); given one, the inputs
-    continue from it, exactly as they went on in the run it was taken from."""
-    rngs = {name: np.random.default_rng([config.seed, n]) for name, n in STREAMS.items()}
-    if position:
-        for name, rng in rngs.items():
-            rng.bit_generator.state = position["streams"][name]
-    augment = None
-    if config.flip or config.max_shift:
-        augment = functools.partial(augment_rows, rng=rngs["augment"], flip=config.flip,
-                                    max_shift=config.max_shift)
-    start = position and (position["epoch"], position["batch"])
-    for Xb, Yb, (epoch, j) in islice(_minibatches(split, config.n_batch, rngs["shuffle"],
-                                                  augment, start), total):
-        masks = (dropout_masks(params, config.n_batch, config.dropout, rngs["dropout"])
-                 if config.dropout else None)
-        yield Xb, Yb, masks, {"epoch": epoch, "batch": j, "streams": {
-            name: rng.bit_generator.state for name, rng in rngs.items()}}
-
-
-def _step_inputs(split, params, config, total, pool, cores=None, position=None):
-    """The inputs of `_inputs`, each made in the thread of `pool` during the step before if the
-    run's BLAS threads leave one of its `cores` (default: all of this machine's) free."""
-    inputs = _inputs(split, params, config, total, position)
-    if config.blas_threads < (cores or os.cpu_count() or 1):
-        return _prefetched(inputs, pool)
-    return inputs
-
-
-def _prefetched(items, pool):
-    """The items of the iterator `items`, each made in the thread of `pool` while the caller
-    works on the one before: the next mini-batch's gather (a memory-bound copy, 1.2 MB for the
-    assignment's batches) overlaps the current step. Same items, same order."""
-    end = object()
-    pending = pool.submit(next, items, end)
-    while (item := pending.result()) is not end:
-        pending = pool.submit(next, items, end)
-        yield item
-
-
-def _minibatches(split, n_batch, rng, augment=None, start=None):
-    """Endless mini-batches (Xb d x n_batch, Yb K x n_batch, (epoch, j)) of a split, reshuffled
-    every epoch; a last partial mini-batch is dropped. `epoch` is the state of `rng` before the
-    shuffle of the mini-batch's epoch, `j` the mini-batches of that epoch done with this one;
-    `start`, such a pair, continues after that mini-batch. The split is never copied: a
-    mini-batch is a gather of rows of X.T, which load_cifar10 stores C-contiguous (other layouts
-    are copied once here). `augment` (e.g. `augment.augment_rows`) transforms each mini-batch's
-    rows (n_batch x d)."""
-    X_rows = np.ascontiguousarray(split.X.T)                 # n x d
-    Y_rows = np.ascontiguousarray(split.Y.T)                 # n x K
-    n = X_rows.shape[0]
-    first = 0
-    if start:
-        rng.bit_generator.state, first = start
-    while True:
-        epoch = rng.bit_generator.state
-        order = rng.permutation(n)
-        for j in range(first, n // n_batch):
-            idx = order[j * n_batch:(j + 1) * n_batch]
-            rows = X_rows[idx] if augment is None else augment(X_rows[idx])
-            yield rows.T, Y_rows[idx].T, (epoch, j + 1)
-        first = 0
 
 
 class _FlatParams:

@@ -111,7 +111,7 @@ def steps_current(pkg, data, config, steps, threads=1):
             threadpool_limits(threads, user_api="blas"), \
             ThreadPoolExecutor(max_workers=1) as pool:
         start = time.perf_counter()
-        inputs = training._step_inputs(data.train, flat.params, config, steps, pool)
+        inputs = pkg.minibatches.step_inputs(data.train, flat.params, config, steps, pool)
         for t, (Xb, Yb, masks, _) in enumerate(inputs):
             eta = training.cyclic_lr(t, config.eta_min, config.eta_max, 2250)
             batch_stats = training._step(flat, Xb, Yb, eta, config, masks, t)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from assignment3.augment import augment_rows
+from assignment3.minibatches import minibatches, prefetched
 from assignment3.network import compute_gradients, init_params
 from assignment3.parallel import train_many
-from assignment3.training import (BN_ALPHA, Config, DivergenceError, _minibatches, _prefetched,
-                                  cyclic_lr, one_cycle_lr, train, update_moving_averages)
+from assignment3.training import (BN_ALPHA, Config, DivergenceError, cyclic_lr, one_cycle_lr, train,
+                                  update_moving_averages)
 
 
 def test_cyclic_lr_triangle():
@@ -106,8 +107,8 @@ def test_prefetching_minibatches_changes_nothing(small_data):
 
 def test_prefetched_yields_the_same_items_in_order():
     with ThreadPoolExecutor(max_workers=1) as pool:
-        assert list(_prefetched(iter([0, None, 2]), pool)) == [0, None, 2]
-        assert list(_prefetched(iter([]), pool)) == []
+        assert list(prefetched(iter([0, None, 2]), pool)) == [0, None, 2]
+        assert list(prefetched(iter([]), pool)) == []
 
 
 def test_one_cycle_lr_warms_up_then_decays_to_zero():
@@ -138,7 +139,7 @@ def test_momentum_steps_follow_the_update_rule(small_data, nesterov):
                     epochs=3 / 20, momentum=0.9, nesterov=nesterov, dtype="float64", seed=2)
     result = train(data64, config)
     params = init_params([3072, 20, 10], batch_norm=True, seed=2)
-    batches = _minibatches(data64.train, 100, np.random.default_rng([2, 1]))
+    batches = minibatches(data64.train, 100, np.random.default_rng([2, 1]))
     v = {name: [np.zeros_like(P) for P in params[name]] for name in params}
     for t in range(3):
         Xb, Yb, _ = next(batches)
@@ -180,8 +181,8 @@ def test_all_beyond_options_train_and_learn(small_data):
 
 
 def test_augmented_minibatches_transform_the_same_images(small_data):
-    plain = _minibatches(small_data.train, 50, np.random.default_rng(0))
-    augmented = _minibatches(small_data.train, 50, np.random.default_rng(0),
+    plain = minibatches(small_data.train, 50, np.random.default_rng(0))
+    augmented = minibatches(small_data.train, 50, np.random.default_rng(0),
                              lambda rows: augment_rows(rows, np.random.default_rng(1)))
     Xp, Yp, _ = next(plain)
     Xa, Ya, _ = next(augmented)

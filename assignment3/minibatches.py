@@ -1,0 +1,84 @@
+"""The input stream of a training run: shuffled, possibly augmented mini-batches and dropout
+masks, drawn from the random streams of the run's seed, with the position after each step (what
+a checkpoint keeps to continue the stream exactly), optionally prepared one step ahead in a
+thread."""
+import functools
+import os
+from itertools import islice
+
+import numpy as np
+
+from .augment import augment_rows
+from .network import dropout_masks
+
+#: The random streams of a run, each np.random.default_rng([seed, n]) (the initialisation uses
+#: `seed` itself). A checkpoint keeps the state of each: a new stream is one more entry here.
+STREAMS = {"shuffle": 1, "augment": 2, "dropout": 3}
+
+
+def inputs(split, params, config, total, position=None):
+    """The `total` inputs (Xb, Yb, dropout masks or None, position) of the steps of a run:
+    shuffled, possibly augmented mini-batches of `split`. Shuffling, augmentation and dropout
+    draw from the random `STREAMS` of the seed, independent of the initialisation's. `position`
+    is where the stream stands after the step (JSON-ready: the random states, the state before
+    the current epoch's shuffle and the mini-batches of that epoch done); given one, the inputs
+    continue from it, exactly as they went on in the run it was taken from."""
+    rngs = {name: np.random.default_rng([config.seed, n]) for name, n in STREAMS.items()}
+    if position:
+        for name, rng in rngs.items():
+            rng.bit_generator.state = position["streams"][name]
+    augment = None
+    if config.flip or config.max_shift:
+        augment = functools.partial(augment_rows, rng=rngs["augment"], flip=config.flip,
+                                    max_shift=config.max_shift)
+    start = position and (position["epoch"], position["batch"])
+    for Xb, Yb, (epoch, j) in islice(minibatches(split, config.n_batch, rngs["shuffle"],
+                                                  augment, start), total):
+        masks = (dropout_masks(params, config.n_batch, config.dropout, rngs["dropout"])
+                 if config.dropout else None)
+        yield Xb, Yb, masks, {"epoch": epoch, "batch": j, "streams": {
+            name: rng.bit_generator.state for name, rng in rngs.items()}}
+
+
+def step_inputs(split, params, config, total, pool, cores=None, position=None):
+    """The inputs of `inputs`, each made in the thread of `pool` during the step before if the
+    run's BLAS threads leave one of its `cores` (default: all of this machine's) free."""
+    items = inputs(split, params, config, total, position)
+    if config.blas_threads < (cores or os.cpu_count() or 1):
+        return prefetched(items, pool)
+    return items
+
+
+def prefetched(items, pool):
+    """The items of the iterator `items`, each made in the thread of `pool` while the caller
+    works on the one before: the next mini-batch's gather (a memory-bound copy, 1.2 MB for the
+    assignment's batches) overlaps the current step. Same items, same order."""
+    end = object()
+    pending = pool.submit(next, items, end)
+    while (item := pending.result()) is not end:
+        pending = pool.submit(next, items, end)
+        yield item
+
+
+def minibatches(split, n_batch, rng, augment=None, start=None):
+    """Endless mini-batches (Xb d x n_batch, Yb K x n_batch, (epoch, j)) of a split, reshuffled
+    every epoch; a last partial mini-batch is dropped. `epoch` is the state of `rng` before the
+    shuffle of the mini-batch's epoch, `j` the mini-batches of that epoch done with this one;
+    `start`, such a pair, continues after that mini-batch. The split is never copied: a
+    mini-batch is a gather of rows of X.T, which load_cifar10 stores C-contiguous (other layouts
+    are copied once here). `augment` (e.g. `augment.augment_rows`) transforms each mini-batch's
+    rows (n_batch x d)."""
+    X_rows = np.ascontiguousarray(split.X.T)                 # n x d
+    Y_rows = np.ascontiguousarray(split.Y.T)                 # n x K
+    n = X_rows.shape[0]
+    first = 0
+    if start:
+        rng.bit_generator.state, first = start
+    while True:
+        epoch = rng.bit_generator.state
+        order = rng.permutation(n)
+        for j in range(first, n // n_batch):
+            idx = order[j * n_batch:(j + 1) * n_batch]
+            rows = X_rows[idx] if augment is None else augment(X_rows[idx])
+            yield rows.T, Y_rows[idx].T, (epoch, j + 1)
+        first = 0
