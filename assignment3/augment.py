@@ -74,3 +74,18 @@ def augment_rows(rows, rng, flip=True, max_shift=3):
     top, left = rng.integers(0, 2 * s + 1, (2, n))          # window corner: shift s - top, s - left
     windows = np.lib.stride_tricks.sliding_window_view(framed, (SIDE, SIDE), axis=(2, 3))
     return windows[np.arange(n), :, top, left].reshape(n, -1)
+
+
+def smooth_labels(Y, eps):
+    """Label smoothing of the one-hot targets Y (K x n): (1 - eps) Y + eps / K."""
+    return (1 - eps) * Y + eps / Y.shape[0]
+
+
+def mixup(X, Y, rng, alpha):
+    """MixUp of a mini-batch X (d x n) with targets Y (K x n): every column becomes
+    lam x_i + (1 - lam) x_j, and its target lam y_i + (1 - lam) y_j, for one lam ~ Beta(alpha,
+    alpha) per mini-batch and a random pairing j of the batch's columns (Zhang et al. 2018).
+    Returns new arrays laid out like X and Y."""
+    lam = X.dtype.type(rng.beta(alpha, alpha))
+    j = rng.permutation(X.shape[1])
+    return lam * X + (1 - lam) * X[:, j], lam * Y + (1 - lam) * Y[:, j]

@@ -22,11 +22,12 @@ def is_real(value):
 
 def check_input(params, X, Y=None):
     """Raise unless `params` is a parameter dict (see `network`), X (d x n) samples for its
-    d inputs and Y (if given) their one-hot K x n labels for its K outputs."""
+    d inputs and Y (if given) their K x n targets for its K outputs: one-hot, or soft (label
+    smoothing, MixUp)."""
     check_params(params)
     check_samples(X, params["W"][0].shape[1])
     if Y is not None:
-        check_one_hot(Y, params["W"][-1].shape[0], X.shape[1])
+        check_targets(Y, params["W"][-1].shape[0], X.shape[1])
 
 
 def check_samples(X, d, name="X"):
@@ -45,11 +46,26 @@ def check_samples(X, d, name="X"):
 
 def check_one_hot(Y, K, n, name="Y"):
     """Raise unless Y is a one-hot K x n array."""
+    _check_target_shape(Y, K, n, name)
+    if not (((Y == 0) | (Y == 1)).all() and (Y.sum(axis=0) == 1).all()):
+        raise ValueError(f"{name} must be one-hot: every column one 1, the other entries 0")
+
+
+def check_targets(Y, K, n, name="Y"):
+    """Raise unless Y (K x n) holds one probability distribution per column: one-hot, or soft
+    targets (entries in [0, 1] summing to 1, up to rounding)."""
+    _check_target_shape(Y, K, n, name)
+    check_floats(Y, name)
+    if not (((Y >= 0) & (Y <= 1)).all()
+            and np.allclose(Y.sum(axis=0), 1, atol=10 * K * np.finfo(Y.dtype).eps)):
+        raise ValueError(f"{name} must be one-hot or soft targets: every column entries in "
+                         f"[0, 1] that sum to 1")
+
+
+def _check_target_shape(Y, K, n, name):
     if not isinstance(Y, np.ndarray) or Y.shape != (K, n):
         raise ValueError(f"{name} must be one-hot K x n = {(K, n)}; "
                          f"got shape {getattr(Y, 'shape', type(Y).__name__)}")
-    if not (((Y == 0) | (Y == 1)).all() and (Y.sum(axis=0) == 1).all()):
-        raise ValueError(f"{name} must be one-hot: every column one 1, the other entries 0")
 
 
 def check_labels(y, n, K, name="y"):

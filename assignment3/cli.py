@@ -45,10 +45,12 @@ TRAIN_OPTIONS = {
     "--flip": ("flip", "random horizontal flips of training images"),
     "--max-shift": ("max_shift", "random shifts of training images by up to this many pixels"),
     "--zca": ("zca", "ZCA whitening"),
+    "--label-smoothing": ("label_smoothing", "label smoothing eps: targets (1 - eps) y + eps / 10"),
+    "--mixup": ("mixup", "MixUp alpha: mix pairs of training images, lam ~ Beta(alpha, alpha)"),
     "--threads": ("blas_threads", "BLAS threads (at most the machine's cores)"),
     "--init": ("init", "he, xavier or a sigma"),
     "--dtype": ("dtype", "float32 or float64"),
-    "--seed": ("seed", "seed of the init, shuffling, augmentation and dropout (0)"),
+    "--seed": ("seed", "seed of the init, shuffling, augmentation, dropout and MixUp (0)"),
 }
 
 #: The option that sets each field: how the command line names it in Config's messages.

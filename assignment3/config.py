@@ -40,6 +40,8 @@ LIMITS = {
     "max_shift": Limit(int, 0, 31),
     "zca": Limit(bool),
     "blas_threads": Limit(int, 1),
+    "label_smoothing": Limit(float, 0, 1, hi_open=True),
+    "mixup": Limit(float, 0, 100),
 }
 
 
@@ -72,6 +74,8 @@ class Config:
     max_shift: int = 0                # random shifts of up to max_shift pixels (dy, dx)
     zca: bool = False                 # ZCA whitening fitted on the training split
     blas_threads: int = 1             # BLAS threads of the training steps
+    label_smoothing: float = 0.0      # targets (1 - eps) y + eps / K
+    mixup: float = 0.0                # MixUp of mini-batch pairs, lam ~ Beta(mixup, mixup); 0: off
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", checked_hidden(self.hidden))

@@ -8,18 +8,19 @@ from itertools import islice
 
 import numpy as np
 
-from .augment import augment_rows
+from .augment import augment_rows, mixup, smooth_labels
 from .network import dropout_masks
 
 #: The random streams of a run, each np.random.default_rng([seed, n]) (the initialisation uses
 #: `seed` itself). A checkpoint keeps the state of each: a new stream is one more entry here.
-STREAMS = {"shuffle": 1, "augment": 2, "dropout": 3}
+STREAMS = {"shuffle": 1, "augment": 2, "dropout": 3, "mixup": 4}
 
 
 def inputs(split, params, config, total, position=None):
     """The `total` inputs (Xb, Yb, dropout masks or None, position) of the steps of a run:
-    shuffled, possibly augmented mini-batches of `split`. Shuffling, augmentation and dropout
-    draw from the random `STREAMS` of the seed, independent of the initialisation's. `position`
+    shuffled, possibly augmented mini-batches of `split`, with smoothed or mixed targets if
+    `config` says so. Shuffling, augmentation, dropout and MixUp draw from the random `STREAMS`
+    of the seed, independent of the initialisation's. `position`
     is where the stream stands after the step (JSON-ready: the random states, the state before
     the current epoch's shuffle and the mini-batches of that epoch done); given one, the inputs
     continue from it, exactly as they went on in the run it was taken from."""
@@ -34,6 +35,10 @@ def inputs(split, params, config, total, position=None):
     start = position and (position["epoch"], position["batch"])
     for Xb, Yb, (epoch, j) in islice(minibatches(split, config.n_batch, rngs["shuffle"],
                                                   augment, start), total):
+        if config.label_smoothing:
+            Yb = smooth_labels(Yb, config.label_smoothing)
+        if config.mixup:
+            Xb, Yb = mixup(Xb, Yb, rngs["mixup"], config.mixup)
         masks = (dropout_masks(params, config.n_batch, config.dropout, rngs["dropout"])
                  if config.dropout else None)
         yield Xb, Yb, masks, {"epoch": epoch, "batch": j, "streams": {

@@ -323,14 +323,16 @@ def cross_entropy_sum(S, y):
 
 def compute_cost(params, X, Y, lam, stats=None, *, bn_order="before", masks=None):
     """Cost J = mean cross-entropy + lam sum ||W||^2 on X (d x n), Y (K x n), as a scalar of the
-    parameters' dtype. BN in training mode (`stats=None`, the batch's own statistics) or with the
-    given moving averages; dropout `masks` or none. For whole data sets use `evaluate`, which
-    works in chunks."""
+    parameters' dtype. Y is one-hot, or soft targets whose columns sum to 1 (label smoothing,
+    MixUp): the cross-entropy of a column is then -sum_k y_k log p_k, and `backward`'s
+    G = -(Y - P) is its gradient all the same. BN in training mode (`stats=None`, the batch's own
+    statistics) or with the given moving averages; dropout `masks` or none. For whole data sets
+    use `evaluate`, which works in chunks."""
     check_input(params, X, Y)
     check_lam(lam)
     check_stats(params, stats)
     S, _, _ = forward_unchecked(params, X, stats, bn_order=bn_order, masks=masks)
-    return cross_entropy_sum(S, Y.argmax(axis=0)) / X.shape[1] + l2_penalty(params, lam)
+    return -(Y * log_softmax(S)).sum() / X.shape[1] + l2_penalty(params, lam)
 
 
 def evaluate(params, X, y, lam, stats, *, bn_order="before"):

@@ -95,11 +95,12 @@ def test_evaluate_refuses_bad_labels(net, labels, error, message):
 
 
 @pytest.mark.parametrize("Y, message", [
-    (lambda Y: Y * 2, "one-hot"),
-    (lambda Y: np.full_like(Y, 0.1), "one-hot"),
+    (lambda Y: Y * 2, "one-hot or soft targets"),
+    (lambda Y: np.full_like(Y, 0.2), "sum to 1"),             # a uniform 0.1 is a soft target
+    (lambda Y: 1.5 * Y - 0.05, "entries in \\[0, 1\\]"),
     (lambda Y: Y[:, :3], "K x n"),
 ])
-def test_gradients_and_cost_refuse_labels_that_are_not_one_hot(net, Y, message):
+def test_gradients_and_cost_refuse_targets_that_are_not_distributions(net, Y, message):
     params, X, Y0, _, _ = net
     for call in (compute_gradients, compute_cost):
         with pytest.raises(ValueError, match=message):
