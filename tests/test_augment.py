@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from assignment3.augment import apply_zca, augment_rows, fit_zca, flipped
+from assignment3.augment import apply_zca, augment_rows, fit_zca, flipped, mixup, smooth_labels
 
 
 def image_rows(n, seed=0):
@@ -80,3 +80,25 @@ def test_flipped_mirrors_every_image_and_keeps_the_layout():
     assert F.shape == X.shape and F.T.flags.c_contiguous
     assert np.array_equal(as_images(F.T), as_images(X.T)[..., ::-1])
     assert np.array_equal(flipped(F), X)
+
+
+def test_smooth_labels_keeps_distributions():
+    Y = np.eye(10, dtype=np.float32)[:, [3, 1, 4, 1, 5]]
+    S = smooth_labels(Y, 0.3)
+    assert S.dtype == Y.dtype and np.allclose(S.sum(axis=0), 1)
+    assert np.allclose(S[Y == 1], 0.7 + 0.03) and np.allclose(S[Y == 0], 0.03)
+    assert (S.argmax(axis=0) == Y.argmax(axis=0)).all()
+
+
+def test_mixup_mixes_pairs_of_columns_with_their_targets():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3072, 40)).astype(np.float32)
+    Y = np.eye(10, dtype=np.float32)[:, rng.integers(0, 10, 40)]
+    Xm, Ym = mixup(X, Y, np.random.default_rng(5), 0.4)
+    assert Xm.dtype == X.dtype and Ym.shape == Y.shape and np.allclose(Ym.sum(axis=0), 1)
+    # the same draws, made by hand: one lam, one pairing
+    draw = np.random.default_rng(5)
+    lam, j = draw.beta(0.4, 0.4), draw.permutation(40)
+    assert np.allclose(Xm, lam * X + (1 - lam) * X[:, j], atol=1e-6)
+    assert np.allclose(Ym, lam * Y + (1 - lam) * Y[:, j], atol=1e-6)
+    assert not np.allclose(Xm, X)

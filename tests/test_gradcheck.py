@@ -3,6 +3,7 @@ with and without BN, lam 0 and > 0, float64."""
 import numpy as np
 import pytest
 
+from assignment3.augment import mixup, smooth_labels
 from assignment3.data import one_hot
 from assignment3.gradcheck import check_gradients, copy_params, numerical_gradients, relative_error
 from assignment3.network import compute_gradients, dropout_masks, forward, init_params
@@ -88,3 +89,16 @@ def test_bn_order_and_masks_change_the_gradients():
     dropped = compute_gradients(params, X, Y, 0.0, masks=masks)
     assert not np.allclose(default["W"][0], after["W"][0])
     assert not np.allclose(default["W"][0], dropped["W"][0])
+
+
+@pytest.mark.parametrize("bn", [False, True], ids=["noBN", "BN"])
+def test_gradients_with_soft_targets(bn):
+    """Label smoothing and MixUp train on soft targets: the gradient G = -(Y - P) must still be
+    the gradient of the cost -sum_k y_k log p_k."""
+    X, Y = small_batch(7)
+    rng = np.random.default_rng(7)
+    X, Y = mixup(X, smooth_labels(Y, 0.3), rng, 0.8)
+    assert not np.isin(Y, (0.0, 1.0)).all()
+    params = init_params([20, 50, 30, 10], batch_norm=bn, seed=7)
+    worst = max(check_gradients(params, X, Y, 0.01), key=lambda r: r["max_rel_error"])
+    assert worst["max_rel_error"] < 1e-6, worst

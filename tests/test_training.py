@@ -166,11 +166,12 @@ def _as_float64(data):
 
 def test_all_beyond_options_train_and_learn(small_data):
     """A short run with every option on (one-cycle, Nesterov, BN after ReLU, dropout, flips and
-    shifts, ZCA, 2 BLAS threads) learns; a seed repeats such a run bit for bit (without the
+    shifts, label smoothing, MixUp, ZCA, 2 BLAS threads) learns; a seed repeats such a run bit for bit (without the
     slow ZCA fit, on one BLAS thread)."""
     config = Config(hidden=(100, 50), bn_order="after", dropout=0.2, flip=True, max_shift=3,
                     zca=True, schedule="one_cycle", epochs=4, momentum=0.9, nesterov=True,
-                    lam=2.5e-4, n_batch=50, blas_threads=2, seed=1)
+                    lam=2.5e-4, n_batch=50, blas_threads=2, seed=1, label_smoothing=0.1,
+                    mixup=0.2)
     a = train(small_data, config)
     assert a.steps == 160 and len(a.history["step"]) == 10
     assert a.history["loss_train"][-1] < a.history["loss_train"][0]
