@@ -20,12 +20,14 @@ from assignment3.runfile import RunFileError
 from assignment3.runs import load_run, read_run, save_run
 from assignment3.training import MATH_VERSION, Config, TrainingInterrupted, train
 
-#: A short CLI run with every random stream (shuffling, flips and shifts, dropout) and momentum:
-#: the best preset cut to a 32-unit net and half an epoch (88 steps, 11 evaluations).
+#: A short CLI run with every random stream (shuffling, flips and shifts, dropout, MixUp), label
+#: smoothing and momentum: the best preset cut to a 32-unit net and half an epoch (88 steps, 11
+#: evaluations).
 SHORT = ["train", "--preset", "best", "--hidden", "32", "--epochs", "0.5", "--no-zca",
-         "--threads", "1", "--seed", "3", "--json"]
+         "--threads", "1", "--seed", "3", "--mixup", "0.2", "--label-smoothing", "0.1", "--json"]
 SHORT_STEPS = round(0.5 * (45000 // 256))
-SHORT_CONFIG = BEST.with_(hidden=(32,), epochs=0.5, zca=False, blas_threads=1, seed=3)
+SHORT_CONFIG = BEST.with_(hidden=(32,), epochs=0.5, zca=False, blas_threads=1, seed=3, mixup=0.2,
+                          label_smoothing=0.1)
 
 
 @pytest.fixture(scope="module")
