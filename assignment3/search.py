@@ -1,8 +1,6 @@
 """Coarse-to-fine search for the regularisation strength lam, by validation accuracy, on this
 machine or a Dask cluster, with a record of its trials from which a stopped search resumes."""
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,6 +9,7 @@ from tqdm import tqdm
 
 from .data import Source
 from .parallel import scheduler_address, train_each
+from .runfile import write_atomic
 
 #: What the record keeps of a trial, one JSON line each.
 TRIAL_FIELDS = ("stage", "lam", "val_accuracy", "test_accuracy", "seconds")
@@ -168,16 +167,8 @@ class TrialLog:
         return lines
 
     def _write(self):
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.writelines(json.dumps(line) + "\n" for line in self.lines)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        text = "".join(json.dumps(line) + "\n" for line in self.lines)
+        write_atomic(self.path, lambda f: f.write(text.encode()))
 
 
 def _is_record_line(line, first):

@@ -3,21 +3,9 @@ PyPI; no TeX). Nothing is re-executed. The PDF is written to a temporary name an
 failed build leaves no half-written file; a notebook with a cell not executed or an error output
 stops the build with a message naming the notebook and the cell."""
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
-
-
-def write_atomic(path, data):
-    """Write `data` (bytes) to `path` through a temporary name in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def main(argv=None):
@@ -30,6 +18,7 @@ def main(argv=None):
         parser.error(f"no such notebook: {', '.join(missing)}")
     try:
         from assignment3.pdf import NotebookError, TypesetError, build
+        from assignment3.runfile import write_atomic
     except ImportError as error:
         sys.exit(f"error: {error.name} is missing; the PDF needs the report extra: "
                  "pip install -e '.[report]' (make setup does it)")
@@ -38,7 +27,8 @@ def main(argv=None):
         pdf = build(args.notebooks)
     except (NotebookError, TypesetError) as error:
         sys.exit(f"error: {error}")
-    write_atomic(args.output, pdf)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.output, lambda f: f.write(pdf))
     print(f"wrote {args.output} ({len(pdf) // 1024} KiB, {len(args.notebooks)} notebooks, "
           f"{time.perf_counter() - start:.1f} s)")
 
