@@ -64,8 +64,10 @@ def run_each(fn, arg_list, n_jobs=None):
             yield from Parallel(n_jobs=n_jobs, backend="loky", inner_max_num_threads=1,
                                 return_as="generator_unordered")(
                 delayed(_numbered)(i, fn, args) for i, args in enumerate(arg_list))
-        finally:
-            _end_workers()
+        except BaseException:
+            _end_workers(kill=True)                  # they may be busy: do not wait for them
+            raise
+        _end_workers(kill=False)
 
 
 def run_many(fn, arg_list, n_jobs=None):
@@ -82,14 +84,17 @@ def _in_order(numbered):
     return [result for _, result in sorted(numbered, key=lambda pair: pair[0])]
 
 
-def _end_workers():
+def _end_workers(kill):
     """End joblib's worker processes now (not after their 5 idle minutes) and remove their
-    shared-memory files: the memory-mapped arguments and the executor's semaphores."""
+    shared-memory files: the memory-mapped arguments and the executor's semaphores. Idle workers
+    are shut down cleanly (`kill` False), so that each unlinks its own semaphores; killed
+    workers leave theirs to the resource tracker, which unlinks them when this process ends, but
+    not if it is killed with it (as nbval and jupyter kill a notebook's kernel)."""
     executor = get_reusable_executor(reuse=True)    # the one Parallel used, if still running
     if isinstance(executor, MemmappingExecutor):
-        executor.terminate(kill_workers=True)        # also removes the memory-mapped folder
+        executor.terminate(kill_workers=kill)        # also removes the memory-mapped folder
     else:
-        executor.shutdown(wait=True, kill_workers=True)
+        executor.shutdown(wait=True, kill_workers=kill)
 
 
 def _jobs(n_jobs, n_tasks):

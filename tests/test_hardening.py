@@ -360,6 +360,26 @@ def test_train_many_leaves_no_workers_or_shared_memory(small_data, shm_files_of)
     assert shm_files_of(os.getpid()) == []
 
 
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs Linux's /dev/shm")
+def test_killed_process_after_train_many_leaves_no_semaphores():
+    """A notebook kernel is killed with its process group (nbval and jupyter do so), loky's
+    resource tracker with it: the semaphores of the workers must already be gone by then."""
+    def semaphores():
+        return {p.name for p in Path("/dev/shm").glob("sem.loky-*")}
+
+    before = semaphores()
+    script = TRAIN_MANY_FOREVER.replace("n_s=1_000_000", "n_s=5") + \
+        "print('done', flush=True)\nimport time\ntime.sleep(600)\n"
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "done"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert semaphores() - before == set()
+
+
 class StallingHandler(http.server.BaseHTTPRequestHandler):
     """Sends the headers of a large file and its first bytes, then waits (a slow download)."""
 
