@@ -40,21 +40,29 @@ def signals_raise(resend=True):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    previous = {sig: h for sig, h in previous.items() if h not in (signal.SIG_IGN, None)}
-    for sig in previous:
-        signal.signal(sig, _raise_stopped)
+    previous = install(STOP_SIGNALS, _raise_stopped)
     try:
         yield
     except Stopped as stop:
-        _restore(previous)
+        restore(previous)
         if resend and stop.signum in previous:
             signal.raise_signal(stop.signum)
         raise
     finally:
-        _restore(previous)
+        restore(previous)
 
 
-def _restore(handlers):
+def install(signals, handler):
+    """Set `handler` for each of `signals` that is not ignored (as under nohup) and has a
+    Python-level handler; returns the handlers it replaced, for `restore`. Main thread only."""
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    previous = {sig: h for sig, h in previous.items() if h not in (signal.SIG_IGN, None)}
+    for sig in previous:
+        signal.signal(sig, handler)
+    return previous
+
+
+def restore(handlers):
+    """Set the handlers `install` returned back."""
     for sig, handler in handlers.items():
         signal.signal(sig, handler)

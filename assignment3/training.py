@@ -20,7 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from . import checkpoints
+from . import checkpoints, stops
 from .augment import zca_whiten
 from .checks import check_labels, check_one_hot, check_samples
 from .config import SCHEDULES, Config  # noqa: F401  (also importable from here)
@@ -28,7 +28,6 @@ from .limits import ConfigError
 from .minibatches import step_inputs
 from .network import (PARAM_NAMES, backward, evaluate_unchecked, forward_unchecked, init_params,
                       softmax)
-from .stops import STOP_SIGNALS
 
 #: Decay of the BN moving averages: mu_av = a mu_av + (1 - a) mu, the same for v.
 BN_ALPHA = 0.9
@@ -263,17 +262,14 @@ class _StopSignals:
         self.received, self.previous = None, {}
         if (threading.current_thread() is threading.main_thread()
                 and multiprocessing.parent_process() is None):
-            for signum in (signal.SIGINT, *STOP_SIGNALS):
-                if signal.getsignal(signum) is not signal.SIG_IGN:
-                    self.previous[signum] = signal.signal(signum, self._receive)
+            self.previous = stops.install((signal.SIGINT, *stops.STOP_SIGNALS), self._receive)
         return self
 
     def _receive(self, signum, frame):
         self.received = self.received or signum
 
     def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        stops.restore(self.previous)
 
 
 def check_data(data, dtype):
