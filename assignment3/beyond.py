@@ -1,16 +1,19 @@
 """Beyond the assignment (report section 6): how far a fully connected net gets on CIFAR-10 on two
-CPU cores. The path from the assignment's net to the best one, one change at a time, and the long
-runs of the best net, stored with the code version and seeds that made them so that the report
-can show and re-check them without retraining for 40 minutes to an hour."""
+CPU cores. Part one: the path from the assignment's net to 72% in 20 minutes (`PART_ONE`), one
+change at a time. Part two: the best net within twice that net's training compute (`BEST`), and
+what each of its main ingredients gives at that budget (`leave_one_out`). The runs are stored
+with the code version, machine and seeds that made them, so that the report can show and
+re-check them without retraining for hours."""
 import json
-import time
+import shutil
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import env
-from .augment import flipped, zca_whiten
+from .augment import flipped, mixup, smooth_labels, zca_whiten
+from .compute import matmul_rate, n_parameters, training_flop
 from .data import one_hot
 from .gradcheck import check_gradients
 from .network import dropout_masks, evaluate, init_params, softmax, test_scores
@@ -21,13 +24,26 @@ from .training import Config, train
 #: Hidden layers of the wide net.
 WIDE = (1024, 512, 256)
 
-#: The best configuration. Its length is what fits in 20 minutes (ZCA fit, steps and evaluations
-#: included) on the report's 2-core machine, with a margin: that machine's speed varies (its float32
-#: matmul ran at 130 GFLOP/s on some days, 190 on others; `matmul_rate`), and the runs stored in
-#: results/beyond record the rate measured before and after them.
-BEST = Config(hidden=WIDE, bn_order="before", dropout=0.2, flip=True, max_shift=3, zca=True,
-              schedule="one_cycle", epochs=180, eta_max=0.1, momentum=0.9, nesterov=True,
-              lam=2.5e-4, n_batch=256, blas_threads=2)
+#: The best configuration of part one: 72% in 20 minutes (ZCA fit, steps and evaluations
+#: included) on the report's 2-core machine, with a margin for that machine's speed, which varies
+#: (its float32 matmul ran at 130 GFLOP/s on some days, 190 on others; `compute.matmul_rate`).
+PART_ONE = Config(hidden=WIDE, bn_order="before", dropout=0.2, flip=True, max_shift=3, zca=True,
+                  schedule="one_cycle", epochs=180, eta_max=0.1, momentum=0.9, nesterov=True,
+                  lam=2.5e-4, n_batch=256, blas_threads=2)
+
+#: The best configuration: part one's net trained twice as long (all the compute budget), with
+#: MixUp and label smoothing.
+BEST = PART_ONE.with_(epochs=2 * PART_ONE.epochs, mixup=0.2, label_smoothing=0.1)
+
+#: The fields in which `BEST` differs from `PART_ONE`: its ingredients, which `leave_one_out`
+#: takes away one at a time.
+INGREDIENTS = ("mixup", "label_smoothing", "epochs")
+
+#: Training images of CIFAR-10's training split as this module uses it (the rest is validation).
+N_TRAIN = 45_000
+
+#: The compute budget of part two: twice the training compute of part one's net.
+BUDGET_FLOP = 2 * training_flop(PART_ONE, int(PART_ONE.epochs) * (N_TRAIN // PART_ONE.n_batch))
 
 #: Configurations the command line starts from (`--preset`).
 PRESETS = {"assignment": Config(), "best": BEST}
@@ -35,24 +51,31 @@ PRESETS = {"assignment": Config(), "best": BEST}
 #: Length of the short runs of the ablation path.
 ABLATION_EPOCHS = 20
 
+#: Lengths of the screening runs of part two's regularisers (`screening`).
+SCREENING_EPOCHS = (30, 60)
+
 #: Where the runs are stored (committed with the code, so that the report can show them): one
 #: run file (`runs.save_run`) per run with parameters, and `RECORD`.
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "beyond"
 
-#: The JSON record of the runs in RESULTS_DIR: the seeds, the machine and its matmul rate, and
-#: per run either {"run": its file} or, for runs stored before the run format (without
-#: parameters), its whole record.
+#: The JSON record of the runs in RESULTS_DIR: the seeds, the machine and matmul rate of part
+#: one, and per list of runs (`RUN_LISTS`) per run either {"run": its file} or, for runs stored
+#: before the run format (without parameters), its whole record.
 RECORD = "runs.json"
+
+#: The lists of runs of a record: part one's ablation path, the alternatives tried beside it and
+#: its net's seeds; part two's screening runs, its best net's seeds and its leave-one-out.
+RUN_LISTS = ("ablation", "alternatives", "part_one", "screening", "best", "leave_one_out")
 
 #: Fields of a run's record that its run file holds in its own right (the rest are its notes).
 FROM_RESULT = ("test_accuracy", "val_accuracy", "steps", "epochs", "seconds", "config",
-               "history", "code_version", "run")
+               "history", "code_version", "machine", "run")
 
 #: Set to 1 to retrain instead of loading the stored runs.
 RETRAIN_ENV = "ASSIGNMENT3_RETRAIN"
 
 
-def ablation_path(epochs=ABLATION_EPOCHS, best=BEST):
+def ablation_path(epochs=ABLATION_EPOCHS, best=PART_ONE):
     """[(change, Config)]: from the assignment's 3-layer BN net to the `best` configuration, each
     step adding one change to the step before, all but the last trained for `epochs` epochs (the
     assignment's two cycles are 20 epochs)."""
@@ -73,71 +96,41 @@ def ablation_path(epochs=ABLATION_EPOCHS, best=BEST):
              (f"random flips and shifts of up to {best.max_shift} pixels", augmented),
              ("ZCA whitening", zca),
              ("BN after the ReLU", bn_order),
-             (f"longer training: {best.epochs:g} epochs (the best net)", best)]
+             (f"longer training: {best.epochs:g} epochs (part one's net)", best)]
     # keep only the steps that change something (e.g. no BN-order step if BN stays before)
     return [steps[0]] + [step for prev, step in zip(steps, steps[1:]) if step[1] != prev[1]]
 
 
-def gradient_checks(data, hidden=(50, 30), n=3, d=20, dropout=0.2, lam=0.005, seed=0):
+def gradient_checks(data, hidden=(50, 30), n=3, d=20, dropout=0.2, lam=0.005, seed=0,
+                    mixup_alpha=0.2, label_smoothing=0.1):
     """Worst relative error of the analytic gradients of the new network options (BN before or
-    after the ReLU, without and with fixed dropout masks) against centred differences, float64,
-    on the first n training images and their first d dimensions. One row per option pair."""
+    after the ReLU, without and with fixed dropout masks, one-hot or soft targets: MixUp with
+    `mixup_alpha` and label smoothing) against centred differences, float64, on the first n
+    training images and their first d dimensions. One row per option triple."""
     X = np.ascontiguousarray(data.train.X[:d, :n], dtype=np.float64)
     Y = one_hot(data.train.y[:n], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    X_mixed, Y_soft = mixup(X, smooth_labels(Y, label_smoothing), rng, mixup_alpha)
     params = init_params([d, *hidden, Y.shape[0]], batch_norm=True, seed=seed)
-    masks = dropout_masks(params, n, dropout, np.random.default_rng(seed))
+    masks = dropout_masks(params, n, dropout, rng)
     rows = []
     for bn_order in ("before", "after"):
         for drop in (None, masks):
-            errors = check_gradients(params, X, Y, lam, bn_order=bn_order, masks=drop)
-            rows.append({"BN": bn_order + " the ReLU",
-                         "dropout": f"{dropout} (fixed masks)" if drop else "none",
-                         "worst relative error": max(r["max_rel_error"] for r in errors),
-                         "median relative error": float(np.median([r["median_rel_error"]
-                                                                   for r in errors]))})
+            for soft in (False, True):
+                errors = check_gradients(params, *((X_mixed, Y_soft) if soft else (X, Y)), lam,
+                                         bn_order=bn_order, masks=drop)
+                rows.append({
+                    "BN": bn_order + " the ReLU",
+                    "dropout": f"{dropout} (fixed masks)" if drop else "none",
+                    "targets": (f"MixUp {mixup_alpha:g} + label smoothing {label_smoothing:g}"
+                                if soft else "one-hot"),
+                    "worst relative error": max(r["max_rel_error"] for r in errors),
+                    "median relative error": float(np.median([r["median_rel_error"]
+                                                              for r in errors]))})
     return rows
 
 
-def n_parameters(config, d=3072, K=10):
-    """Trainable parameters (W, b, gamma, beta) of a configuration's network."""
-    dims = [d, *config.hidden, K]
-    weights = sum(m_in * m_out + m_out for m_in, m_out in zip(dims[:-1], dims[1:]))
-    return weights + (2 * sum(config.hidden) if config.batch_norm else 0)
-
-
-def step_gflop(config, d=3072, K=10):
-    """GFLOP of the matrix products of one training step: per layer W H forward, G H^T for dW
-    and (except the first layer) W^T G, each 2 m_in m_out n_batch FLOP."""
-    dims = [d, *config.hidden, K]
-    products = sum((2 if l == 0 else 3) * m_in * m_out
-                   for l, (m_in, m_out) in enumerate(zip(dims[:-1], dims[1:])))
-    return 2 * products * config.n_batch / 1e9
-
-
-def matmul_rate(config=BEST, d=3072, repeats=20):
-    """GFLOP/s of this machine's float32 product of `config`'s first layer, W_1 (m_1 x d) times a
-    mini-batch (d x n_batch), with its BLAS threads; median of `repeats`. It bounds the speed of
-    the training steps, so it tells how fast the machine was when a run was timed."""
-    rng = np.random.default_rng(0)
-    W = rng.standard_normal((config.hidden[0], d), dtype=np.float32)
-    X = rng.standard_normal((d, config.n_batch), dtype=np.float32)
-    times = []
-    with threadpool_limits(config.blas_threads, user_api="blas"):
-        for _ in range(repeats + 1):                   # the first product warms up
-            start = time.perf_counter()
-            W @ X
-            times.append(time.perf_counter() - start)
-    return 2 * W.size * config.n_batch / np.median(times[1:]) / 1e9
-
-
-def describe(machine_info):
-    """One line for a `machine()` dict (or "not recorded" for None)."""
-    if not machine_info:
-        return "not recorded"
-    return "{cpu}, {cores} cores, numpy {numpy}, BLAS {blas}".format(**machine_info)
-
-
-def alternatives(epochs=ABLATION_EPOCHS, best=BEST):
+def alternatives(epochs=ABLATION_EPOCHS, best=PART_ONE):
     """[(change, Config)]: changes tried beside the path, each against the path's last short
     step: for now the other BN placement."""
     last = ablation_path(epochs, best)[-2][1]
@@ -145,51 +138,97 @@ def alternatives(epochs=ABLATION_EPOCHS, best=BEST):
     return [(f"BN {other} the ReLU instead of {last.bn_order}", last.with_(bn_order=other))]
 
 
+def leave_one_out(best=BEST, part_one=PART_ONE):
+    """[(ingredient, Config)]: `best` without each of its `INGREDIENTS`, one at a time (that field
+    set back to `part_one`'s value)."""
+    names = {"mixup": f"MixUp {best.mixup:g}",
+             "label_smoothing": f"label smoothing {best.label_smoothing:g}",
+             "epochs": f"the longer training ({best.epochs:g} instead of {part_one.epochs:g} "
+                       "epochs)"}
+    return [(names[field], best.with_(**{field: getattr(part_one, field)}))
+            for field in INGREDIENTS]
+
+
+def screening(best=BEST, part_one=PART_ONE, lengths=SCREENING_EPOCHS):
+    """[(change, Config)]: short runs of part one's net, at `lengths[0]` epochs as it is, with
+    each of `best`'s regularisers (label smoothing, MixUp) and with both, at `lengths[1]` as it
+    is and with both."""
+    ls, mix = {"label_smoothing": best.label_smoothing}, {"mixup": best.mixup}
+    runs = [("part one's net", {}), (f"with label smoothing {best.label_smoothing:g}", ls),
+            (f"with MixUp {best.mixup:g}", mix), ("with both", {**ls, **mix})]
+    short, longer = lengths
+    return [(f"{change}, {e:g} epochs", part_one.with_(epochs=e, **changes))
+            for e, (change, changes) in [(short, run) for run in runs] +
+            [(longer, runs[0]), (longer, runs[-1])]]
+
+
 def run_record(change, result, version=None):
-    """A JSON-ready record of one run: the change, its configuration and scores, its minutes and
-    parameter count, its history, and the code version that trained it (default: this one)."""
+    """A JSON-ready record of one run: the change, its configuration and scores, its minutes,
+    parameter count and training compute (`compute.training_flop`), its history, the code
+    version that trained it (default: this one) and the machine it ran on (this one)."""
     return {"change": change, **result.summary(), "minutes": result.seconds / 60,
-            "parameters": n_parameters(result.config), "history": result.history,
-            "code_version": version or code_version()}
-
-
-def make_record(ablation, alternative, best, matmul_gflops=()):
-    """The stored record from run records: the ablation path's short runs, the alternatives and
-    the best configuration's runs (one per seed; the first closes the path), the machine's
-    `matmul_rate` measured before and after them, and the `machine` they ran on."""
-    return {"seeds": [run["config"]["seed"] for run in best], "ablation": ablation + best[:1],
-            "alternatives": alternative, "best": best, "matmul_gflops": list(matmul_gflops),
+            "parameters": n_parameters(result.config),
+            "training_flop": training_flop(result.config, result.steps),
+            "history": result.history, "code_version": version or code_version(),
             "machine": machine()}
 
 
-def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, best=BEST, progress=False):
-    """Train the ablation path to `best` and the alternatives (seed `seeds[0]`), and `best` for
-    every seed, one run after another (each run uses both cores). Returns (record, runs): the
-    record of `make_record`, each run's entry naming its file ("run"), and the `Result` of
-    every run by file name."""
+def best_record(data, change, result, version=None):
+    """`run_record` of a long run, with its flip-averaged test accuracy."""
+    return {**run_record(change, result, version),
+            "test_accuracy_flip_averaged": reevaluate(data, result)["test, flip-averaged"]}
+
+
+def make_record(ablation, alternatives, part_one, screened=(), best=(), left_out=()):
+    """The stored record from run records: part one's ablation path (closed by the first run of
+    its net), the alternatives tried beside it and its net's runs (one per seed), part two's
+    `screening` runs, its best net's runs and its `leave_one_out` runs, and the `machine` they
+    ran on."""
+    return {"seeds": [run["config"]["seed"] for run in best or part_one],
+            "ablation": list(ablation) + list(part_one[:1]), "alternatives": list(alternatives),
+            "part_one": list(part_one), "screening": list(screened), "best": list(best),
+            "leave_one_out": list(left_out), "machine": machine()}
+
+
+def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, part_one=PART_ONE, best=BEST,
+            screening_epochs=SCREENING_EPOCHS, progress=False, checkpoints=None):
+    """Train every run of section 6 with seed `seeds[0]` unless said otherwise, one after
+    another (each uses the machine's cores): part one's ablation path to `part_one` (`epochs`
+    epochs per step), the alternatives, `part_one` for every seed; the `screening` runs
+    (`screening_epochs` long), `best` for every seed and its `leave_one_out`. Each run's record
+    has the machine's `matmul_rate` just before and after it. `checkpoints`: a folder where each run keeps its checkpoint (`training.train`), so that
+    run_all called again after a stop resumes where it stopped (finished runs take seconds).
+    Returns (record, runs): the record of `make_record`, each run's entry naming its file
+    ("run"), and the `Result` of every run by file name."""
     runs = {}
 
     def trained(name, change, config, record=run_record):
-        runs[name] = train(data, config, progress)
-        return {"run": name, **record(change, runs[name])}
+        checkpoint = checkpoints and Path(checkpoints) / name.replace(".npz", ".checkpoint.npz")
+        before = matmul_rate(config)
+        runs[name] = train(data, config, progress, checkpoint=checkpoint)
+        return {"run": name, **record(change, runs[name]),
+                "matmul_gflops": [before, matmul_rate(config)]}
 
-    path = ablation_path(epochs, best)
-    rate_before = matmul_rate(best)
-    best_runs = [trained(f"best-seed-{s}.npz", path[-1][0], best.with_(seed=s),
-                         lambda change, result: best_record(data, change, result))
-                 for s in seeds]
+    def long_run(change, result):
+        return best_record(data, change, result)
+
+    if checkpoints:
+        Path(checkpoints).mkdir(parents=True, exist_ok=True)
+    path = ablation_path(epochs, part_one)
     ablation = [trained(f"ablation-{i}.npz", change, config.with_(seed=seeds[0]))
                 for i, (change, config) in enumerate(path[:-1])]
     alternative = [trained(f"alternative-{i}.npz", change, config.with_(seed=seeds[0]))
-                   for i, (change, config) in enumerate(alternatives(epochs, best))]
-    record = make_record(ablation, alternative, best_runs, (rate_before, matmul_rate(best)))
-    return record, runs
-
-
-def best_record(data, change, result, version=None):
-    """`run_record` of a best-configuration run, with its flip-averaged test accuracy."""
-    return {**run_record(change, result, version),
-            "test_accuracy_flip_averaged": reevaluate(data, result)["test, flip-averaged"]}
+                   for i, (change, config) in enumerate(alternatives(epochs, part_one))]
+    part_one_runs = [trained(f"part-one-seed-{s}.npz", path[-1][0], part_one.with_(seed=s),
+                             long_run) for s in seeds]
+    screened = [trained(f"screening-{i}.npz", change, config.with_(seed=seeds[0]))
+                for i, (change, config) in enumerate(screening(best, part_one, screening_epochs))]
+    best_runs = [trained(f"best-seed-{s}.npz", "the best net", best.with_(seed=s), long_run)
+                 for s in seeds]
+    left_out = [trained(f"leave-one-out-{i}.npz", f"without {ingredient}",
+                        config.with_(seed=seeds[0]), long_run)
+                for i, (ingredient, config) in enumerate(leave_one_out(best, part_one))]
+    return make_record(ablation, alternative, part_one_runs, screened, best_runs, left_out), runs
 
 
 def save(directory, record, runs):
@@ -205,11 +244,11 @@ def save(directory, record, runs):
             name = entry["run"]
             notes = {k: v for k, v in entry.items() if k not in FROM_RESULT}
             save_run(directory / name, runs[name], notes, version=entry["code_version"],
-                     machine=record["machine"])
+                     machine=entry.get("machine") or record["machine"])
             stored[name] = {"run": name}
     text = json.dumps({key: [stored.get(e.get("run"), e) for e in value]
-                       if key in ("ablation", "alternatives", "best") else value
-                       for key, value in record.items()}, indent=1)
+                       if key in RUN_LISTS else value for key, value in record.items()},
+                      indent=1)
     write_atomic(directory / RECORD, lambda f: f.write(text.encode()))
 
 
@@ -228,31 +267,33 @@ def load(directory):
         result, meta = files[entry["run"]]
         runs[entry["run"]] = result
         return {"run": entry["run"], **meta["notes"], **result.summary(),
-                "history": result.history, "code_version": meta["code_version"]}
+                "history": result.history, "code_version": meta["code_version"],
+                "machine": meta["machine"]}
 
-    for key in ("ablation", "alternatives", "best"):
-        record[key] = [whole(entry) for entry in record[key]]
+    for key in RUN_LISTS:
+        record[key] = [whole(entry) for entry in record.get(key, [])]
     return record, runs
 
 
 def load_or_train(data, directory=RESULTS_DIR, retrain=None, progress=False):
-    """(record, best Result, trained): the stored runs of `directory` and the Result of the
-    first best run (seed 0), or, if there are none or `retrain` (default: $ASSIGNMENT3_RETRAIN
-    == "1"), all of them trained now (40 minutes to an hour on 2 cores) and stored there."""
+    """(record, runs, trained): the stored runs of `directory` (`load`), or, if there are none
+    or `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (`run_all`:
+    about 5 hours on 2 cores; it keeps checkpoints in `directory`/checkpoints, so that it
+    resumes when called again after a stop, and removes them once the runs are stored)."""
     if retrain is None:
         retrain = env.choice(RETRAIN_ENV, ("0", "1"), "0") == "1"
     directory = Path(directory)
     trained = retrain or not (directory / RECORD).is_file()
     if trained:
-        record, runs = run_all(data, progress=progress)
+        checkpoints = directory / "checkpoints"
+        record, runs = run_all(data, progress=progress, checkpoints=checkpoints)
         save(directory, record, runs)
-    else:
-        record, runs = load(directory)
-    return record, runs[record["best"][0]["run"]], trained
+        shutil.rmtree(checkpoints)
+    return (*load(directory), trained)
 
 
 def _entries(record):
-    return [entry for key in ("ablation", "alternatives", "best") for entry in record[key]]
+    return [entry for key in RUN_LISTS for entry in record.get(key, [])]
 
 
 def reevaluate(data, result, flip_average=True):
@@ -272,29 +313,3 @@ def reevaluate(data, result, flip_average=True):
                     for X in (data.test.X, flipped(data.test.X)))
             scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
     return scores
-
-
-def ablation_table(record):
-    """One row per step of the path: change, epochs, test accuracy (seed 0; for the best net
-    also the mean over its seeds, plain and flip-averaged), training minutes, parameters."""
-    rows = [{"change": run["change"], "epochs": run["epochs"],
-             "test acc. (%)": 100 * run["test_accuracy"], "mean over seeds (%)": "",
-             "flip-averaged, mean (%)": "", "training minutes": run["minutes"],
-             "parameters": run["parameters"]} for run in record["ablation"]]
-    acc = [100 * r["test_accuracy"] for r in record["best"]]
-    rows[-1]["mean over seeds (%)"] = float(np.mean(acc))
-    rows[-1]["flip-averaged, mean (%)"] = float(np.mean(
-        [100 * r["test_accuracy_flip_averaged"] for r in record["best"]]))
-    rows[-1]["change"] += f" ({len(acc)} seeds: {', '.join(f'{a:.2f}%' for a in acc)})"
-    return rows
-
-
-def alternatives_table(record):
-    """One row per alternative tried, beside the path's last short step that it modifies (same
-    epochs and seed)."""
-    ref = record["ablation"][-2]
-    return [{"change": run["change"], "to the step": ref["change"],
-             "test acc. (%)": 100 * run["test_accuracy"],
-             "test acc. of the step (%)": 100 * ref["test_accuracy"],
-             "training minutes": run["minutes"]} for run in record["alternatives"]]
-

@@ -7,7 +7,8 @@ import statistics
 
 import matplotlib.pyplot as plt
 
-from .beyond import code_version, describe, machine
+from .compute import describe
+from .runfile import code_version, machine
 from .plots import markdown_table
 
 #: Output metadata key marking a captioned figure ({"figure": caption}) or the caption line the

@@ -1,6 +1,8 @@
 """Figures and tables for the report: learning curves, the lambda search, Markdown tables."""
 import matplotlib.pyplot as plt
 
+from .compute import training_flop
+
 QUANTITIES = {"cost": "cost", "loss": "loss", "acc": "accuracy"}
 
 
@@ -19,6 +21,27 @@ def plot_curves(runs, quantity="loss", ax=None, title=None):
     ax.set_xlabel("update step")
     ax.set_ylabel(QUANTITIES[quantity])
     ax.set_title(title or QUANTITIES[quantity])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_by_compute(runs, quantity="acc", ax=None, title=None, budget=None):
+    """Validation `quantity` against the training compute spent so far (PFLOP,
+    `compute.training_flop`), one line per run, and a vertical line at `budget` FLOP if given.
+    `runs` maps a label to a `Result`."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.6))
+    for label, result in runs.items():
+        h = result.history
+        ax.plot([training_flop(result.config, t) / 1e15 for t in h["step"]],
+                [100 * v if quantity == "acc" else v for v in h[f"{quantity}_val"]],
+                marker=".", label=label)
+    if budget:
+        ax.axvline(budget / 1e15, color="k", linestyle=":", label="budget")
+    ax.set_xlabel("training compute (PFLOP)")
+    ax.set_ylabel(f"validation {QUANTITIES[quantity]}{' (%)' if quantity == 'acc' else ''}")
+    ax.set_title(title or f"Validation {QUANTITIES[quantity]} by compute")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return ax

@@ -1,0 +1,116 @@
+"""What report section 6 shows of the stored runs of `beyond`: where and by what they were made,
+and its tables (the ablation path, the alternatives, the screening, the leave-one-out at full
+budget, the published fully connected nets)."""
+import numpy as np
+
+from .beyond import BUDGET_FLOP
+from .compute import describe
+
+#: Plain fully connected nets on CIFAR-10 in the literature: (source, net, training, test %).
+PUBLISHED = (
+    ("Mocanu et al. 2018 (SET), dense baseline", "3072-4000-1000-4000-10 MLP",
+     "1000 epochs, augmentation", 70.9),
+    ("Mocanu et al. 2018, SET", "the same net, sparse evolving connections",
+     "1000 epochs, augmentation", 73.9),
+    ("Urban et al. 2017", "MLPs distilled from a CNN ensemble", "distillation", "below 75"),
+    ("Lin, Memisevic and Konda 2015", "4000-1000-4000 net with a linear bottleneck",
+     "PCA whitening, layer-wise pre-training, thousands of augmented passes", 78.6),
+)
+
+
+def provenance(record):
+    """Markdown lines, one per part of `record`: how many runs, the code versions that made them,
+    the machines they ran on and the float32 matmul rates measured around them."""
+    def version(v):
+        return f"`{v[:12]}{v[40:]}`" if len(v) >= 40 and v[:40].isalnum() else v
+
+    lines = []
+    for title, keys in (("Part one", ("ablation", "alternatives", "part_one")),
+                        ("Screening", ("screening",)), ("Part two", ("best", "leave_one_out"))):
+        runs = list({run.get("run") or id(run): run
+                     for key in keys for run in record[key]}.values())        # each run once
+        machines = sorted({describe(run.get("machine") or record["machine"]) for run in runs})
+        rates = [rate for run in runs for rate in run.get("matmul_gflops", [])]
+        lines.append(
+            f"- {title}: {len(runs)} runs, code version "
+            f"{', '.join(version(v) for v in sorted({run['code_version'] for run in runs}))}; "
+            f"machine: {'; '.join(machines)}"
+            f"; float32 matmul rate (`compute.matmul_rate`, with the runs' BLAS threads) "
+            f"{min(rates):.0f} to {max(rates):.0f} GFLOP/s around the runs.")
+    return "\n".join(lines)
+
+
+def ablation_table(record):
+    """One row per step of the path: change, epochs, test accuracy (seed 0; for part one's net
+    also the mean over its seeds, plain and flip-averaged), training minutes, parameters."""
+    rows = [{"change": run["change"], "epochs": run["epochs"],
+             "test acc. (%)": 100 * run["test_accuracy"], "mean over seeds (%)": "",
+             "flip-averaged, mean (%)": "", "training minutes": run["minutes"],
+             "parameters": run["parameters"]} for run in record["ablation"]]
+    acc = [100 * r["test_accuracy"] for r in record["part_one"]]
+    rows[-1]["mean over seeds (%)"] = float(np.mean(acc))
+    rows[-1]["flip-averaged, mean (%)"] = float(np.mean(
+        [100 * r["test_accuracy_flip_averaged"] for r in record["part_one"]]))
+    rows[-1]["change"] += f" ({len(acc)} seeds: {', '.join(f'{a:.2f}%' for a in acc)})"
+    return rows
+
+
+def alternatives_table(record):
+    """One row per alternative tried, beside the path's last short step that it modifies (same
+    epochs and seed)."""
+    ref = record["ablation"][-2]
+    return [{"change": run["change"], "to the step": ref["change"],
+             "test acc. (%)": 100 * run["test_accuracy"],
+             "test acc. of the step (%)": 100 * ref["test_accuracy"],
+             "training minutes": run["minutes"]} for run in record["alternatives"]]
+
+
+def screening_table(record):
+    """One row per screening run: change, epochs, test accuracy and its difference to the run of
+    part one's net of the same length (the first of that length), validation accuracy, minutes."""
+    base = {}
+    for run in record["screening"]:
+        base.setdefault(run["epochs"], run["test_accuracy"])
+    return [{"run": run["change"], "epochs": run["epochs"],
+             "test acc. (%)": 100 * run["test_accuracy"],
+             "to part one's net (points)": 100 * (run["test_accuracy"] - base[run["epochs"]]),
+             "val. acc. (%)": 100 * run["val_accuracy"], "training minutes": run["minutes"]}
+            for run in record["screening"]]
+
+
+def leave_one_out_table(record):
+    """Part two at full budget: the best net (mean of its seeds), the best net without each of
+    its ingredients (seed 0) and part one's net (mean of its seeds): test, flip-averaged test and
+    validation accuracy, the test accuracy's difference to the best net's seed 0, epochs,
+    training compute (PFLOP and share of `BUDGET_FLOP`), minutes and the machine's matmul rate
+    (mean of the rates measured before and after each run)."""
+    reference = record["best"][0]["test_accuracy"]
+
+    def row(name, runs):
+        def mean(key, scale=1):
+            return float(np.mean([scale * run[key] for run in runs]))
+        rates = [r for run in runs for r in run.get("matmul_gflops", [])]
+        return {"run": name, "seeds": ", ".join(str(run["config"]["seed"]) for run in runs),
+                "test acc. (%)": mean("test_accuracy", 100),
+                "to the best net, seed 0 (points)": mean("test_accuracy", 100) - 100 * reference,
+                "flip-averaged (%)": mean("test_accuracy_flip_averaged", 100),
+                "val. acc. (%)": mean("val_accuracy", 100), "epochs": mean("epochs"),
+                "compute (PFLOP)": mean("training_flop", 1e-15),
+                "of the budget (%)": mean("training_flop", 100 / BUDGET_FLOP),
+                "training minutes": mean("minutes"),
+                "matmul GFLOP/s": float(np.mean(rates)) if rates else float("nan")}
+    return ([row("the best net", record["best"])] +
+            [row(run["change"], [run]) for run in record["leave_one_out"]] +
+            [row(f"part one's net (none of them, {record['part_one'][0]['epochs']:g} epochs)",
+                 record["part_one"])])
+
+
+def published_table(record):
+    """The plain fully connected nets of `PUBLISHED` and ours (mean test accuracy of the seeds
+    of part one's and the best net)."""
+    ours = [(f"this report, part {part}", "3072-1024-512-256-10, BN, dropout",
+             f"{runs[0]['epochs']:g} epochs, {100 * runs[0]['training_flop'] / BUDGET_FLOP:.0f}% "
+             "of the budget", round(float(np.mean([100 * r["test_accuracy"] for r in runs])), 2))
+            for part, runs in (("one", record["part_one"]), ("two", record["best"]))]
+    return [{"source": source, "net": net, "training": how, "test acc. (%)": acc}
+            for source, net, how, acc in PUBLISHED + tuple(ours)]
