@@ -15,7 +15,7 @@ help:
 	@echo "make report  set up, get the data, run every notebook, write build/report.pdf"
 	@echo "make test    unit tests + re-execute every notebook with nbval"
 	@echo "make pdf     build/report.pdf from the executed notebooks (no re-run)"
-	@echo "make beyond  retrain and store the runs of notebook 06 (~5 h, resumable), then execute it"
+	@echo "make beyond  retrain and store the runs of notebook 06 (3-4 h, resumable), then execute it"
 	@echo "make lab     JupyterLab in the project's environment"
 	@echo "make bench   the speed and memory benchmark"
 

@@ -278,7 +278,7 @@ def load(directory):
 def load_or_train(data, directory=RESULTS_DIR, retrain=None, progress=False):
     """(record, runs, trained): the stored runs of `directory` (`load`), or, if there are none
     or `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (`run_all`:
-    about 5 hours on 2 cores; it keeps checkpoints in `directory`/checkpoints, so that it
+    three to four hours on 2 cores; it keeps checkpoints in `directory`/checkpoints, so that it
     resumes when called again after a stop, and removes them once the runs are stored)."""
     if retrain is None:
         retrain = env.choice(RETRAIN_ENV, ("0", "1"), "0") == "1"

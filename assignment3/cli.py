@@ -282,7 +282,7 @@ def _train(args):
         print(f"error: {err}", file=sys.stderr)
         return 2
     except DivergenceError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err.message('--eta-max', '--lam', '--init')}", file=sys.stderr)
         return 1
     if args.save:
         save_run(args.save, result)

@@ -56,9 +56,14 @@ class DivergenceError(RuntimeError):
 
     def __init__(self, step, cost, eta):
         self.step, self.cost, self.eta = step, cost, eta
-        super().__init__(f"training diverged at step {step}: mini-batch cost is {cost} "
-                         f"(learning rate {eta:.3g}); lower eta_max or lam, or use a smaller "
-                         f"initial weight scale")
+        super().__init__(self.message())
+
+    def message(self, eta_max="eta_max", lam="lam", init="initial weight scale"):
+        """What happened and what to do, naming the settings as the caller does (the command
+        line: by their options)."""
+        return (f"training diverged at step {self.step}: mini-batch cost is {self.cost} "
+                f"(learning rate {self.eta:.3g}); lower {eta_max} or {lam}, or use a smaller "
+                f"{init}")
 
     def __reduce__(self):       # pickled from a worker process to the caller with its fields
         return type(self), (self.step, self.cost, self.eta)

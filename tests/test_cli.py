@@ -156,3 +156,12 @@ def test_stop_by_signal_prints_no_traceback(cifar10_dir, sig, when):
     assert status in (128 + sig, -sig), err          # -sig: before Python's handlers are set
     lines = [line for line in err.splitlines() if line.strip() and "/9000 [" not in line]
     assert "Traceback" not in err and len(lines) <= 1, err
+
+
+def test_divergence_names_the_options_to_change(cifar10_dir, capsys):
+    rc = main(["train", "--hidden", "20", "--eta-max", "1e10", "--cycles", "0.01", "--quiet",
+               "--data", str(cifar10_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith("error: training diverged at step ")
+    assert err[0].endswith("lower --eta-max or --lam, or use a smaller --init"), err
