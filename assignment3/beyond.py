@@ -1,7 +1,8 @@
 """Beyond the assignment (report section 6): how far a fully connected net gets on CIFAR-10 on two
 CPU cores. Part one: the path from the assignment's net to 72% in 20 minutes (`PART_ONE`), one
-change at a time. Part two: the best net within twice that net's training compute (`BEST`), and
-what each of its main ingredients gives at that budget (`leave_one_out`). The runs are stored
+change at a time. Part two: within twice that net's training compute, what each ingredient of a
+candidate (`CANDIDATE`) gives at the full budget (`leave_one_out`), and the best net found
+(`BEST`). The runs are stored
 with the code version, machine and seeds that made them, so that the report can show and
 re-check them without retraining for hours."""
 import json
@@ -31,13 +32,17 @@ PART_ONE = Config(hidden=WIDE, bn_order="before", dropout=0.2, flip=True, max_sh
                   schedule="one_cycle", epochs=180, eta_max=0.1, momentum=0.9, nesterov=True,
                   lam=2.5e-4, n_batch=256, blas_threads=2)
 
-#: The best configuration: part one's net trained twice as long (all the compute budget), with
-#: MixUp and label smoothing.
-BEST = PART_ONE.with_(epochs=2 * PART_ONE.epochs, mixup=0.2, label_smoothing=0.1)
+#: The candidate of part two, fixed before any full-budget run: part one's net trained twice as
+#: long (all the compute budget), with MixUp and label smoothing.
+CANDIDATE = PART_ONE.with_(epochs=2 * PART_ONE.epochs, mixup=0.2, label_smoothing=0.1)
 
-#: The fields in which `BEST` differs from `PART_ONE`: its ingredients, which `leave_one_out`
-#: takes away one at a time.
+#: The fields in which `CANDIDATE` differs from `PART_ONE`: its ingredients, which
+#: `leave_one_out` takes away one at a time.
 INGREDIENTS = ("mixup", "label_smoothing", "epochs")
+
+#: The best configuration: the best of the candidate's leave-one-out by validation accuracy (seed
+#: 0), the candidate without MixUp.
+BEST = CANDIDATE.with_(mixup=0.0)
 
 #: Training images of CIFAR-10's training split as this module uses it (the rest is validation).
 N_TRAIN = 45_000
@@ -138,24 +143,24 @@ def alternatives(epochs=ABLATION_EPOCHS, best=PART_ONE):
     return [(f"BN {other} the ReLU instead of {last.bn_order}", last.with_(bn_order=other))]
 
 
-def leave_one_out(best=BEST, part_one=PART_ONE):
-    """[(ingredient, Config)]: `best` without each of its `INGREDIENTS`, one at a time (that field
-    set back to `part_one`'s value)."""
-    names = {"mixup": f"MixUp {best.mixup:g}",
-             "label_smoothing": f"label smoothing {best.label_smoothing:g}",
-             "epochs": f"the longer training ({best.epochs:g} instead of {part_one.epochs:g} "
-                       "epochs)"}
-    return [(names[field], best.with_(**{field: getattr(part_one, field)}))
+def leave_one_out(candidate=CANDIDATE, part_one=PART_ONE):
+    """[(ingredient, Config)]: `candidate` without each of its `INGREDIENTS`, one at a time (that
+    field set back to `part_one`'s value)."""
+    names = {"mixup": f"MixUp {candidate.mixup:g}",
+             "label_smoothing": f"label smoothing {candidate.label_smoothing:g}",
+             "epochs": f"the longer training ({candidate.epochs:g} instead of "
+                       f"{part_one.epochs:g} epochs)"}
+    return [(names[field], candidate.with_(**{field: getattr(part_one, field)}))
             for field in INGREDIENTS]
 
 
-def screening(best=BEST, part_one=PART_ONE, lengths=SCREENING_EPOCHS):
+def screening(candidate=CANDIDATE, part_one=PART_ONE, lengths=SCREENING_EPOCHS):
     """[(change, Config)]: short runs of part one's net, at `lengths[0]` epochs as it is, with
-    each of `best`'s regularisers (label smoothing, MixUp) and with both, at `lengths[1]` as it
-    is and with both."""
-    ls, mix = {"label_smoothing": best.label_smoothing}, {"mixup": best.mixup}
-    runs = [("part one's net", {}), (f"with label smoothing {best.label_smoothing:g}", ls),
-            (f"with MixUp {best.mixup:g}", mix), ("with both", {**ls, **mix})]
+    each of `candidate`'s regularisers (label smoothing, MixUp) and with both, at `lengths[1]` as
+    it is and with both."""
+    ls, mix = {"label_smoothing": candidate.label_smoothing}, {"mixup": candidate.mixup}
+    runs = [("part one's net", {}), (f"with label smoothing {candidate.label_smoothing:g}", ls),
+            (f"with MixUp {candidate.mixup:g}", mix), ("with both", {**ls, **mix})]
     short, longer = lengths
     return [(f"{change}, {e:g} epochs", part_one.with_(epochs=e, **changes))
             for e, (change, changes) in [(short, run) for run in runs] +
@@ -182,73 +187,85 @@ def best_record(data, change, result, version=None):
 def make_record(ablation, alternatives, part_one, screened=(), best=(), left_out=()):
     """The stored record from run records: part one's ablation path (closed by the first run of
     its net), the alternatives tried beside it and its net's runs (one per seed), part two's
-    `screening` runs, its best net's runs and its `leave_one_out` runs, and the `machine` they
-    ran on."""
+    `screening` runs, its best net's runs and the candidate's run and `leave_one_out` runs, and
+    the `machine` they ran on."""
     return {"seeds": [run["config"]["seed"] for run in best or part_one],
             "ablation": list(ablation) + list(part_one[:1]), "alternatives": list(alternatives),
             "part_one": list(part_one), "screening": list(screened), "best": list(best),
             "leave_one_out": list(left_out), "machine": machine()}
 
 
-def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, part_one=PART_ONE, best=BEST,
-            screening_epochs=SCREENING_EPOCHS, progress=False, checkpoints=None):
+def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, part_one=PART_ONE, candidate=CANDIDATE,
+            best=BEST, screening_epochs=SCREENING_EPOCHS, progress=False, checkpoints=None):
     """Train every run of section 6 with seed `seeds[0]` unless said otherwise, one after
     another (each uses the machine's cores): part one's ablation path to `part_one` (`epochs`
     epochs per step), the alternatives, `part_one` for every seed; the `screening` runs
-    (`screening_epochs` long), `best` for every seed and its `leave_one_out`. Each run's record
-    has the machine's `matmul_rate` just before and after it. `checkpoints`: a folder where each run keeps its checkpoint (`training.train`), so that
+    (`screening_epochs` long), `best` for every seed, `candidate` and its `leave_one_out`. A
+    configuration is trained once for all the lists of runs of its kind (short or long) it is in
+    (`best` is one of the leave-one-out). Each run's record has the machine's `matmul_rate` just before and after it.
+    `checkpoints`: a folder where each run keeps its checkpoint (`training.train`), so that
     run_all called again after a stop resumes where it stopped (finished runs take seconds).
     Returns (record, runs): the record of `make_record`, each run's entry naming its file
     ("run"), and the `Result` of every run by file name."""
-    runs = {}
+    runs, done = {}, {}
 
     def trained(name, change, config, record=run_record):
-        checkpoint = checkpoints and Path(checkpoints) / name.replace(".npz", ".checkpoint.npz")
-        before = matmul_rate(config)
-        runs[name] = train(data, config, progress, checkpoint=checkpoint)
-        return {"run": name, **record(change, runs[name]),
-                "matmul_gflops": [before, matmul_rate(config)]}
+        if (config, record) not in done:
+            checkpoint = checkpoints and Path(checkpoints) / f"{Path(name).stem}.checkpoint.npz"
+            before = matmul_rate(config)
+            runs[name] = train(data, config, progress, checkpoint=checkpoint)
+            done[config, record] = {"run": name, **record(change, runs[name]),
+                                    "matmul_gflops": [before, matmul_rate(config)]}
+        return {**done[config, record], "change": change}
 
     def long_run(change, result):
         return best_record(data, change, result)
 
     if checkpoints:
         Path(checkpoints).mkdir(parents=True, exist_ok=True)
+    first = seeds[0]
     path = ablation_path(epochs, part_one)
-    ablation = [trained(f"ablation-{i}.npz", change, config.with_(seed=seeds[0]))
+    ablation = [trained(f"ablation-{i}.npz", change, config.with_(seed=first))
                 for i, (change, config) in enumerate(path[:-1])]
-    alternative = [trained(f"alternative-{i}.npz", change, config.with_(seed=seeds[0]))
+    alternative = [trained(f"alternative-{i}.npz", change, config.with_(seed=first))
                    for i, (change, config) in enumerate(alternatives(epochs, part_one))]
     part_one_runs = [trained(f"part-one-seed-{s}.npz", path[-1][0], part_one.with_(seed=s),
                              long_run) for s in seeds]
-    screened = [trained(f"screening-{i}.npz", change, config.with_(seed=seeds[0]))
-                for i, (change, config) in enumerate(screening(best, part_one, screening_epochs))]
+    screened = [trained(f"screening-{i}.npz", change, config.with_(seed=first))
+                for i, (change, config) in enumerate(screening(candidate, part_one,
+                                                               screening_epochs))]
     best_runs = [trained(f"best-seed-{s}.npz", "the best net", best.with_(seed=s), long_run)
                  for s in seeds]
-    left_out = [trained(f"leave-one-out-{i}.npz", f"without {ingredient}",
-                        config.with_(seed=seeds[0]), long_run)
-                for i, (ingredient, config) in enumerate(leave_one_out(best, part_one))]
+    left_out = [trained(f"candidate-seed-{first}.npz", "the candidate",
+                        candidate.with_(seed=first), long_run)]
+    left_out += [trained(f"leave-one-out-{i}.npz", f"without {ingredient}",
+                         config.with_(seed=first), long_run)
+                 for i, (ingredient, config) in enumerate(leave_one_out(candidate, part_one))]
     return make_record(ablation, alternative, part_one_runs, screened, best_runs, left_out), runs
 
 
 def save(directory, record, runs):
     """Store a record of `run_all` in `directory`: every run of `runs` (file name -> Result) in
-    its run file, with the fields of its entry that the file does not hold by itself as its
-    notes, and the record (`RECORD`) with such entries reduced to {"run": file}. Each file is
-    written atomically, the record last."""
+    its run file, with the fields of its (first) entry that the file does not hold by itself as
+    its notes, and the record (`RECORD`) with such entries reduced to their file and change
+    ({"run": file, "change": ...}: one run may be in several lists, under another name in each).
+    Each file is written atomically, the record last."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    stored = {}
+    stored = set()
     for entry in _entries(record):
         if entry.get("run") in runs and entry["run"] not in stored:
             name = entry["run"]
             notes = {k: v for k, v in entry.items() if k not in FROM_RESULT}
             save_run(directory / name, runs[name], notes, version=entry["code_version"],
                      machine=entry.get("machine") or record["machine"])
-            stored[name] = {"run": name}
-    text = json.dumps({key: [stored.get(e.get("run"), e) for e in value]
-                       if key in RUN_LISTS else value for key, value in record.items()},
-                      indent=1)
+            stored.add(name)
+
+    def reduced(entry):
+        return ({"run": entry["run"], "change": entry["change"]}
+                if entry.get("run") in stored else entry)
+    text = json.dumps({key: [reduced(e) for e in value] if key in RUN_LISTS else value
+                       for key, value in record.items()}, indent=1)
     write_atomic(directory / RECORD, lambda f: f.write(text.encode()))
 
 
@@ -266,9 +283,8 @@ def load(directory):
             files[entry["run"]] = read_run(directory / entry["run"])
         result, meta = files[entry["run"]]
         runs[entry["run"]] = result
-        return {"run": entry["run"], **meta["notes"], **result.summary(),
-                "history": result.history, "code_version": meta["code_version"],
-                "machine": meta["machine"]}
+        return {**meta["notes"], **result.summary(), "history": result.history,
+                "code_version": meta["code_version"], "machine": meta["machine"], **entry}
 
     for key in RUN_LISTS:
         record[key] = [whole(entry) for entry in record.get(key, [])]

@@ -21,7 +21,7 @@ from .data import DataError, Source, load_cifar10
 from .env import EnvironmentValueError
 from .limits import ConfigError, Limit
 from .parallel import SCHEDULER_ENV
-from .runfile import RunFileError, write_atomic
+from .runfile import RunFileError, code_version, write_atomic
 from .runs import load_run, save_run
 from .search import SearchFileError, coarse_to_fine
 from .stops import Stopped, signals_raise
@@ -273,6 +273,7 @@ def _train(args):
     try:
         if args.command == "search":
             return _search(args, config)
+        version = code_version()               # the code that trains, not the one at the end
         data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not quiet)
         result = train(data, config, progress=not quiet, checkpoint=args.checkpoint)
     except ConfigError as err:                 # the run does not fit the data or the machine
@@ -285,7 +286,7 @@ def _train(args):
         print(f"error: {err.message('--eta-max', '--lam', '--init')}", file=sys.stderr)
         return 1
     if args.save:
-        save_run(args.save, result)
+        save_run(args.save, result, version=version)
     if args.json:
         print(json.dumps({**result.summary(), "resumed_from_step": result.resumed_from_step}))
     else:

@@ -2,6 +2,7 @@
 import matplotlib.pyplot as plt
 
 from .compute import training_flop
+from .training import config_from_dict
 
 QUANTITIES = {"cost": "cost", "loss": "loss", "acc": "accuracy"}
 
@@ -27,19 +28,20 @@ def plot_curves(runs, quantity="loss", ax=None, title=None):
 
 
 def plot_by_compute(runs, quantity="acc", ax=None, title=None, budget=None):
-    """Validation `quantity` against the training compute spent so far (PFLOP,
+    """Validation `quantity` against the training compute spent so far (TFLOP,
     `compute.training_flop`), one line per run, and a vertical line at `budget` FLOP if given.
-    `runs` maps a label to a `Result`."""
+    `runs` maps a label to a run's record: a dict with its "config" (`training.config_dict`)
+    and "history", as `Result.summary()` plus the history, or a stored record."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 3.6))
-    for label, result in runs.items():
-        h = result.history
-        ax.plot([training_flop(result.config, t) / 1e15 for t in h["step"]],
+    for label, run in runs.items():
+        config, h = config_from_dict(run["config"]), run["history"]
+        ax.plot([training_flop(config, t) / 1e12 for t in h["step"]],
                 [100 * v if quantity == "acc" else v for v in h[f"{quantity}_val"]],
                 marker=".", label=label)
     if budget:
-        ax.axvline(budget / 1e15, color="k", linestyle=":", label="budget")
-    ax.set_xlabel("training compute (PFLOP)")
+        ax.axvline(budget / 1e12, color="k", linestyle=":", label="budget")
+    ax.set_xlabel("training compute (TFLOP)")
     ax.set_ylabel(f"validation {QUANTITIES[quantity]}{' (%)' if quantity == 'acc' else ''}")
     ax.set_title(title or f"Validation {QUANTITIES[quantity]} by compute")
     ax.grid(alpha=0.3)

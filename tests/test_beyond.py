@@ -7,7 +7,7 @@ from dataclasses import asdict, fields
 import numpy as np
 import pytest
 
-from assignment3 import beyond, compute
+from assignment3 import beyond, compute, training
 from assignment3 import beyond_tables as tables
 from assignment3.network import init_params
 from assignment3.runfile import code_version, machine
@@ -61,8 +61,9 @@ def test_save_and_load_give_back_the_runs(small_data, tmp_path):
     beyond.save(tmp_path, record, {"best-seed-0.npz": result})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best-seed-0.npz", beyond.RECORD]
     stored = json.loads((tmp_path / beyond.RECORD).read_text())
-    assert stored["part_one"] == [{"run": "best-seed-0.npz"}, json.loads(json.dumps(older))]
-    assert stored["best"] == [{"run": "best-seed-0.npz"}]
+    file_entry = {"run": "best-seed-0.npz", "change": "a change"}
+    assert stored["part_one"] == [file_entry, json.loads(json.dumps(older))]
+    assert stored["best"] == [file_entry]
     loaded_record, runs = beyond.load(tmp_path)
     assert loaded_record == json.loads(json.dumps(record))
     loaded = runs["best-seed-0.npz"]
@@ -94,14 +95,19 @@ def test_stored_runs_of_section_6_load():
     for run in record["best"]:
         assert runs[run["run"]].config == beyond.BEST.with_(seed=run["config"]["seed"],
                                                             blas_threads=1)
-    assert record["seeds"] == [run["config"]["seed"] for run in record["best"]]
+    assert record["seeds"] == [run["config"]["seed"] for run in record["best"]] == [0, 1]
+    # the candidate, then without each ingredient; the best net is one of them
+    configs = [beyond.CANDIDATE] + [config for _, config in beyond.leave_one_out()]
+    assert [training.config_from_dict(run["config"]) for run in record["leave_one_out"]] == [
+        config.with_(blas_threads=1) for config in configs]
+    assert record["best"][0]["run"] in [run.get("run") for run in record["leave_one_out"]]
 
 
 def test_presets_are_valid_configs():
     assert beyond.PRESETS["assignment"] == Config()
     best = beyond.PRESETS["best"]
     assert asdict(best)["schedule"] == "one_cycle" and best.zca and best.dropout > 0
-    assert best.mixup > 0 and best.label_smoothing > 0
+    assert best.label_smoothing > 0 and best in [c for _, c in beyond.leave_one_out()]
 
 
 def test_the_best_net_keeps_to_the_budget():
@@ -110,20 +116,21 @@ def test_the_best_net_keeps_to_the_budget():
     weights = 3072 * 1024 + 1024 * 512 + 512 * 256 + 256 * 10
     assert compute.n_weights(beyond.PART_ONE) == weights
     assert beyond.BUDGET_FLOP == 2 * 6 * weights * 180 * 175 * 256
-    assert compute.training_flop(beyond.BEST, 360 * 175) <= beyond.BUDGET_FLOP
+    for config in (beyond.BEST, beyond.CANDIDATE):
+        assert compute.training_flop(config, 360 * 175) <= beyond.BUDGET_FLOP
 
 
 def test_leave_one_out_takes_away_each_ingredient():
-    """The ingredients are every field in which the best net differs from part one's, and each
-    leave-one-out run differs from the best net in exactly one of them."""
+    """The ingredients are every field in which the candidate differs from part one's net, and
+    each leave-one-out run differs from the candidate in exactly one of them."""
     differ = {f.name for f in fields(Config)
-              if getattr(beyond.BEST, f.name) != getattr(beyond.PART_ONE, f.name)}
+              if getattr(beyond.CANDIDATE, f.name) != getattr(beyond.PART_ONE, f.name)}
     assert differ == set(beyond.INGREDIENTS)
     runs = beyond.leave_one_out()
     assert len(runs) == len(beyond.INGREDIENTS)
     for field, (name, config) in zip(beyond.INGREDIENTS, runs):
         changed = {f.name for f in fields(Config)
-                   if getattr(config, f.name) != getattr(beyond.BEST, f.name)}
+                   if getattr(config, f.name) != getattr(beyond.CANDIDATE, f.name)}
         assert changed == {field} and getattr(config, field) == getattr(beyond.PART_ONE, field)
         assert name
 
@@ -131,13 +138,22 @@ def test_leave_one_out_takes_away_each_ingredient():
 def test_run_all_trains_every_run_of_section_6(small_data, tmp_path):
     tiny = beyond.PART_ONE.with_(hidden=(32, 16), epochs=2, zca=False, bn_order="after",
                                  blas_threads=1)
-    best = tiny.with_(epochs=4, mixup=0.2, label_smoothing=0.1)
-    record, runs = beyond.run_all(small_data, seeds=(0, 1), epochs=1, part_one=tiny, best=best,
-                                  screening_epochs=(1, 2), checkpoints=tmp_path / "c")
-    assert sorted(runs) == sorted(
-        [f"ablation-{i}.npz" for i in range(6)] + ["alternative-0.npz"] +
-        [f"{name}-seed-{s}.npz" for name in ("part-one", "best") for s in (0, 1)] +
-        [f"screening-{i}.npz" for i in range(6)] + [f"leave-one-out-{i}.npz" for i in range(3)])
+    candidate = tiny.with_(epochs=4, mixup=0.2, label_smoothing=0.1)
+    best = candidate.with_(label_smoothing=0.0)
+    kwargs = dict(seeds=(0, 1), epochs=1, part_one=tiny, candidate=candidate, best=best,
+                  screening_epochs=(1, 3), checkpoints=tmp_path / "c")
+    record, runs = beyond.run_all(small_data, **kwargs)
+    # each configuration is trained once, however many lists it is in: e.g. the best net's seed 0
+    # is the leave-one-out without label smoothing
+    entries = [run for key in beyond.RUN_LISTS for run in record[key]]
+    by_config = {}
+    for run in entries:
+        by_config.setdefault(json.dumps(run["config"], sort_keys=True), set()).add(run["run"])
+    assert all(len(names) == 1 for names in by_config.values())
+    assert len(runs) == len(by_config) and {r["run"] for r in entries} == set(runs)
+    assert {f"best-seed-{s}.npz" for s in (0, 1)} | {"candidate-seed-0.npz"} <= set(runs)
+    assert record["leave_one_out"][2] == {**record["best"][0],
+                                          "change": "without label smoothing 0.1"}
     # every run kept a checkpoint, which a second call resumes from: finished, the same runs
     assert len(list((tmp_path / "c").iterdir())) == len(runs)
     changes = [run["change"] for run in record["ablation"]]
@@ -152,23 +168,24 @@ def test_run_all_trains_every_run_of_section_6(small_data, tmp_path):
                for key in beyond.RUN_LISTS for run in record[key])
     assert runs["best-seed-0.npz"].test_accuracy == record["best"][0]["test_accuracy"]
     assert record["best"][0]["test_accuracy"] != record["best"][1]["test_accuracy"]
-    assert [r["config"]["mixup"] for r in record["leave_one_out"]] == [0, 0.2, 0.2]
-    assert [r["epochs"] for r in record["leave_one_out"]] == [4, 4, 2]
-    assert [r["epochs"] for r in record["screening"]] == [1, 1, 1, 1, 2, 2]
+    assert [r["config"]["mixup"] for r in record["leave_one_out"]] == [0.2, 0, 0.2, 0.2]
+    assert [r["epochs"] for r in record["leave_one_out"]] == [4, 4, 4, 2]
+    assert [r["epochs"] for r in record["screening"]] == [1, 1, 1, 1, 3, 3]
     rows = tables.ablation_table(record)
     assert [r["epochs"] for r in rows] == [20, 20, 1, 1, 1, 1, 2]   # cyclic: 2 cycles of 10
     accs = [100 * r["test_accuracy"] for r in record["part_one"]]
     assert rows[-1]["mean over seeds (%)"] == pytest.approx(sum(accs) / 2)
     assert rows[-1]["test acc. (%)"] == pytest.approx(accs[0]) and "2 seeds" in rows[-1]["change"]
     loo = tables.leave_one_out_table(record)
-    assert [r["run"] for r in loo][1:4] == [r["change"] for r in record["leave_one_out"]]
-    assert loo[0]["test acc. (%)"] == pytest.approx(
+    assert [r["run"] for r in loo][:4] == [r["change"] for r in record["leave_one_out"]]
+    assert loo[4]["test acc. (%)"] == pytest.approx(
         50 * sum(r["test_accuracy"] for r in record["best"]))
-    assert loo[2]["compute (PFLOP)"] == pytest.approx(
-        compute.training_flop(best, runs["leave-one-out-1.npz"].steps) / 1e15)
-    again, again_runs = beyond.run_all(small_data, seeds=(0, 1), epochs=1, part_one=tiny,
-                                       best=best, screening_epochs=(1, 2),
-                                       checkpoints=tmp_path / "c")
+    assert loo[3]["compute (TFLOP)"] == pytest.approx(
+        compute.training_flop(candidate, runs["leave-one-out-2.npz"].steps) / 1e12)
+    assert loo[0]["to the candidate (points)"] == 0
+    beyond.save(tmp_path / "stored", record, runs)
+    assert beyond.load(tmp_path / "stored")[0] == json.loads(json.dumps(record))
+    again, again_runs = beyond.run_all(small_data, **kwargs)
     for name, run in runs.items():
         assert again_runs[name].history == run.history, name
         assert again_runs[name].resumed_from_step == run.steps, name
