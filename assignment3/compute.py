@@ -14,18 +14,17 @@ def dims(config, d=D, K=K):
     return [d, *config.hidden, K]
 
 
-def n_parameters(config, d=D, K=K):
-    """Trainable parameters (W, b, gamma, beta) of a configuration's network."""
-    sizes = dims(config, d, K)
-    weights = sum(m_in * m_out + m_out for m_in, m_out in zip(sizes[:-1], sizes[1:]))
-    return weights + (2 * sum(config.hidden) if config.batch_norm else 0)
-
-
 def n_weights(config, d=D, K=K):
     """Entries of the weight matrices W_1, ..., W_k (the multiply-adds per sample of a forward
     pass)."""
     sizes = dims(config, d, K)
     return sum(m_in * m_out for m_in, m_out in zip(sizes[:-1], sizes[1:]))
+
+
+def n_parameters(config, d=D, K=K):
+    """Trainable parameters (W, b, gamma, beta) of a configuration's network."""
+    biases = sum(config.hidden) + K
+    return n_weights(config, d, K) + biases + (2 * sum(config.hidden) if config.batch_norm else 0)
 
 
 def step_gflop(config, d=D, K=K):
