@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,9 @@ def read(path):
     path = Path(path)
     if not path.is_file():
         raise RunFileError(path, "no such file")
+    if not zipfile.is_zipfile(path):   # else np.load takes any other file for a pickle
+        raise RunFileError(path, "not a readable run file (not an .npz archive); it may be "
+                                 "truncated or corrupt, or another kind of file")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {key: f[key] for key in f.files}

@@ -262,6 +262,17 @@ def test_file_with_a_pickled_object_is_refused(cli, small_data, tmp_path):
     assert not marker.exists()
 
 
+def test_file_of_another_kind_is_not_taken_for_a_pickle(cli, tmp_path):
+    """A JSON file (the record of results/beyond, say) given as a run: not an .npz archive."""
+    record = tmp_path / "runs.json"
+    record.write_text('{"best": []}')
+    proc = cli("evaluate", record)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"error: {record}: not a readable run file (not an .npz "
+                                   "archive); it may be truncated or corrupt, or another kind of "
+                                   "file")
+
+
 def test_missing_run_is_a_clear_error(cli, tmp_path):
     proc = cli("evaluate", tmp_path / "nope.npz")
     assert proc.returncode == 2 and f"error: {tmp_path / 'nope.npz'}: no such file" in proc.stderr
