@@ -9,11 +9,12 @@ ifdef CIFAR10_DIR
 export CIFAR10_DIR := $(abspath $(CIFAR10_DIR))
 endif
 
-.PHONY: help setup data test notebooks pdf report beyond lab bench clean
+.PHONY: help setup data lint check test notebooks pdf report beyond lab bench clean
 
 help:
 	@echo "make report  set up, get the data, run every notebook, write build/report.pdf"
-	@echo "make test    unit tests + re-execute every notebook with nbval"
+	@echo "make check  linters (ruff, mypy) + the fast tests: about a minute, no CIFAR-10 needed"
+	@echo "make test    linters + every test (real CIFAR-10) + re-execute every notebook with nbval"
 	@echo "make pdf     build/report.pdf from the executed notebooks (no re-run)"
 	@echo "make beyond  retrain and store the runs of notebook 06 (3-4 h, resumable), then execute it"
 	@echo "make lab     JupyterLab in the project's environment"
@@ -32,7 +33,14 @@ setup: $(VENV)/.installed
 data: setup
 	$(BIN)/python -c "from assignment3.data import find_data_dir; print('CIFAR-10 in', find_data_dir())"
 
-test: setup data
+lint: setup
+	$(BIN)/ruff check assignment3 tests benchmarks report
+	$(BIN)/mypy
+
+check: lint
+	$(BIN)/python -m pytest -m "not slow" tests
+
+test: lint data
 	$(BIN)/python -m pytest tests --nbval-lax $(NOTEBOOKS)
 
 notebooks: setup data

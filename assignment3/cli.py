@@ -15,18 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .beyond import PRESETS, reevaluate
-from .cluster import ClusterError
+from . import env
+from .config import LIMITS, PRESETS, Config, ConfigError, Limit, checked_hidden
 from .data import DataError, Source, load_cifar10
 from .env import EnvironmentValueError
-from .limits import ConfigError, Limit
-from .parallel import SCHEDULER_ENV
-from .runfile import RunFileError, code_version, write_atomic
-from .runs import load_run, save_run
-from .search import SearchFileError, coarse_to_fine
-from .stops import Stopped, signals_raise
-from .config import LIMITS, Config, checked_hidden
-from .training import DivergenceError, TrainingInterrupted, train
+from .nn.optim import DivergenceError
+from .scale.cluster import ClusterError
+from .scale.search import SearchFileError, coarse_to_fine
+from .signals import Stopped, TrainingInterrupted, signals_raise
+from .store.checkpoints import Checkpoint
+from .store.provenance import code_version
+from .store.runfile import RunFileError, write_atomic
+from .store.runs import load_run, reevaluate, save_run
+from .training import train
 
 #: The options of `train` that set a `Config` field: option -> (field, help).
 TRAIN_OPTIONS = {
@@ -190,7 +191,7 @@ def _search_options(s):
                             "core)")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help=f"a Dask scheduler, e.g. tcp://host:8786 (default: "
-                            f"${SCHEDULER_ENV}; unset: local processes)")
+                            f"${env.SCHEDULER}; unset: local processes)")
     s.add_argument("--out", metavar="FILE", help="record each trial in FILE (JSON lines) as it "
                                                  "finishes; if FILE exists, resume its search")
 
@@ -275,7 +276,8 @@ def _train(args):
             return _search(args, config)
         version = code_version()               # the code that trains, not the one at the end
         data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not quiet)
-        result = train(data, config, progress=not quiet, checkpoint=args.checkpoint)
+        checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
+        result = train(data, config, progress=not quiet, checkpoint=checkpoint)
     except ConfigError as err:                 # the run does not fit the data or the machine
         given = {k for k, v in vars(args).items() if v is not None}
         args.parser.error(err.worded(_cli_words(given, args.preset)))
@@ -329,7 +331,7 @@ def _plot(args):
     import matplotlib.pyplot as plt
     from matplotlib.backend_bases import FigureCanvasBase
 
-    from .plots import plot_curves
+    from .report.plots import plot_curves
 
     out = Path(args.out or Path(args.path).with_suffix(".png"))
     fmt, formats = out.suffix.lstrip(".").lower(), FigureCanvasBase.get_supported_filetypes()

@@ -1,10 +1,99 @@
-"""What a training run is: `Config`, its fields and the limits of each (`LIMITS`, which the
-command line shares). `training` trains one."""
-from dataclasses import dataclass, replace
+"""What a training run is, in one place: `Config` (one run's settings, a field per line), what
+each field accepts (`LIMITS`, which the command line builds its options from), the error that
+names a setting (`ConfigError`), a configuration as JSON and back, and the `PRESETS` the command
+line starts from. `training.train` trains one."""
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
 
 from .data import D, K
-from .limits import ConfigError, ConfigTypeError, Limit
-from .network import BN_ORDERS
+from .nn.checks import BN_ORDERS, is_int, is_real
+
+
+class ConfigError(ValueError):
+    """A setting out of its limits, or settings that do not fit together. The message names the
+    settings through a function `word(field)` or `word(field, value)`, by default the library's
+    names (`eta_max`, `schedule='one_cycle'`); `worded` says it with others (the command line's
+    `--eta-max`, `--schedule one_cycle`)."""
+
+    def __init__(self, template: str, *names: str | tuple[str, object], **values: object) -> None:
+        """`template` is a str.format template: {0}, {1}, ... for the `names` (each a field or a
+        (field, value) pair), and named fields for the `values`."""
+        self.template, self.names, self.values = template, names, values
+        super().__init__(self.worded())
+
+    def worded(self, word: Callable[..., str] | None = None) -> str:
+        """The message with each setting named by `word` (default: `library_word`)."""
+        word = word or library_word
+        named = [word(*n) if isinstance(n, tuple) else word(n) for n in self.names]
+        return self.template.format(*named, **self.values)
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A setting of the wrong type (a string where a bool is needed, say)."""
+
+
+def library_word(field: str, *value: object) -> str:
+    """How the library names a setting: `field`, or `field=value`."""
+    return f"{field}={value[0]!r}" if value else field
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a setting accepts: of `kind` (int, float: any real number, finite; bool; or
+    str: one of `choices` only), within lo..hi (ends excluded with lo_open/hi_open); also one
+    of the strings `choices`, and None if `optional`."""
+    kind: type
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+    def describe(self) -> str:
+        """The accepted values other than None in words, e.g. "a number in [0, 1)"."""
+        if self.kind is bool:
+            return "True or False"
+        what = {int: "an integer", float: "a number", str: ""}[self.kind]
+        lo, hi = (v if v is None or v != int(v) else int(v) for v in (self.lo, self.hi))
+        if lo is not None and hi is not None:
+            what += f" in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+        elif lo is not None:
+            what += f" {'>' if self.lo_open else '>='} {lo}"
+        if self.choices:
+            what = (", ".join(self.choices) + f" or {what}" if what
+                    else "one of " + ", ".join(self.choices))
+        return what
+
+    def check(self, field: str, value: Any) -> None:
+        """Raise ConfigTypeError or ConfigError unless `value` is accepted for `field`."""
+        if (value is None and self.optional) or (isinstance(value, str) and value in self.choices):
+            return
+        problem = f"{{0}} must be {self.describe()}{' or None' if self.optional else ''}, " \
+                  f"got {{value!r}}"
+        if not self._of_kind(value):
+            raise ConfigTypeError(problem, field, value=value)
+        if self.kind is bool:
+            return
+        if not math.isfinite(value) or not self._in_range(value):
+            raise ConfigError(problem, field, value=value)
+
+    def _of_kind(self, value: object) -> bool:
+        if self.kind is bool:
+            return isinstance(value, (bool, np.bool_))
+        if self.kind is str:
+            return False
+        return is_int(value) if self.kind is int else is_real(value)
+
+    def _in_range(self, value: float) -> bool:
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+
 
 SCHEDULES = ("cyclic", "one_cycle")
 
@@ -51,7 +140,7 @@ class Config:
     go beyond it and are off by default. Every field is checked against `LIMITS` (ConfigError,
     a ValueError, or ConfigTypeError, a TypeError); `hidden` may be any sequence of sizes and
     is stored as a tuple of ints."""
-    hidden: tuple = (50, 50)          # m_1, ..., m_(k-1)
+    hidden: tuple[int, ...] = (50, 50)  # m_1, ..., m_(k-1)
     batch_norm: bool = True
     lam: float = 0.005
     n_batch: int = 100
@@ -59,7 +148,7 @@ class Config:
     eta_max: float = 1e-1
     n_s: int | None = None            # None: 5 epochs, 5 * (n // n_batch) steps
     cycles: float = 2
-    init: object = "he"               # "he", "xavier" or a float sigma
+    init: str | float = "he"          # "he", "xavier" or a float sigma
     seed: int = 0
     dtype: str = "float32"
     evals_per_cycle: int = 10         # a one-cycle run counts as one cycle
@@ -77,7 +166,7 @@ class Config:
     label_smoothing: float = 0.0      # targets (1 - eps) y + eps / K
     mixup: float = 0.0                # MixUp of mini-batch pairs, lam ~ Beta(mixup, mixup); 0: off
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", checked_hidden(self.hidden))
         for name, limit in LIMITS.items():
             if name != "hidden":
@@ -98,12 +187,12 @@ class Config:
         if self.nesterov and not self.momentum:
             raise ConfigError("{0} needs {1} > 0", ("nesterov", True), "momentum")
 
-    def with_(self, **changes):
+    def with_(self, **changes: Any) -> "Config":
         """A copy with some fields changed."""
         return replace(self, **changes)
 
 
-def checked_hidden(hidden):
+def checked_hidden(hidden: Any) -> tuple[int, ...]:
     """`hidden` as a tuple of ints, if it is a non-empty sequence of sizes within
     LIMITS["hidden"] and the network on CIFAR-10 has at most MAX_PARAMETERS parameters."""
     if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__len__") or not len(hidden):
@@ -124,3 +213,39 @@ def checked_hidden(hidden):
                           "{most:,} are allowed", ("hidden", hidden), n=n, mb=4 * n / 1e6,
                           most=MAX_PARAMETERS)
     return hidden
+
+
+def config_dict(config: Config) -> dict[str, Any]:
+    """A `Config` as a JSON-ready dict (hidden as a list)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
+
+
+def config_from_dict(fields_: dict[str, Any]) -> Config:
+    """The `Config` of a `config_dict`. Raises ValueError naming unknown fields."""
+    unknown = set(fields_) - {f.name for f in fields(Config)}
+    if unknown:
+        raise ValueError(f"unknown configuration fields {sorted(unknown)} (written by a newer "
+                         "version of the code?)")
+    return Config(**{k: tuple(v) if k == "hidden" else v for k, v in fields_.items()})
+
+
+#: Hidden layers of the wide net of report section 6.
+WIDE = (1024, 512, 256)
+
+#: The best configuration of section 6, part one: 72% in 20 minutes (ZCA fit, steps and
+#: evaluations included) on the report's 2-core machine, with a margin for that machine's speed,
+#: which varies (its float32 matmul ran at 130 GFLOP/s on some days, 190 on others).
+PART_ONE = Config(hidden=WIDE, bn_order="before", dropout=0.2, flip=True, max_shift=3, zca=True,
+                  schedule="one_cycle", epochs=180, eta_max=0.1, momentum=0.9, nesterov=True,
+                  lam=2.5e-4, n_batch=256, blas_threads=2)
+
+#: The candidate of part two, fixed before any full-budget run: part one's net trained twice as
+#: long (all the compute budget), with MixUp and label smoothing.
+CANDIDATE = PART_ONE.with_(epochs=2 * PART_ONE.epochs, mixup=0.2, label_smoothing=0.1)
+
+#: The best configuration: the best of the candidate's leave-one-out by validation accuracy
+#: (seed 0), the candidate without MixUp.
+BEST = CANDIDATE.with_(mixup=0.0)
+
+#: Configurations the command line starts from (`--preset`).
+PRESETS = {"assignment": Config(), "best": BEST}

@@ -4,19 +4,33 @@ a checkpoint keeps to continue the stream exactly), optionally prepared one step
 thread."""
 import functools
 import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
+from typing import Any, TypeVar
 
 import numpy as np
 
-from .augment import augment_rows, mixup, smooth_labels
-from .network import dropout_masks
+from .config import Config
+from .data import Split
+from .nn.augment import augment_rows, mixup, smooth_labels
+from .nn.network import dropout_masks
+from .nn.types import Array, Params
+
+#: Where a run's input stream stands after a step (JSON-ready): the random states of its
+#: `STREAMS`, the state before the current epoch's shuffle and the mini-batches of it done.
+Position = dict[str, Any]
+#: One step's inputs: Xb (d x n_batch), Yb (K x n_batch), dropout masks or None, position.
+Inputs = tuple[Array, Array, list[Array] | None, Position]
+T = TypeVar("T")
 
 #: The random streams of a run, each np.random.default_rng([seed, n]) (the initialisation uses
 #: `seed` itself). A checkpoint keeps the state of each: a new stream is one more entry here.
 STREAMS = {"shuffle": 1, "augment": 2, "dropout": 3, "mixup": 4}
 
 
-def inputs(split, params, config, total, position=None):
+def inputs(split: Split, params: Params, config: Config, total: int,
+           position: Position | None = None) -> Iterator[Inputs]:
     """The `total` inputs (Xb, Yb, dropout masks or None, position) of the steps of a run:
     shuffled, possibly augmented mini-batches of `split`, with smoothed or mixed targets if
     `config` says so. Shuffling, augmentation, dropout and MixUp draw from the random `STREAMS`
@@ -45,7 +59,9 @@ def inputs(split, params, config, total, position=None):
             name: rng.bit_generator.state for name, rng in rngs.items()}}
 
 
-def step_inputs(split, params, config, total, pool, cores=None, position=None):
+def step_inputs(split: Split, params: Params, config: Config, total: int,
+                pool: ThreadPoolExecutor, cores: int | None = None,
+                position: Position | None = None) -> Iterator[Inputs]:
     """The inputs of `inputs`, each made in the thread of `pool` during the step before if the
     run's BLAS threads leave one of its `cores` (default: all of this machine's) free."""
     items = inputs(split, params, config, total, position)
@@ -54,7 +70,7 @@ def step_inputs(split, params, config, total, pool, cores=None, position=None):
     return items
 
 
-def prefetched(items, pool):
+def prefetched(items: Iterator[T], pool: ThreadPoolExecutor) -> Iterator[T]:
     """The items of the iterator `items`, each made in the thread of `pool` while the caller
     works on the one before: the next mini-batch's gather (a memory-bound copy, 1.2 MB for the
     assignment's batches) overlaps the current step. Same items, same order."""
@@ -65,7 +81,10 @@ def prefetched(items, pool):
         yield item
 
 
-def minibatches(split, n_batch, rng, augment=None, start=None):
+def minibatches(split: Split, n_batch: int, rng: np.random.Generator,
+                augment: Callable[[Array], Array] | None = None,
+                start: tuple[dict[str, Any], int] | None = None
+                ) -> Iterator[tuple[Array, Array, tuple[dict[str, Any], int]]]:
     """Endless mini-batches (Xb d x n_batch, Yb K x n_batch, (epoch, j)) of a split, reshuffled
     every epoch; a last partial mini-batch is dropped. `epoch` is the state of `rng` before the
     shuffle of the mini-batch's epoch, `j` the mini-batches of that epoch done with this one;

@@ -1,8 +1,10 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures: the real CIFAR-10 (for the tests marked slow) and a small synthetic
+data set built in memory (for everything else)."""
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +40,37 @@ def small_data(cifar10):
 
     return CIFAR10(train=part(cifar10.train, 2000), val=part(cifar10.val, 1000),
                    test=part(cifar10.test, 1000), mean=cifar10.mean, std=cifar10.std)
+
+
+def make_synthetic(n_train=300, n_val=100, n_test=100, d=3072, K=10, seed=0, dtype=np.float32):
+    """A CIFAR10 of random images (X d x n, normalised like load_cifar10's: mean 0, std 1 per
+    dimension) whose labels are the arg-max of a fixed random linear map of X plus noise, so that
+    a network can learn them (well above the chance 1/K) in a few hundred steps."""
+    from assignment3.data import CIFAR10, Split, one_hot
+
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((K, d)) / np.sqrt(d)
+
+    def split(n):
+        X = rng.standard_normal((n, d)).astype(dtype).T          # X.T C-contiguous, as loaded
+        y = (A @ X + 0.5 * rng.standard_normal((K, n))).argmax(axis=0).astype(np.int64)
+        return Split(X=X, Y=one_hot(y, K, dtype=dtype), y=y)
+
+    return CIFAR10(train=split(n_train), val=split(n_val), test=split(n_test),
+                   mean=np.zeros((d, 1)), std=np.ones((d, 1)))
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """A small synthetic CIFAR10 (300 train, 100 val, 100 test images, float32), built in memory
+    once per session: `make_synthetic()`."""
+    return make_synthetic()
+
+
+@pytest.fixture(scope="session")
+def synthetic64():
+    """The same synthetic data in float64."""
+    return make_synthetic(dtype=np.float64)
 
 
 def shm_files_of(pid):

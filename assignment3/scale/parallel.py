@@ -1,11 +1,9 @@
 """Independent training runs (seeds, lambda values, the sigma grid) in parallel processes: joblib
 worker processes on this machine, or the workers of a Dask cluster (`assignment3.cluster`).
 
-On 2 cores, 2 worker processes with one BLAS thread each finish a batch of default runs about
-1.2x sooner than the same runs one after another in this process, where each run already keeps a
-second core partly busy with its background evaluations and mini-batch gathers
-(benchmarks/RESULTS.md). A run gives the same result, bit for bit, in a worker as in this
-process, since `train` sets the number of BLAS threads (`Config.blas_threads`, default 1).
+A run gives the same result, bit for bit, in a worker as in this process, since `train` sets
+the number of BLAS threads (`Config.blas_threads`, default 1). What the workers gain on 2 cores
+is measured in benchmarks/RESULTS.md.
 
 The local workers live only as long as one `run_each` or `run_many` call: however it ends
 (results, an error, Ctrl-C, SIGTERM or SIGHUP), they are ended and their shared-memory files
@@ -14,40 +12,41 @@ notebook kernel) leaves nothing in /dev/shm.
 """
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from numbers import Integral
+from typing import Any, TypeVar
 
 from joblib import Parallel, delayed
 from joblib.executor import MemmappingExecutor
 from joblib.externals.loky import get_reusable_executor
 from tqdm.auto import tqdm
 
-from . import env
-from .stops import signals_raise
-from .training import train
+from .. import env
+from ..config import Config
+from ..data import CIFAR10, Source
+from ..nn.checks import is_int
+from ..signals import signals_raise
+from ..training import Result, train
 
-#: The variable that sets the number of worker processes.
-JOBS_ENV = "ASSIGNMENT3_JOBS"
-#: The variable holding the address of a Dask scheduler to train on.
-SCHEDULER_ENV = "ASSIGNMENT3_SCHEDULER"
+T = TypeVar("T")
 
 
-def default_jobs():
+def default_jobs() -> int:
     """Worker processes: $ASSIGNMENT3_JOBS if set (1 to the number of cores), else one per
     core."""
-    cores = os.cpu_count() or 1
-    return env.integer(JOBS_ENV, cores, hi=cores, what="the number of worker processes")
+    return env.jobs(os.cpu_count() or 1)
 
 
-def scheduler_address(n_jobs=None, scheduler=None):
+def scheduler_address(n_jobs: int | None = None, scheduler: str | None = None) -> str | None:
     """The Dask scheduler the runs go to, or None for this machine: `scheduler` if given, else
     $ASSIGNMENT3_SCHEDULER unless `n_jobs` asks for local processes."""
     if scheduler:
         return scheduler
-    return None if n_jobs is not None else env.read(SCHEDULER_ENV)
+    return None if n_jobs is not None else env.scheduler()
 
 
-def run_each(fn, arg_list, n_jobs=None):
+def run_each(fn: Callable[..., T], arg_list: Iterable[tuple[Any, ...]],
+             n_jobs: int | None = None) -> Iterator[tuple[int, T]]:
     """Yield (i, fn(*arg_list[i])) for every i, as the calls finish, in up to `n_jobs` worker
     processes (default `default_jobs()`; 1 runs them here, one after another). The workers are
     joblib's loky processes, each limited to one BLAS thread; numpy arrays over 1 MB in the
@@ -70,21 +69,22 @@ def run_each(fn, arg_list, n_jobs=None):
         _end_workers(kill=False)
 
 
-def run_many(fn, arg_list, n_jobs=None):
+def run_many(fn: Callable[..., T], arg_list: Iterable[tuple[Any, ...]],
+             n_jobs: int | None = None) -> list[T]:
     """[fn(*args) for args in arg_list], computed as `run_each` does."""
     return _in_order(run_each(fn, arg_list, n_jobs))
 
 
-def _numbered(i, fn, args):
+def _numbered(i: int, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[int, T]:
     return i, fn(*args)
 
 
-def _in_order(numbered):
+def _in_order(numbered: Iterable[tuple[int, T]]) -> list[T]:
     """The results of (i, result) pairs, ordered by i."""
     return [result for _, result in sorted(numbered, key=lambda pair: pair[0])]
 
 
-def _end_workers(kill):
+def _end_workers(kill: bool) -> None:
     """End joblib's worker processes now (not after their 5 idle minutes) and remove their
     shared-memory files: the memory-mapped arguments and the executor's semaphores. Idle workers
     are shut down cleanly (`kill` False), so that each unlinks its own semaphores; killed
@@ -97,15 +97,15 @@ def _end_workers(kill):
         executor.shutdown(wait=True, kill_workers=kill)
 
 
-def _jobs(n_jobs, n_tasks):
+def _jobs(n_jobs: int | None, n_tasks: int) -> int:
     """The worker processes `run_each` uses for n_tasks tasks."""
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral)
-                               or n_jobs < 1):
+    if n_jobs is not None and (not is_int(n_jobs) or n_jobs < 1):
         raise ValueError(f"n_jobs must be None (default) or an integer >= 1, got {n_jobs!r}")
     return max(1, min(n_jobs or default_jobs(), n_tasks))
 
 
-def train_each(data, configs, n_jobs=None, scheduler=None):
+def train_each(data: CIFAR10 | Source, configs: Iterable[Config], n_jobs: int | None = None,
+               scheduler: str | None = None) -> Iterator[tuple[int, Result]]:
     """Train every `Config` in `configs`; yield (i, Result of configs[i]) as the runs finish.
 
     On the Dask cluster `scheduler_address(n_jobs, scheduler)` names, if any: `data` is a
@@ -122,7 +122,8 @@ def train_each(data, configs, n_jobs=None, scheduler=None):
     return run_each(partial(train, cores=cores), [(data, config) for config in configs], n_jobs)
 
 
-def train_many(data, configs, n_jobs=None, scheduler=None, progress=True):
+def train_many(data: CIFAR10 | Source, configs: Iterable[Config], n_jobs: int | None = None,
+               scheduler: str | None = None, progress: bool = True) -> list[Result]:
     """The `Result`s of `train_each`, in the order of `configs`. `progress` shows a bar over
     the runs (tqdm.auto: on stderr, a widget in a notebook): done, total and time left."""
     configs = list(configs)

@@ -1,15 +1,17 @@
-"""What a notebook shows so that the PDF build (`assignment3.pdf`) can number and collect it:
-figures as SVG with a caption, tables with a caption, and the section's headline numbers with
-the record of when, where and by which code version the notebook was executed."""
+"""What a notebook shows so that the PDF build (`report.pdf`) can number and collect it: figures
+as SVG with a caption, tables with a caption (the package's one Markdown table writer,
+`markdown_table`), and the section's headline numbers with the record of when, where and by which
+code version the notebook was executed."""
 import datetime
 import io
 import statistics
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
-from .compute import describe
-from .runfile import code_version, machine
-from .plots import markdown_table
+from ..store.provenance import code_version, describe, machine
 
 #: Output metadata key marking a captioned figure ({"figure": caption}) or the caption line the
 #: notebook shows under it ({"caption": True}, left out of the PDF, which numbers the figure).
@@ -19,12 +21,12 @@ HEADLINES = "application/vnd.assignment3.headlines+json"
 SUMMARY_COLUMNS = ("quantity", "ours", "student report", "course reference")
 
 
-def _display(data, metadata=None):
+def _display(data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
     from IPython.display import publish_display_data
     publish_display_data(data, metadata=metadata)
 
 
-def figure_svg(fig):
+def figure_svg(fig: Figure) -> str:
     """The SVG text of `fig`, the same bytes for the same figure (no date, fixed ids)."""
     buffer = io.StringIO()
     with plt.rc_context({"svg.hashsalt": "assignment3", "svg.fonttype": "path"}):
@@ -32,7 +34,7 @@ def figure_svg(fig):
     return buffer.getvalue()
 
 
-def show_figure(fig, caption):
+def show_figure(fig: Figure, caption: str) -> None:
     """Show `fig` as SVG with `caption` in italics under it, and close it. The PDF turns the
     pair into one numbered figure with that caption."""
     svg = figure_svg(fig)
@@ -43,27 +45,47 @@ def show_figure(fig, caption):
              {KEY: {"caption": True}})
 
 
-def table_markdown(rows, caption, columns=None, formats=None):
-    """A Markdown table (`plots.markdown_table`) headed by its caption line "Table: ...", which
-    a notebook shows as a line above the table and pandoc makes a numbered table caption."""
-    return f"Table: {caption}\n\n{markdown_table(rows, columns, formats)}"
+def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None,
+                   formats: dict[str, str] | None = None, caption: str | None = None) -> str:
+    """A Markdown table of `rows` (a list of dicts); `formats` maps a column to a format spec
+    such as ".2f" or ".1e". The dashes under each header are as many as the column's longest
+    entry (at least 8, at most 40: longer text wraps) plus 4 for the cell's padding: pandoc sizes
+    the columns of a wide table in that proportion in the PDF. With a `caption`, the table is
+    headed by the line "Table: caption", which a notebook shows above the table and pandoc makes
+    a numbered table caption."""
+    columns = list(columns or rows[0])
+    formats = formats or {}
+
+    def cell(row: dict[str, Any], col: str) -> str:
+        value = row.get(col, "")
+        return format(value, formats[col]) if col in formats and value != "" else str(value)
+
+    body = [[cell(row, c) for c in columns] for row in rows]
+    widths = [min(40, max([8, len(c)] + [len(r[i]) for r in body])) + 4
+              for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("-" * w for w in widths) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    table = "\n".join(lines)
+    return f"Table: {caption}\n\n{table}" if caption else table
 
 
-def show_table(rows, caption, columns=None, formats=None):
-    """Show `rows` (a list of dicts) as a table with `caption` (see `table_markdown`)."""
-    text = table_markdown(rows, caption, columns, formats)
+def show_table(rows: list[dict[str, Any]], caption: str, columns: Sequence[str] | None = None,
+               formats: dict[str, str] | None = None) -> None:
+    """Show `rows` (a list of dicts) as a table with `caption` (see `markdown_table`)."""
+    text = markdown_table(rows, columns, formats, caption=caption)
     _display({"text/markdown": text, "text/plain": text})
 
 
-def headline(quantity, ours, fmt=".2f", student="", course=""):
+def headline(quantity: str, ours: float | Sequence[float], fmt: str = ".2f",
+             student: str | float = "", course: str | float = "") -> dict[str, Any]:
     """One headline number: `ours` is a number or a list of one number per seed (shown as
     mean ± sd); `student` and `course` are the references (a number, formatted like ours, or a
     text such as "about 1e-10"; "" for none)."""
-    ours = [float(v) for v in ours] if isinstance(ours, (list, tuple)) else float(ours)
-    return {"quantity": quantity, "ours": ours, "fmt": fmt, "student": student, "course": course}
+    value = [float(v) for v in ours] if isinstance(ours, (list, tuple)) else float(ours)  # type: ignore[arg-type]
+    return {"quantity": quantity, "ours": value, "fmt": fmt, "student": student, "course": course}
 
 
-def format_ours(row):
+def format_ours(row: dict[str, Any]) -> str:
     """Our value of a headline row as text: "v", or "mean ± sd (n seeds)" for several seeds."""
     ours, fmt = row["ours"], row["fmt"]
     if not isinstance(ours, list):
@@ -74,11 +96,11 @@ def format_ours(row):
             f"({len(ours)} seeds)")
 
 
-def _reference(value, fmt):
+def _reference(value: object, fmt: str) -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else str(value)
 
 
-def summary_rows(sections):
+def summary_rows(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of the summary table for `sections` (a list of published headline dicts): a bold
     row naming each section, then its headline numbers."""
     rows = []
@@ -91,17 +113,17 @@ def summary_rows(sections):
     return rows
 
 
-def execution_record():
+def execution_record() -> dict[str, str]:
     """When, with which code version and on which machine this notebook is executed."""
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "code_version": code_version(), "machine": describe(machine())}
 
 
-def publish_headlines(section, title, rows):
+def publish_headlines(section: int, title: str, rows: list[dict[str, Any]]) -> None:
     """Show this section's headline numbers (`headline` rows) as a table, and publish them with
     the execution record for the report's summary. `section` is the section number."""
     published = {"section": section, "title": title, "rows": rows,
                  "executed": execution_record()}
-    text = table_markdown(summary_rows([published]), f"Headline numbers of section {section}",
-                          columns=SUMMARY_COLUMNS)
+    text = markdown_table(summary_rows([published]), SUMMARY_COLUMNS,
+                          caption=f"Headline numbers of section {section}")
     _display({HEADLINES: published, "text/markdown": text, "text/plain": text})

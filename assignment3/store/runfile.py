@@ -8,15 +8,15 @@ with `np.load(..., allow_pickle=False)`: reading never unpickles anything, and a
 object array (one that would have to be unpickled) is refused."""
 import json
 import os
-import platform
-import subprocess
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
-from threadpoolctl import threadpool_info
 
-from .network import PARAM_NAMES
+from ..nn.checks import PARAM_NAMES
+from ..nn.types import Array, Params, Stats
 
 #: Version of the file layout; a file of another version is refused.
 FORMAT_VERSION = 1
@@ -31,12 +31,12 @@ STAT_NAMES = ("mu", "v")
 class RunFileError(ValueError):
     """A run or checkpoint file that cannot be used; the message names the file and says why."""
 
-    def __init__(self, path, problem):
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
         self.path = Path(path)
         super().__init__(f"{path}: {problem}")
 
 
-def write(path, arrays, meta):
+def write(path: str | os.PathLike[str], arrays: dict[str, Array], meta: dict[str, Any]) -> None:
     """Write `arrays` (name -> ndarray) and `meta` (a JSON-ready dict) to the file `path`
     (`write_atomic`)."""
     if META in arrays:
@@ -45,7 +45,7 @@ def write(path, arrays, meta):
     write_atomic(path, lambda f: np.savez(f, **arrays, **{META: np.array(text)}))
 
 
-def write_atomic(path, write_to):
+def write_atomic(path: str | os.PathLike[str], write_to: Callable[[IO[bytes]], object]) -> None:
     """Call `write_to(f)` on the binary file `<path>.partial`, flush it to disk and rename it
     over `path`: `path` holds the old file or the whole new one, never a part. On an error the
     partial file is removed."""
@@ -62,7 +62,7 @@ def write_atomic(path, write_to):
         raise
 
 
-def read(path):
+def read(path: str | os.PathLike[str]) -> tuple[dict[str, Array], dict[str, Any]]:
     """(arrays, meta) of a file written by `write`. Raises RunFileError if the file is missing,
     truncated, corrupt, of another format version, or holds an object array."""
     path = Path(path)
@@ -97,7 +97,7 @@ def read(path):
     return arrays, meta
 
 
-def param_arrays(params, stats):
+def param_arrays(params: Params, stats: Stats) -> dict[str, Array]:
     """The arrays of `params` and the BN moving averages `stats` ([(mu, v)] per BN layer) as
     one flat dict: W_0, ..., b_0, ..., gamma_0, ..., beta_0, ..., mu_0, v_0, ..."""
     arrays = {f"{name}_{l}": P for name in PARAM_NAMES for l, P in enumerate(params[name])}
@@ -106,44 +106,16 @@ def param_arrays(params, stats):
     return arrays
 
 
-def params_from(arrays, layers, bn_layers, path):
+def params_from(arrays: dict[str, Array], layers: int, bn_layers: int,
+                path: str | os.PathLike[str]) -> tuple[Params, Stats]:
     """(params, stats) from the dict of `param_arrays`, for a net of `layers` layers with
     `bn_layers` BN layers; RunFileError (naming `path`) if an array is missing."""
     counts = {"W": layers, "b": layers, "gamma": bn_layers, "beta": bn_layers}
     try:
         params = {name: [arrays[f"{name}_{l}"] for l in range(counts[name])]
                   for name in PARAM_NAMES}
-        stats = [tuple(arrays[f"{key}_{l}"] for key in STAT_NAMES) for l in range(bn_layers)]
+        stats = [(arrays[f"mu_{l}"], arrays[f"v_{l}"]) for l in range(bn_layers)]
     except KeyError as err:
         raise RunFileError(path, f"misses the array {err.args[0]} of its configuration's "
                                  "network") from None
     return params, stats
-
-
-def machine():
-    """The machine a run is timed on: CPU model, cores, Python and numpy versions, and the BLAS
-    library with its kernel (e.g. "openblas 0.3.31 (Haswell), 2 threads"; the kernel changes
-    the rounding of the products, so a seed gives a different run with another kernel)."""
-    cpu = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):                # Linux: the model name
-        cpu = next((line.split(":", 1)[1].strip() for line in
-                    Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')}), "
-            f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"]
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "blas": "; ".join(blas)}
-
-
-def code_version(repo=Path(__file__).resolve().parents[1]):
-    """The git commit of the code ("<hash>", with "+changes" if the working tree differs from
-    it), or "unknown" outside a git checkout."""
-    def git(*args):
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    try:
-        commit = git("rev-parse", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=no", "--", "assignment3")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("+changes" if changed else "")

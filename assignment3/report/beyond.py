@@ -6,52 +6,35 @@ candidate (`CANDIDATE`) gives at the full budget (`leave_one_out`), and the best
 with the code version, machine and seeds that made them, so that the report can show and
 re-check them without retraining for hours."""
 import json
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from . import env
-from .augment import flipped, mixup, smooth_labels, zca_whiten
-from .compute import matmul_rate, n_parameters, training_flop
-from .data import one_hot
-from .gradcheck import check_gradients
-from .network import dropout_masks, evaluate, init_params, softmax, test_scores
-from .runfile import code_version, machine, write_atomic
-from .runs import read_run, save_run
-from .training import Config, train
-
-#: Hidden layers of the wide net.
-WIDE = (1024, 512, 256)
-
-#: The best configuration of part one: 72% in 20 minutes (ZCA fit, steps and evaluations
-#: included) on the report's 2-core machine, with a margin for that machine's speed, which varies
-#: (its float32 matmul ran at 130 GFLOP/s on some days, 190 on others; `compute.matmul_rate`).
-PART_ONE = Config(hidden=WIDE, bn_order="before", dropout=0.2, flip=True, max_shift=3, zca=True,
-                  schedule="one_cycle", epochs=180, eta_max=0.1, momentum=0.9, nesterov=True,
-                  lam=2.5e-4, n_batch=256, blas_threads=2)
-
-#: The candidate of part two, fixed before any full-budget run: part one's net trained twice as
-#: long (all the compute budget), with MixUp and label smoothing.
-CANDIDATE = PART_ONE.with_(epochs=2 * PART_ONE.epochs, mixup=0.2, label_smoothing=0.1)
+from .. import env
+from ..compute import n_parameters, training_flop
+from ..config import BEST, CANDIDATE, PART_ONE, Config
+from ..data import CIFAR10, one_hot
+from ..nn.augment import mixup, smooth_labels
+from ..nn.gradcheck import check_gradients
+from ..nn.network import dropout_masks, init_params
+from ..store.checkpoints import Checkpoint
+from ..store.provenance import code_version, machine, matmul_rate
+from ..store.runfile import write_atomic
+from ..store.runs import read_run, reevaluate, save_run
+from ..training import Result, train
 
 #: The fields in which `CANDIDATE` differs from `PART_ONE`: its ingredients, which
 #: `leave_one_out` takes away one at a time.
 INGREDIENTS = ("mixup", "label_smoothing", "epochs")
-
-#: The best configuration: the best of the candidate's leave-one-out by validation accuracy (seed
-#: 0), the candidate without MixUp.
-BEST = CANDIDATE.with_(mixup=0.0)
 
 #: Training images of CIFAR-10's training split as this module uses it (the rest is validation).
 N_TRAIN = 45_000
 
 #: The compute budget of part two: twice the training compute of part one's net.
 BUDGET_FLOP = 2 * training_flop(PART_ONE, int(PART_ONE.epochs) * (N_TRAIN // PART_ONE.n_batch))
-
-#: Configurations the command line starts from (`--preset`).
-PRESETS = {"assignment": Config(), "best": BEST}
 
 #: Length of the short runs of the ablation path.
 ABLATION_EPOCHS = 20
@@ -61,7 +44,7 @@ SCREENING_EPOCHS = (30, 60)
 
 #: Where the runs are stored (committed with the code, so that the report can show them): one
 #: run file (`runs.save_run`) per run with parameters, and `RECORD`.
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "beyond"
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results" / "beyond"
 
 #: The JSON record of the runs in RESULTS_DIR: the seeds, the machine and matmul rate of part
 #: one, and per list of runs (`RUN_LISTS`) per run either {"run": its file} or, for runs stored
@@ -76,11 +59,9 @@ RUN_LISTS = ("ablation", "alternatives", "part_one", "screening", "best", "leave
 FROM_RESULT = ("test_accuracy", "val_accuracy", "steps", "epochs", "seconds", "config",
                "history", "code_version", "machine", "run")
 
-#: Set to 1 to retrain instead of loading the stored runs.
-RETRAIN_ENV = "ASSIGNMENT3_RETRAIN"
 
-
-def ablation_path(epochs=ABLATION_EPOCHS, best=PART_ONE):
+def ablation_path(epochs: float = ABLATION_EPOCHS,
+                  best: Config = PART_ONE) -> list[tuple[str, Config]]:
     """[(change, Config)]: from the assignment's 3-layer BN net to the `best` configuration, each
     step adding one change to the step before, all but the last trained for `epochs` epochs (the
     assignment's two cycles are 20 epochs)."""
@@ -106,8 +87,10 @@ def ablation_path(epochs=ABLATION_EPOCHS, best=PART_ONE):
     return [steps[0]] + [step for prev, step in zip(steps, steps[1:]) if step[1] != prev[1]]
 
 
-def gradient_checks(data, hidden=(50, 30), n=3, d=20, dropout=0.2, lam=0.005, seed=0,
-                    mixup_alpha=0.2, label_smoothing=0.1):
+def gradient_checks(data: CIFAR10, hidden: tuple[int, ...] = (50, 30), n: int = 3, d: int = 20,
+                    dropout: float = 0.2, lam: float = 0.005, seed: int = 0,
+                    mixup_alpha: float = 0.2,
+                    label_smoothing: float = 0.1) -> list[dict[str, Any]]:
     """Worst relative error of the analytic gradients of the new network options (BN before or
     after the ReLU, without and with fixed dropout masks, one-hot or soft targets: MixUp with
     `mixup_alpha` and label smoothing) against centred differences, float64, on the first n
@@ -135,7 +118,8 @@ def gradient_checks(data, hidden=(50, 30), n=3, d=20, dropout=0.2, lam=0.005, se
     return rows
 
 
-def alternatives(epochs=ABLATION_EPOCHS, best=PART_ONE):
+def alternatives(epochs: float = ABLATION_EPOCHS,
+                 best: Config = PART_ONE) -> list[tuple[str, Config]]:
     """[(change, Config)]: changes tried beside the path, each against the path's last short
     step: for now the other BN placement."""
     last = ablation_path(epochs, best)[-2][1]
@@ -143,7 +127,8 @@ def alternatives(epochs=ABLATION_EPOCHS, best=PART_ONE):
     return [(f"BN {other} the ReLU instead of {last.bn_order}", last.with_(bn_order=other))]
 
 
-def leave_one_out(candidate=CANDIDATE, part_one=PART_ONE):
+def leave_one_out(candidate: Config = CANDIDATE,
+                  part_one: Config = PART_ONE) -> list[tuple[str, Config]]:
     """[(ingredient, Config)]: `candidate` without each of its `INGREDIENTS`, one at a time (that
     field set back to `part_one`'s value)."""
     names = {"mixup": f"MixUp {candidate.mixup:g}",
@@ -154,7 +139,8 @@ def leave_one_out(candidate=CANDIDATE, part_one=PART_ONE):
             for field in INGREDIENTS]
 
 
-def screening(candidate=CANDIDATE, part_one=PART_ONE, lengths=SCREENING_EPOCHS):
+def screening(candidate: Config = CANDIDATE, part_one: Config = PART_ONE,
+              lengths: tuple[float, float] = SCREENING_EPOCHS) -> list[tuple[str, Config]]:
     """[(change, Config)]: short runs of part one's net, at `lengths[0]` epochs as it is, with
     each of `candidate`'s regularisers (label smoothing, MixUp) and with both, at `lengths[1]` as
     it is and with both."""
@@ -167,7 +153,7 @@ def screening(candidate=CANDIDATE, part_one=PART_ONE, lengths=SCREENING_EPOCHS):
             [(longer, runs[0]), (longer, runs[-1])]]
 
 
-def run_record(change, result, version=None):
+def run_record(change: str, result: Result, version: str | None = None) -> dict[str, Any]:
     """A JSON-ready record of one run: the change, its configuration and scores, its minutes,
     parameter count and training compute (`compute.training_flop`), its history, the code
     version that trained it (default: this one) and the machine it ran on (this one)."""
@@ -178,13 +164,17 @@ def run_record(change, result, version=None):
             "machine": machine()}
 
 
-def best_record(data, change, result, version=None):
+def best_record(data: CIFAR10, change: str, result: Result,
+                version: str | None = None) -> dict[str, Any]:
     """`run_record` of a long run, with its flip-averaged test accuracy."""
     return {**run_record(change, result, version),
             "test_accuracy_flip_averaged": reevaluate(data, result)["test, flip-averaged"]}
 
 
-def make_record(ablation, alternatives, part_one, screened=(), best=(), left_out=()):
+def make_record(ablation: list[dict[str, Any]], alternatives: list[dict[str, Any]],
+                part_one: list[dict[str, Any]], screened: list[dict[str, Any]] | tuple[()] = (),
+                best: list[dict[str, Any]] | tuple[()] = (),
+                left_out: list[dict[str, Any]] | tuple[()] = ()) -> dict[str, Any]:
     """The stored record from run records: part one's ablation path (closed by the first run of
     its net), the alternatives tried beside it and its net's runs (one per seed), part two's
     `screening` runs, its best net's runs and the candidate's run and `leave_one_out` runs, and
@@ -195,8 +185,11 @@ def make_record(ablation, alternatives, part_one, screened=(), best=(), left_out
             "leave_one_out": list(left_out), "machine": machine()}
 
 
-def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, part_one=PART_ONE, candidate=CANDIDATE,
-            best=BEST, screening_epochs=SCREENING_EPOCHS, progress=False, checkpoints=None):
+def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLATION_EPOCHS,
+            part_one: Config = PART_ONE, candidate: Config = CANDIDATE, best: Config = BEST,
+            screening_epochs: tuple[float, float] = SCREENING_EPOCHS, progress: bool = False,
+            checkpoints: str | os.PathLike[str] | None = None
+            ) -> tuple[dict[str, Any], dict[str, Result]]:
     """Train every run of section 6 with seed `seeds[0]` unless said otherwise, one after
     another (each uses the machine's cores): part one's ablation path to `part_one` (`epochs`
     epochs per step), the alternatives, `part_one` for every seed; the `screening` runs
@@ -207,18 +200,20 @@ def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, part_one=PART_ONE, candi
     run_all called again after a stop resumes where it stopped (finished runs take seconds).
     Returns (record, runs): the record of `make_record`, each run's entry naming its file
     ("run"), and the `Result` of every run by file name."""
-    runs, done = {}, {}
+    runs: dict[str, Result] = {}
+    done: dict[tuple[Config, Any], dict[str, Any]] = {}
 
-    def trained(name, change, config, record=run_record):
+    def trained(name: str, change: str, config: Config, record: Any = run_record) -> dict[str, Any]:
         if (config, record) not in done:
-            checkpoint = checkpoints and Path(checkpoints) / f"{Path(name).stem}.checkpoint.npz"
+            checkpoint = (Checkpoint(Path(checkpoints) / f"{Path(name).stem}.checkpoint.npz")
+                          if checkpoints else None)
             before = matmul_rate(config)
             runs[name] = train(data, config, progress, checkpoint=checkpoint)
             done[config, record] = {"run": name, **record(change, runs[name]),
                                     "matmul_gflops": [before, matmul_rate(config)]}
         return {**done[config, record], "change": change}
 
-    def long_run(change, result):
+    def long_run(change: str, result: Result) -> dict[str, Any]:
         return best_record(data, change, result)
 
     if checkpoints:
@@ -244,7 +239,8 @@ def run_all(data, seeds=(0, 1), epochs=ABLATION_EPOCHS, part_one=PART_ONE, candi
     return make_record(ablation, alternative, part_one_runs, screened, best_runs, left_out), runs
 
 
-def save(directory, record, runs):
+def save(directory: str | os.PathLike[str], record: dict[str, Any],
+         runs: dict[str, Result]) -> None:
     """Store a record of `run_all` in `directory`: every run of `runs` (file name -> Result) in
     its run file, with the fields of its (first) entry that the file does not hold by itself as
     its notes, and the record (`RECORD`) with such entries reduced to their file and change
@@ -261,7 +257,7 @@ def save(directory, record, runs):
                      machine=entry.get("machine") or record["machine"])
             stored.add(name)
 
-    def reduced(entry):
+    def reduced(entry: dict[str, Any]) -> dict[str, Any]:
         return ({"run": entry["run"], "change": entry["change"]}
                 if entry.get("run") in stored else entry)
     text = json.dumps({key: [reduced(e) for e in value] if key in RUN_LISTS else value
@@ -269,14 +265,15 @@ def save(directory, record, runs):
     write_atomic(directory / RECORD, lambda f: f.write(text.encode()))
 
 
-def load(directory):
+def load(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Result]]:
     """(record, runs) as given to `save`: the record with every run's entry whole again, and
     the `Result` of every run stored with its parameters, by file name."""
     directory = Path(directory)
     record = json.loads((directory / RECORD).read_text())
-    files, runs = {}, {}
+    files: dict[str, tuple[Result, dict[str, Any]]] = {}
+    runs: dict[str, Result] = {}
 
-    def whole(entry):
+    def whole(entry: dict[str, Any]) -> dict[str, Any]:
         if "run" not in entry:             # stored before the run format, without parameters
             return entry
         if entry["run"] not in files:
@@ -291,13 +288,15 @@ def load(directory):
     return record, runs
 
 
-def load_or_train(data, directory=RESULTS_DIR, retrain=None, progress=False):
+def load_or_train(data: CIFAR10, directory: str | os.PathLike[str] = RESULTS_DIR,
+                  retrain: bool | None = None, progress: bool = False
+                  ) -> tuple[dict[str, Any], dict[str, Result], bool]:
     """(record, runs, trained): the stored runs of `directory` (`load`), or, if there are none
     or `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (`run_all`:
     three to four hours on 2 cores; it keeps checkpoints in `directory`/checkpoints, so that it
     resumes when called again after a stop, and removes them once the runs are stored)."""
     if retrain is None:
-        retrain = env.choice(RETRAIN_ENV, ("0", "1"), "0") == "1"
+        retrain = env.retrain()
     directory = Path(directory)
     trained = retrain or not (directory / RECORD).is_file()
     if trained:
@@ -308,24 +307,5 @@ def load_or_train(data, directory=RESULTS_DIR, retrain=None, progress=False):
     return (*load(directory), trained)
 
 
-def _entries(record):
+def _entries(record: dict[str, Any]) -> list[dict[str, Any]]:
     return [entry for key in RUN_LISTS for entry in record.get(key, [])]
-
-
-def reevaluate(data, result, flip_average=True):
-    """Validation and test accuracy of a stored run, recomputed from its parameters (with the
-    ZCA whitening refitted on the training split if the run used it, and the run's BLAS
-    threads, so that they are the run's own numbers), and with `flip_average` the test
-    accuracy with flip averaging: the mean of the probabilities of each test image and its
-    mirror image (a test-time augmentation; the training is the same)."""
-    if result.config.zca:
-        data = zca_whiten(data)
-    params, stats, order = result.params, result.stats, result.config.bn_order
-    with threadpool_limits(result.config.blas_threads, user_api="blas"):
-        scores = {name: evaluate(params, split.X, split.y, 0.0, stats, bn_order=order)["accuracy"]
-                  for name, split in (("val", data.val), ("test", data.test))}
-        if flip_average:
-            P = sum(softmax(test_scores(params, X, stats, bn_order=order))
-                    for X in (data.test.X, flipped(data.test.X)))
-            scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
-    return scores

@@ -14,11 +14,14 @@ worker as in this process, since `train` limits BLAS to `Config.blas_threads` th
 """
 import asyncio
 import socket
+from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 
-from .data import CIFAR10, DataError
-from .parallel import SCHEDULER_ENV
-from .training import train
+from .. import env
+from ..config import Config
+from ..data import CIFAR10, DataError, Source
+from ..training import Result, train
 
 #: Seconds to wait for the scheduler to answer before giving up.
 CONNECT_TIMEOUT = 5
@@ -28,7 +31,8 @@ class ClusterError(RuntimeError):
     """The Dask scheduler cannot be reached, or the cluster cannot run the tasks."""
 
 
-def train_on_cluster(address, data, configs):
+def train_on_cluster(address: str, data: CIFAR10 | Source,
+                     configs: list[Config]) -> Iterator[tuple[int, Result]]:
     """Train every `Config` in `configs` on the workers of the Dask scheduler at `address`
     (e.g. tcp://host:8786); yield (i, Result of configs[i]) as the runs finish. `data` is a
     `data.Source`, or a `CIFAR10` that `load_cifar10` loaded (its `source`): the workers load
@@ -52,7 +56,7 @@ def train_on_cluster(address, data, configs):
             yield i, result
 
 
-def _connect(address):
+def _connect(address: str) -> Any:
     """A `distributed.Client` of the scheduler at `address`, or ClusterError within
     CONNECT_TIMEOUT seconds. A first plain connection checks that the scheduler answers: a
     Client that fails to connect still tries to close itself at exit, with a traceback."""
@@ -63,7 +67,7 @@ def _connect(address):
         raise ClusterError("training on a Dask cluster needs the `distributed` package: "
                            "pip install -e '.[cluster]'") from None
 
-    async def probe():
+    async def probe() -> None:
         comm = await connect(address, timeout=CONNECT_TIMEOUT)
         await comm.close()
 
@@ -73,11 +77,11 @@ def _connect(address):
         raise ClusterError(f"cannot reach a Dask scheduler at {address!r} ({err}): start one "
                            f"(`dask scheduler`) and its workers (`dask worker ADDRESS "
                            f"--nthreads 1`), or give its address as tcp://HOST:PORT with "
-                           f"--scheduler or ${SCHEDULER_ENV}") from None
+                           f"--scheduler or ${env.SCHEDULER}") from None
     return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
 
 
-def _result(future, address):
+def _result(future: Any, address: str) -> Result:
     """The Result of a finished task, or the error that stopped it."""
     from distributed import KilledWorker
     try:
@@ -87,7 +91,7 @@ def _result(future, address):
                            f"the workers of {address} (memory limit, killed jobs)") from None
 
 
-def _train_task(source, config):
+def _train_task(source: Source, config: Config) -> Result:
     """A task: train `config` on the data of `source`, loaded once in this worker process. A
     worker is one thread, started one per core, so the run does not prepare mini-batches in a
     second thread (`train`'s `cores`), as in the local worker processes of `parallel`."""
@@ -95,7 +99,7 @@ def _train_task(source, config):
 
 
 @lru_cache(maxsize=1)
-def worker_data(source):
+def worker_data(source: Source) -> CIFAR10:
     """The CIFAR10 of `source`, loaded on the first call in this worker process (never
     downloaded: N workers would fetch it N times). DataError names the worker and what to set."""
     try:
@@ -109,7 +113,7 @@ def worker_data(source):
             from None
 
 
-def _worker_name():
+def _worker_name() -> str:
     """This Dask worker's address and host name."""
     from distributed import get_worker
     return f"{get_worker().address} on {socket.gethostname()}"

@@ -12,7 +12,9 @@ brings that noise to ~1e-13; the analytic gradients under test stay float64.
 """
 import numpy as np
 
-from .network import PARAM_NAMES, check_input, compute_cost, compute_gradients
+from .checks import PARAM_NAMES, check_input
+from .cost import compute_cost
+from .network import compute_gradients
 
 #: Denominator floor of the relative error: entries whose true gradient is ~0 (the BN biases,
 #: whose gradient is zero up to rounding) are compared on an absolute scale below this.

@@ -1,26 +1,34 @@
-"""Checks of the inputs of the public functions of `network` and of `training.train`: each
-raises ValueError (TypeError for a wrong type) saying what is wrong, instead of a traceback from
-deep inside numpy or a silently wrong number. They run once per public call; the training loop
-calls the unchecked passes (`network.forward_unchecked`, `network.evaluate_unchecked`)."""
+"""Checks of inputs, in one place: the predicates every module shares (`is_int`, `is_real`), and
+the checks of the arrays given to the public functions of `network`, `cost` and `training.train`.
+Each raises ValueError (TypeError for a wrong type) saying what is wrong, instead of a traceback
+from deep inside numpy or a silently wrong number. They run once per public call; the training
+loop calls the unchecked passes (`network.forward_unchecked`, `cost.evaluate_unchecked`)."""
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+from .types import Array, Params, Stats
 
 #: The keys of the parameter dict, in the order of the flat parameter vector of training.
 PARAM_NAMES = ("W", "b", "gamma", "beta")
 
+#: Where BN goes: before or after the ReLU.
+BN_ORDERS = ("before", "after")
 
-def is_int(value):
+
+def is_int(value: object) -> bool:
     """True for integers (Python or numpy), False for bools and everything else."""
     return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
 
 
-def is_real(value):
+def is_real(value: object) -> bool:
     """True for real numbers (Python or numpy), False for bools and everything else."""
     return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
 
 
-def check_input(params, X, Y=None):
+def check_input(params: Params, X: Array, Y: Array | None = None) -> None:
     """Raise unless `params` is a parameter dict (see `network`), X (d x n) samples for its
     d inputs and Y (if given) their K x n targets for its K outputs: one-hot, or soft (label
     smoothing, MixUp)."""
@@ -30,7 +38,7 @@ def check_input(params, X, Y=None):
         check_targets(Y, params["W"][-1].shape[0], X.shape[1])
 
 
-def check_samples(X, d, name="X"):
+def check_samples(X: Array, d: int, name: str = "X") -> None:
     """Raise unless X is a finite float array d x n with n >= 1."""
     check_floats(X, name)
     if X.ndim != 2 or X.shape[0] != d or X.shape[1] < 1:
@@ -44,14 +52,14 @@ def check_samples(X, d, name="X"):
                          f"reload it; the training cannot)")
 
 
-def check_one_hot(Y, K, n, name="Y"):
+def check_one_hot(Y: Array, K: int, n: int, name: str = "Y") -> None:
     """Raise unless Y is a one-hot K x n array."""
     _check_target_shape(Y, K, n, name)
     if not (((Y == 0) | (Y == 1)).all() and (Y.sum(axis=0) == 1).all()):
         raise ValueError(f"{name} must be one-hot: every column one 1, the other entries 0")
 
 
-def check_targets(Y, K, n, name="Y"):
+def check_targets(Y: Array, K: int, n: int, name: str = "Y") -> None:
     """Raise unless Y (K x n) holds one probability distribution per column: one-hot, or soft
     targets (entries in [0, 1] summing to 1, up to rounding)."""
     _check_target_shape(Y, K, n, name)
@@ -62,13 +70,13 @@ def check_targets(Y, K, n, name="Y"):
                          f"[0, 1] that sum to 1")
 
 
-def _check_target_shape(Y, K, n, name):
+def _check_target_shape(Y: Array, K: int, n: int, name: str) -> None:
     if not isinstance(Y, np.ndarray) or Y.shape != (K, n):
         raise ValueError(f"{name} must be one-hot K x n = {(K, n)}; "
                          f"got shape {getattr(Y, 'shape', type(Y).__name__)}")
 
 
-def check_labels(y, n, K, name="y"):
+def check_labels(y: Any, n: int, K: int, name: str = "y") -> Any:
     """The labels y as an array, if they are n integers in 0..K-1; else ValueError/TypeError."""
     y = np.asarray(y)
     if y.shape != (n,):
@@ -81,15 +89,15 @@ def check_labels(y, n, K, name="y"):
     return y
 
 
-def check_lam(lam):
+def check_lam(lam: object) -> None:
     """Raise unless lam is a finite real number >= 0."""
     if not is_real(lam):
         raise TypeError(f"lam must be a number >= 0, got {lam!r}")
-    if not 0 <= lam < np.inf:
+    if not 0 <= lam < np.inf:  # type: ignore[operator]
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
 
 
-def check_floats(A, name):
+def check_floats(A: object, name: str) -> None:
     """Raise TypeError unless A is a numpy array of floats."""
     if not isinstance(A, np.ndarray) or A.dtype.kind != "f":
         got = A.dtype if isinstance(A, np.ndarray) else type(A).__name__
@@ -97,7 +105,7 @@ def check_floats(A, name):
                         f": convert it with np.asarray({name}, np.float64)")
 
 
-def check_params(params):
+def check_params(params: Params) -> None:
     """Raise unless params is the parameter dict of a k-layer network: k W (m_l x m_(l-1)) and
     b (m_l x 1), and k - 1 or no gamma and beta (m_l x 1), all float arrays."""
     if not isinstance(params, dict) or set(params) != set(PARAM_NAMES) \
@@ -121,7 +129,7 @@ def check_params(params):
                              f"of shape {W[l].shape}")
 
 
-def check_stats(params, stats):
+def check_stats(params: Params, stats: Stats | None) -> None:
     """Raise unless stats (BN moving averages, or None) hold one (mu, v) pair of m_l x 1 arrays
     per BN layer of params."""
     shapes = [g.shape for g in params["gamma"]]
@@ -132,3 +140,55 @@ def check_stats(params, stats):
             for pair, shape in zip(stats, shapes)):
         raise ValueError(f"stats must be one (mu, v) pair per BN layer, each m_l x 1: shapes "
                          f"{shapes}")
+
+
+def check_bn_order(bn_order: str) -> str:
+    """`bn_order` if it is one of BN_ORDERS, else ValueError."""
+    if bn_order not in BN_ORDERS:
+        raise ValueError(f'bn_order must be "before" or "after" (BN before or after the ReLU), '
+                         f"not {bn_order!r}")
+    return bn_order
+
+
+def check_masks(masks: list[Array] | None, W: list[Array], X: Array) -> None:
+    """Raise unless `masks` is None or one m_l x n dropout mask per hidden layer of W."""
+    if masks is None:
+        return
+    shapes = [(Wl.shape[0], X.shape[1]) for Wl in W[:-1]]
+    got = [getattr(M, "shape", None) for M in masks]
+    if got != shapes:
+        raise ValueError(f"dropout masks must be one m_l x n array per hidden layer, shapes "
+                         f"{shapes}; got {got}")
+
+
+def checked_float_dtype(dtype: DTypeLike) -> np.dtype[Any]:
+    """`dtype` as a numpy dtype if it is float32 or float64, else ValueError."""
+    try:
+        checked = np.dtype(dtype)
+    except TypeError:
+        checked = None
+    if checked not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return checked  # type: ignore[return-value]
+
+
+def check_data(data: Any, dtype: DTypeLike) -> None:
+    """Raise ValueError (TypeError for the wrong types) unless `data` has train, val and test
+    splits of finite samples of `dtype` (X d x n, n >= 1) with integer labels y in 0..K-1 and
+    their one-hot Y (K x n), with the same d and K in all three."""
+    splits = {name: getattr(data, name, None) for name in ("train", "val", "test")}
+    if any(not all(hasattr(split, a) for a in "XYy") for split in splits.values()):
+        raise TypeError("data must have train, val and test splits with X, Y and y, as the "
+                        "CIFAR10 of load_cifar10")
+    d, K = getattr(data.train.X, "shape", (0,))[0], getattr(data.train.Y, "shape", (0,))[0]
+    for name, split in splits.items():
+        if getattr(split.X, "dtype", None) != np.dtype(dtype):
+            raise ValueError(f"data.{name}.X is {getattr(split.X, 'dtype', type(split.X))} but "
+                             f"the config's dtype is {dtype}: load the data with "
+                             f"load_cifar10(dtype=np.{dtype})")
+        check_samples(split.X, d, f"data.{name}.X")
+        n = split.X.shape[1]
+        y = check_labels(split.y, n, K, f"data.{name}.y")
+        check_one_hot(split.Y, K, n, f"data.{name}.Y")
+        if not (split.Y.argmax(axis=0) == y).all():
+            raise ValueError(f"data.{name}.Y is not the one-hot form of data.{name}.y")

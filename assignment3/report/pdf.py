@@ -13,7 +13,10 @@ from nbconvert.exporters import Exporter, MarkdownExporter
 from nbconvert.preprocessors import Preprocessor
 from traitlets.config import Config
 
-from .paper import HEADLINES, KEY, SUMMARY_COLUMNS, summary_rows, table_markdown
+from typing import Any
+
+from ..store.provenance import short_version
+from .paper import HEADLINES, KEY, SUMMARY_COLUMNS, markdown_table, summary_rows
 
 TITLE = "k-layer networks with batch normalization on CIFAR-10"
 SUBTITLE = "KTH DD2424 Assignment 3, reproduced in numpy"
@@ -113,7 +116,7 @@ def title_block(headlines, title=TITLE):
     if records:
         dates = sorted(r["date"] for r in records)
         when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
-        versions = _distinct(f"`{r['code_version'][:12]}{r['code_version'][40:]}`" for r in records)
+        versions = _distinct(f"`{short_version(r['code_version'])}`" for r in records)
         meta["date"] = (f"Notebooks executed {when}\\\ncode version {versions}\\\n"
                         f"on {_distinct(r['machine'] for r in records)}")
     return meta
@@ -123,12 +126,13 @@ def summary_markdown(headlines):
     """The summary section: every published headline number in one table."""
     if not headlines:
         return ""
-    table = table_markdown(summary_rows(sorted(headlines, key=lambda h: h["section"])),
-                           "Headline numbers of every section, taken from the executed notebooks. "
-                           "Ours: mean ± standard deviation over the seeds where there are "
-                           "several. The references are the student report's and the course's (its "
-                           "own implementation, or the best fully connected net it cites); "
-                           "- where there is none.", SUMMARY_COLUMNS)
+    table = markdown_table(summary_rows(sorted(headlines, key=lambda h: h["section"])),
+                           SUMMARY_COLUMNS, caption=(
+                               "Headline numbers of every section, taken from the executed "
+                               "notebooks. Ours: mean ± standard deviation over the seeds where "
+                               "there are several. The references are the student report's and "
+                               "the course's (its own implementation, or the best fully connected "
+                               "net it cites); - where there is none."))
     return f"# Summary {{.unnumbered}}\n\n{table}\n\n"
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .data import Source
+from ..data import Source
+from ..store.runfile import write_atomic
 from .parallel import scheduler_address, train_each
-from .runfile import write_atomic
 
 #: What the record keeps of a trial, one JSON line each.
 TRIAL_FIELDS = ("stage", "lam", "val_accuracy", "test_accuracy", "seconds")

@@ -1,10 +1,15 @@
 """What report section 6 shows of the stored runs of `beyond`: where and by what they were made,
 and its tables (the ablation path, the alternatives, the screening, the leave-one-out at full
 budget, the published fully connected nets)."""
+from typing import Any
+
 import numpy as np
 
+from ..store.provenance import describe, short_version
 from .beyond import BUDGET_FLOP
-from .compute import describe
+
+Record = dict[str, Any]
+Rows = list[dict[str, Any]]
 
 #: Plain fully connected nets on CIFAR-10 in the literature: (source, net, training, test %).
 PUBLISHED = (
@@ -18,11 +23,11 @@ PUBLISHED = (
 )
 
 
-def provenance(record):
+def provenance(record: Record) -> str:
     """Markdown lines, one per part of `record`: how many runs, the code versions that made them,
     the machines they ran on and the float32 matmul rates measured around them."""
-    def version(v):
-        return f"`{v[:12]}{v[40:]}`" if len(v) >= 40 and v[:40].isalnum() else v
+    def version(v: str) -> str:
+        return f"`{short_version(v)}`" if short_version(v) != v else v
 
     lines = []
     for title, keys in (("Part one", ("ablation", "alternatives", "part_one")),
@@ -35,12 +40,12 @@ def provenance(record):
             f"- {title}: {len(runs)} runs, code version "
             f"{', '.join(version(v) for v in sorted({run['code_version'] for run in runs}))}; "
             f"machine: {'; '.join(machines)}"
-            f"; float32 matmul rate (`compute.matmul_rate`, with the runs' BLAS threads) "
+            f"; float32 matmul rate (`provenance.matmul_rate`, with the runs' BLAS threads) "
             f"{min(rates):.0f} to {max(rates):.0f} GFLOP/s around the runs.")
     return "\n".join(lines)
 
 
-def ablation_table(record):
+def ablation_table(record: Record) -> Rows:
     """One row per step of the path: change, epochs, test accuracy (seed 0; for part one's net
     also the mean over its seeds, plain and flip-averaged), training minutes, parameters."""
     rows = [{"change": run["change"], "epochs": run["epochs"],
@@ -55,7 +60,7 @@ def ablation_table(record):
     return rows
 
 
-def alternatives_table(record):
+def alternatives_table(record: Record) -> Rows:
     """One row per alternative tried, beside the path's last short step that it modifies (same
     epochs and seed)."""
     ref = record["ablation"][-2]
@@ -65,10 +70,10 @@ def alternatives_table(record):
              "training minutes": run["minutes"]} for run in record["alternatives"]]
 
 
-def screening_table(record):
+def screening_table(record: Record) -> Rows:
     """One row per screening run: change, epochs, test accuracy and its difference to the run of
     part one's net of the same length (the first of that length), validation accuracy, minutes."""
-    base = {}
+    base: dict[float, float] = {}
     for run in record["screening"]:
         base.setdefault(run["epochs"], run["test_accuracy"])
     return [{"run": run["change"], "epochs": run["epochs"],
@@ -78,7 +83,7 @@ def screening_table(record):
             for run in record["screening"]]
 
 
-def leave_one_out_table(record):
+def leave_one_out_table(record: Record) -> Rows:
     """Part two at full budget: the candidate and the candidate without each of its ingredients
     (seed 0), the best net (mean of its seeds) and part one's net (mean of its seeds): test
     accuracy and its difference to the candidate's, validation and flip-averaged test accuracy,
@@ -86,8 +91,8 @@ def leave_one_out_table(record):
     before and after each run)."""
     reference = record["leave_one_out"][0]["test_accuracy"]
 
-    def row(name, runs):
-        def mean(key, scale=1):
+    def row(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        def mean(key: str, scale: float = 1) -> float:
             return float(np.mean([scale * run[key] for run in runs]))
         rates = [r for run in runs for r in run.get("matmul_gflops", [])]
         return {"run": name, "seeds": ", ".join(str(run["config"]["seed"]) for run in runs),
@@ -104,7 +109,7 @@ def leave_one_out_table(record):
                  "label smoothing)", record["part_one"])])
 
 
-def published_table(record):
+def published_table(record: Record) -> Rows:
     """The plain fully connected nets of `PUBLISHED` and ours (mean test accuracy of the seeds
     of part one's and the best net)."""
     ours = [(f"this report, part {part}", "3072-1024-512-256-10, BN, dropout",

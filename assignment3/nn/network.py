@@ -24,23 +24,27 @@ training mode (`stats=None`) each forward pass computes them from the mini-batch
 by n) and returns them; in test mode the caller passes the moving averages, which are only read.
 """
 import functools
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from .checks import (PARAM_NAMES, check_input, check_labels, check_lam, check_stats, is_int,
-                     is_real)
+from .checks import (BN_ORDERS, PARAM_NAMES, check_bn_order, check_input, check_lam, check_masks,
+                     check_stats, checked_float_dtype, is_int, is_real)
+from .types import Array, Params, Stats
+
+__all__ = ["BN_EPS", "BN_ORDERS", "PARAM_NAMES", "LayerCache", "backward", "compute_gradients",
+           "dropout_masks", "forward", "forward_unchecked", "init_params", "log_softmax", "relu",
+           "row_sum", "softmax", "uses_bn"]
 
 #: The small constant added to the BN variance before the square root.
 BN_EPS = 1e-10
 
-#: Columns evaluated at once in test-mode passes over a whole data set (bounds memory).
-EVAL_CHUNK = 10_000
 
-BN_ORDERS = ("before", "after")
-
-
-def init_params(dims, *, batch_norm, init="he", seed=None, dtype=np.float64):
+def init_params(dims: Sequence[int], *, batch_norm: bool, init: str | float = "he",
+                seed: int | np.random.Generator | np.random.SeedSequence | None = None,
+                dtype: DTypeLike = np.float64) -> Params:
     """Random parameters for a network with layer sizes `dims` = [d, m_1, ..., m_(k-1), K].
 
     `init` is "he" (N(0, 2/m_in)), "xavier" (N(0, 1/m_in)) or a float sigma (every weight
@@ -57,14 +61,9 @@ def init_params(dims, *, batch_norm, init="he", seed=None, dtype=np.float64):
     if isinstance(seed, (bool, np.bool_)) or (is_int(seed) and seed < 0):
         raise ValueError(f"seed must be None, an integer >= 0 or a numpy Generator/SeedSequence, "
                          f"got {seed!r}")
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        dtype = None
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, not {dtype}")
+    dtype = checked_float_dtype(dtype)
     rng = np.random.default_rng(seed)
-    params = {"W": [], "b": [], "gamma": [], "beta": []}
+    params: Params = {"W": [], "b": [], "gamma": [], "beta": []}
     for l, (m_in, m_out) in enumerate(zip(dims[:-1], dims[1:])):
         W = rng.standard_normal((m_out, m_in)) * _init_sigma(init, m_in)
         params["W"].append(W.astype(dtype))
@@ -75,20 +74,20 @@ def init_params(dims, *, batch_norm, init="he", seed=None, dtype=np.float64):
     return params
 
 
-def _init_sigma(init, m_in):
+def _init_sigma(init: str | float, m_in: int) -> float:
     if init == "he":
-        return np.sqrt(2.0 / m_in)
+        return float(np.sqrt(2.0 / m_in))
     if init == "xavier":
-        return np.sqrt(1.0 / m_in)
+        return float(np.sqrt(1.0 / m_in))
     if not is_real(init):
         raise ValueError(f'init must be "he", "xavier" or a positive float sigma, not {init!r}')
-    sigma = float(init)
+    sigma = float(init)  # type: ignore[arg-type]
     if not 0 < sigma < np.inf:
         raise ValueError(f"init sigma must be a finite number > 0, got {init!r}")
     return sigma
 
 
-def uses_bn(params):
+def uses_bn(params: Params) -> bool:
     """True if the network has BN layers."""
     return len(params["gamma"]) > 0
 
@@ -101,15 +100,16 @@ class LayerCache(NamedTuple):
     """What `backward` needs of layer l: its input H (m_(l-1) x n); for a hidden layer also its
     BN values D = (BN input) - mu and inv_std = (v + eps)^-1/2 (None without BN), its ReLU
     output R, its dropout mask (or None) and whether BN comes after the ReLU."""
-    H: np.ndarray
-    D: np.ndarray | None = None
-    inv_std: np.ndarray | None = None
-    R: np.ndarray | None = None
-    mask: np.ndarray | None = None
+    H: Array
+    D: Array | None = None
+    inv_std: Array | None = None
+    R: Array | None = None
+    mask: Array | None = None
     bn_after: bool = False
 
 
-def forward(params, X, stats=None, *, bn_order="before", masks=None):
+def forward(params: Params, X: Array, stats: Stats | None = None, *, bn_order: str = "before",
+            masks: list[Array] | None = None) -> tuple[Array, list[LayerCache], Stats]:
     """Forward pass of X (d x n) to the scores S (K x n, before the softmax).
 
     Training mode (`stats=None`): BN uses the mini-batch statistics. Test mode: BN uses `stats`,
@@ -122,14 +122,17 @@ def forward(params, X, stats=None, *, bn_order="before", masks=None):
     return forward_unchecked(params, X, stats, bn_order=bn_order, masks=masks)
 
 
-def forward_unchecked(params, X, stats=None, *, bn_order="before", masks=None):
+def forward_unchecked(params: Params, X: Array, stats: Stats | None = None, *,
+                      bn_order: str = "before", masks: list[Array] | None = None
+                      ) -> tuple[Array, list[LayerCache], Stats]:
     """`forward` without the checks of its inputs that cost a pass over X (for the training
     loop, whose inputs `train` checked once)."""
     W, b, gamma, beta = (params[name] for name in PARAM_NAMES)
     bn = len(gamma) > 0
-    bn_after = _checked_bn_order(bn_order) == "after"
-    _check_masks(masks, W, X)
-    cache, batch_stats = [], []
+    bn_after = check_bn_order(bn_order) == "after"
+    check_masks(masks, W, X)
+    cache: list[LayerCache] = []
+    batch_stats: Stats = []
     H = X
     for l in range(len(W) - 1):
         S = W[l] @ H
@@ -137,7 +140,7 @@ def forward_unchecked(params, X, stats=None, *, bn_order="before", masks=None):
         D = inv_std = None
         if bn and not bn_after:
             S, D, inv_std = _bn_forward(S, gamma[l], beta[l], stats, l, batch_stats)
-        R = _relu(S)                                          # in place
+        R = relu(S)                                          # in place
         A = R
         if bn and bn_after:
             A, D, inv_std = _bn_forward(R, gamma[l], beta[l], stats, l, batch_stats)
@@ -152,13 +155,14 @@ def forward_unchecked(params, X, stats=None, *, bn_order="before", masks=None):
     return S, cache, batch_stats
 
 
-def _bn_forward(S, gamma, beta, stats, l, batch_stats):
+def _bn_forward(S: Array, gamma: Array, beta: Array, stats: Stats | None, l: int,
+                batch_stats: Stats) -> tuple[Array, Array, Array]:
     """BN of S (m x n) with the batch's statistics (stats None; appended to batch_stats) or with
     stats[l]. Returns (s_tilde, D, inv_std), new arrays; S is not modified."""
     if stats is None:
-        mu = _row_sum(S) / S.shape[1]
+        mu = row_sum(S) / S.shape[1]
         D = S - mu                                            # D = S - mu
-        v = _row_sum(D * D) / S.shape[1]                      # biased variance (/n)
+        v = row_sum(D * D) / S.shape[1]                      # biased variance (/n)
     else:
         mu, v = stats[l]
         D = S - mu
@@ -170,24 +174,8 @@ def _bn_forward(S, gamma, beta, stats, l, batch_stats):
     return S_tilde, D, inv_std
 
 
-def _checked_bn_order(bn_order):
-    if bn_order not in BN_ORDERS:
-        raise ValueError(f'bn_order must be "before" or "after" (BN before or after the ReLU), '
-                         f"not {bn_order!r}")
-    return bn_order
-
-
-def _check_masks(masks, W, X):
-    if masks is None:
-        return
-    shapes = [(Wl.shape[0], X.shape[1]) for Wl in W[:-1]]
-    got = [getattr(M, "shape", None) for M in masks]
-    if got != shapes:
-        raise ValueError(f"dropout masks must be one m_l x n array per hidden layer, shapes "
-                         f"{shapes}; got {got}")
-
-
-def dropout_masks(params, n, p, rng, dtype=None):
+def dropout_masks(params: Params, n: int, p: float, rng: np.random.Generator,
+                  dtype: DTypeLike | None = None) -> list[Array]:
     """Inverted-dropout masks for a mini-batch of n samples: one m_l x n array per hidden layer,
     each entry 1/(1 - p) with probability 1 - p, else 0 (p: the drop probability, 0 <= p < 1)."""
     if not 0 <= p < 1:
@@ -197,20 +185,20 @@ def dropout_masks(params, n, p, rng, dtype=None):
             for W in params["W"][:-1]]
 
 
-def _relu(S):
+def relu(S: Array) -> Array:
     """max(0, S), in place. Against a row of zeros rather than the scalar 0: numpy's maximum
     has no vectorised loop for a scalar operand (3x slower on a 50 x 10,000 array)."""
     return np.maximum(S, _zeros(S.shape[1], S.dtype), out=S)
 
 
-def _row_sum(A, out=None):
+def row_sum(A: Array, out: Array | None = None) -> Array:
     """A 1: the m x 1 row sums of the m x n array A, as a product with a column of ones. For the
     50 x 100 arrays of a mini-batch this BLAS call takes half the time of A.sum(axis=1)."""
     return np.matmul(A, _ones(A.shape[1], A.dtype), out=out)
 
 
 @functools.lru_cache(maxsize=16)
-def _ones(n, dtype):
+def _ones(n: int, dtype: np.dtype[Any]) -> Array:
     """A read-only n x 1 column of ones (cached: creating it costs as much as the sum)."""
     ones = np.ones((n, 1), dtype)
     ones.flags.writeable = False
@@ -218,14 +206,14 @@ def _ones(n, dtype):
 
 
 @functools.lru_cache(maxsize=16)
-def _zeros(n, dtype):
+def _zeros(n: int, dtype: np.dtype[Any]) -> Array:
     """A read-only row of n zeros (cached)."""
     zeros = np.zeros(n, dtype)
     zeros.flags.writeable = False
     return zeros
 
 
-def softmax(S):
+def softmax(S: Array) -> Array:
     """Column-wise softmax of S (K x n)."""
     P = S - S.max(axis=0, keepdims=True)
     np.exp(P, out=P)
@@ -233,7 +221,7 @@ def softmax(S):
     return P
 
 
-def log_softmax(S):
+def log_softmax(S: Array) -> Array:
     """Column-wise log-softmax of S (K x n), stable for large scores."""
     Z = S - S.max(axis=0, keepdims=True)
     Z -= np.log(np.exp(Z).sum(axis=0, keepdims=True))
@@ -244,7 +232,8 @@ def log_softmax(S):
 # Backward pass
 # ---------------------------------------------------------------------------------------------
 
-def backward(params, Y, P, cache, lam, out=None):
+def backward(params: Params, Y: Array, P: Array, cache: list[LayerCache], lam: float,
+             out: Params | None = None) -> Params:
     """Gradients of the cost from the probabilities P (K x n) of a training-mode forward pass.
 
     Returns a dict with the structure of `params`; with `out` (such a dict of arrays, e.g. views
@@ -254,7 +243,8 @@ def backward(params, Y, P, cache, lam, out=None):
     """
     W, gamma = params["W"], params["gamma"]
     n = Y.shape[1]
-    grads = out if out is not None else {name: [None] * len(params[name]) for name in PARAM_NAMES}
+    grads: Params = out if out is not None else {
+        name: [None] * len(params[name]) for name in PARAM_NAMES}  # type: ignore[misc]
     G = P - Y                                                 # G = -(Y - P)
     G /= n                                                    # the 1/n of every mean below
     for l in range(len(W) - 1, -1, -1):
@@ -262,7 +252,7 @@ def backward(params, Y, P, cache, lam, out=None):
         dW = grads["W"][l] = np.matmul(G, H.T, out=grads["W"][l])
         if lam:
             dW += (2 * lam) * W[l]
-        grads["b"][l] = _row_sum(G, out=grads["b"][l])        # G 1
+        grads["b"][l] = row_sum(G, out=grads["b"][l])        # G 1
         if l == 0:
             break                                             # no gradient w.r.t. the input
         G = W[l].T @ G                                        # dJ/dx of hidden layer l - 1
@@ -277,7 +267,8 @@ def backward(params, Y, P, cache, lam, out=None):
     return grads
 
 
-def _bn_backward(G, layer_cache, gamma, grads, l, n):
+def _bn_backward(G: Array, layer_cache: LayerCache, gamma: Array, grads: Params, l: int,
+                 n: int) -> Array:
     """BN backward for hidden layer l. G (m x n) is dJ/ds_tilde already divided by n.
 
     The assignment's steps: dgamma = (G * S_hat) 1, dbeta = G 1; G = G * gamma; with
@@ -286,8 +277,9 @@ def _bn_backward(G, layer_cache, gamma, grads, l, n):
     G 1 and (G * D) 1, and G = G * (gamma s1) - D * (gamma s2 c'/n) - gamma s1 (G 1)/n.
     """
     D, s1 = layer_cache.D, layer_cache.inv_std
-    g_sum = grads["beta"][l] = _row_sum(G, out=grads["beta"][l])          # G 1
-    gd_sum = _row_sum(G * D)                                                # (G * D) 1
+    assert D is not None and s1 is not None                  # a BN layer's cache
+    g_sum = grads["beta"][l] = row_sum(G, out=grads["beta"][l])           # G 1
+    gd_sum = row_sum(G * D)                                                 # (G * D) 1
     grads["gamma"][l] = np.multiply(gd_sum, s1, out=grads["gamma"][l])      # (G * S_hat) 1
     a = gamma * s1                                            # multiplies G
     c = a * (s1 * s1) * (gd_sum / n)                          # multiplies D (s2 = s1^3)
@@ -297,7 +289,8 @@ def _bn_backward(G, layer_cache, gamma, grads, l, n):
     return G
 
 
-def compute_gradients(params, X, Y, lam, *, bn_order="before", masks=None):
+def compute_gradients(params: Params, X: Array, Y: Array, lam: float, *,
+                      bn_order: str = "before", masks: list[Array] | None = None) -> Params:
     """Analytic gradients of the cost on the mini-batch X (d x n), Y (K x n), BN in training
     mode (mini-batch statistics), with the given dropout masks (or none). Returns a dict with
     the structure of `params`."""
@@ -305,108 +298,3 @@ def compute_gradients(params, X, Y, lam, *, bn_order="before", masks=None):
     check_lam(lam)
     S, cache, _ = forward_unchecked(params, X, bn_order=bn_order, masks=masks)
     return backward(params, Y, softmax(S), cache, lam)
-
-
-# ---------------------------------------------------------------------------------------------
-# Cost, loss and accuracy
-# ---------------------------------------------------------------------------------------------
-
-def l2_penalty(params, lam):
-    """lam * sum_l ||W_l||^2 (weights only), in the parameters' precision."""
-    return lam * sum((W * W).sum() for W in params["W"])
-
-
-def cross_entropy_sum(S, y):
-    """Sum over the columns of -log p_y, from the scores S (K x n) and labels y (n,)."""
-    return -log_softmax(S)[y, np.arange(len(y))].sum()
-
-
-def compute_cost(params, X, Y, lam, stats=None, *, bn_order="before", masks=None):
-    """Cost J = mean cross-entropy + lam sum ||W||^2 on X (d x n), Y (K x n), as a scalar of the
-    parameters' dtype. Y is one-hot, or soft targets whose columns sum to 1 (label smoothing,
-    MixUp): the cross-entropy of a column is then -sum_k y_k log p_k, and `backward`'s
-    G = -(Y - P) is its gradient all the same. BN in training mode (`stats=None`, the batch's own
-    statistics) or with the given moving averages; dropout `masks` or none. For whole data sets
-    use `evaluate`, which works in chunks."""
-    check_input(params, X, Y)
-    check_lam(lam)
-    check_stats(params, stats)
-    S, _, _ = forward_unchecked(params, X, stats, bn_order=bn_order, masks=masks)
-    return -(Y * log_softmax(S)).sum() / X.shape[1] + l2_penalty(params, lam)
-
-
-def evaluate(params, X, y, lam, stats, *, bn_order="before"):
-    """Loss, cost and accuracy on a data set X (d x n) with labels y (n,), BN in test mode with
-    the moving averages `stats` (placed as `bn_order` says), in chunks of EVAL_CHUNK columns.
-    Returns {"loss": mean cross-entropy, "cost": loss + lam sum ||W||^2, "accuracy": fraction}."""
-    check_input(params, X)
-    y = check_labels(y, X.shape[1], params["W"][-1].shape[0])
-    check_lam(lam)
-    check_stats(params, stats)
-    return evaluate_unchecked(params, X, y, lam, stats, bn_order=bn_order)
-
-
-def evaluate_unchecked(params, X, y, lam, stats, *, bn_order="before"):
-    """`evaluate` without the checks of its inputs that cost a pass over X (for the evaluations
-    during training, whose inputs `train` checked once)."""
-    loss_sum, correct = 0.0, 0
-    for i, S in _test_mode_chunks(params, X, stats, bn_order):
-        yc = y[i:i + S.shape[1]]
-        loss_sum += float(cross_entropy_sum(S, yc))
-        correct += int(np.count_nonzero(S.argmax(axis=0) == yc))
-    loss = loss_sum / X.shape[1]
-    return {"loss": loss, "cost": loss + float(l2_penalty(params, lam)),
-            "accuracy": correct / X.shape[1]}
-
-
-def test_scores(params, X, stats, *, bn_order="before"):
-    """Scores S (K x n) of X (d x n) in BN test mode (moving averages `stats`), in chunks of
-    EVAL_CHUNK columns."""
-    check_input(params, X)
-    check_stats(params, stats)
-    return np.hstack([S for _, S in _test_mode_chunks(params, X, stats, bn_order)])
-
-
-def _test_mode_chunks(params, X, stats, bn_order):
-    """(i, S): the test-mode scores S (K x c) of the chunks X[:, i:i + c], c <= EVAL_CHUNK, of
-    X (d x n), one chunk after another (bounds memory on whole data sets)."""
-    if uses_bn(params) and stats is None:
-        raise ValueError("a BN network needs the moving averages (stats) for evaluation")
-    W, b = _test_mode_layers(params, stats, _checked_bn_order(bn_order))
-    for i in range(0, X.shape[1], EVAL_CHUNK):
-        yield i, _test_mode_scores(W, b, X[:, i:i + EVAL_CHUNK])
-
-
-def _test_mode_layers(params, stats, bn_order="before"):
-    """The weights and biases of the network in BN test mode, with BN folded into them. With
-    fixed statistics BN is an affine map per unit, x -> a x + c with a = gamma / sqrt(v + eps)
-    and c = beta - a mu. Before the ReLU it folds into its own layer: W' = a W, b' = a (b - mu) + beta.
-    After the ReLU it folds into the next layer's input: W'_(l+1) = W_(l+1) diag(a),
-    b'_(l+1) = b_(l+1) + W_(l+1) c. Same scores up to rounding, with three passes fewer over each
-    m x n array than `forward` and no new ones. Without BN: the parameters themselves."""
-    W, b = list(params["W"]), list(params["b"])
-    for l, (gamma, beta) in enumerate(zip(params["gamma"], params["beta"])):
-        mu, v = stats[l]
-        a = gamma / np.sqrt(v + BN_EPS)
-        if bn_order == "before":
-            W[l], b[l] = a * W[l], a * (b[l] - mu) + beta
-        else:
-            W[l + 1], b[l + 1] = W[l + 1] * a.T, b[l + 1] + W[l + 1] @ (beta - a * mu)
-    return W, b
-
-
-def _test_mode_scores(W, b, X):
-    """Scores S (K x n) of X (d x n) from the layers of `_test_mode_layers`."""
-    H = X
-    for l in range(len(W) - 1):
-        S = W[l] @ H
-        S += b[l]
-        H = _relu(S)
-    S = W[-1] @ H
-    S += b[-1]
-    return S
-
-
-def compute_accuracy(params, X, y, stats, *, bn_order="before"):
-    """Fraction of the columns of X (d x n) whose arg-max score is the label y (BN: `stats`)."""
-    return evaluate(params, X, y, 0.0, stats, bn_order=bn_order)["accuracy"]

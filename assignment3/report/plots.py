@@ -1,13 +1,19 @@
-"""Figures and tables for the report: learning curves, the lambda search, Markdown tables."""
-import matplotlib.pyplot as plt
+"""Figures for the report: learning curves (by update step or by training compute) and the
+lambda search."""
+from typing import Any
 
-from .compute import training_flop
-from .training import config_from_dict
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+
+from ..compute import training_flop
+from ..config import config_from_dict
+from ..training import Result
 
 QUANTITIES = {"cost": "cost", "loss": "loss", "acc": "accuracy"}
 
 
-def plot_curves(runs, quantity="loss", ax=None, title=None):
+def plot_curves(runs: dict[str, Result], quantity: str = "loss", ax: Axes | None = None,
+                title: str | None = None) -> Axes:
     """Training (solid) and validation (dashed) `quantity` ("cost", "loss" or "acc") against the
     update step, one colour per run. `runs` maps a label to a `Result`."""
     if quantity not in QUANTITIES:
@@ -27,7 +33,9 @@ def plot_curves(runs, quantity="loss", ax=None, title=None):
     return ax
 
 
-def plot_by_compute(runs, quantity="acc", ax=None, title=None, budget=None):
+def plot_by_compute(runs: dict[str, dict[str, Any]], quantity: str = "acc",
+                    ax: Axes | None = None, title: str | None = None,
+                    budget: float | None = None) -> Axes:
     """Validation `quantity` against the training compute spent so far (TFLOP,
     `compute.training_flop`), one line per run, and a vertical line at `budget` FLOP if given.
     `runs` maps a label to a run's record: a dict with its "config" (`training.config_dict`)
@@ -49,7 +57,8 @@ def plot_by_compute(runs, quantity="acc", ax=None, title=None, budget=None):
     return ax
 
 
-def plot_lambda_search(search, ax=None, title="Lambda search"):
+def plot_lambda_search(search: dict[str, Any], ax: Axes | None = None,
+                       title: str = "Lambda search") -> Axes:
     """Validation accuracy against lam (log scale) for the coarse and fine stages of a search."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 3.6))
@@ -67,23 +76,3 @@ def plot_lambda_search(search, ax=None, title="Lambda search"):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
     return ax
-
-
-def markdown_table(rows, columns=None, formats=None):
-    """A Markdown table of `rows` (a list of dicts); `formats` maps a column to a format spec
-    such as ".2f" or ".1e". The dashes under each header are as many as the column's longest
-    entry (at least 8, at most 40: longer text wraps) plus 4 for the cell's padding: pandoc sizes
-    the columns of a wide table in that proportion in the PDF."""
-    columns = columns or list(rows[0])
-    formats = formats or {}
-
-    def cell(row, col):
-        value = row.get(col, "")
-        return format(value, formats[col]) if col in formats and value != "" else str(value)
-
-    body = [[cell(row, c) for c in columns] for row in rows]
-    widths = [min(40, max([8, len(c)] + [len(r[i]) for r in body])) + 4
-              for i, c in enumerate(columns)]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("-" * w for w in widths) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    return "\n".join(lines)

@@ -2,12 +2,15 @@
 results (and `Result` objects with their histories) for a notebook to show."""
 import numpy as np
 
-from .data import one_hot
-from .gradcheck import check_gradients
-from .network import init_params
-from .parallel import train_many
-from .search import coarse_to_fine
-from .training import Config
+from typing import Any
+
+from ..config import Config
+from ..data import CIFAR10, one_hot
+from ..nn.gradcheck import check_gradients
+from ..nn.network import init_params
+from ..scale.parallel import train_many
+from ..scale.search import coarse_to_fine
+from ..training import Result
 
 THREE_LAYER = (50, 50)
 NINE_LAYER = (50, 30, 20, 20, 10, 10, 10, 10)
@@ -30,7 +33,9 @@ COURSE = {
 }
 
 
-def gradient_check(data, hidden_lists=GRADCHECK_HIDDEN, n=3, d=20, lams=(0.0, 0.005), seed=0):
+def gradient_check(data: CIFAR10, hidden_lists: tuple[tuple[int, ...], ...] = GRADCHECK_HIDDEN,
+                   n: int = 3, d: int = 20, lams: tuple[float, ...] = (0.0, 0.005),
+                   seed: int = 0) -> list[dict[str, Any]]:
     """Worst relative error per parameter array for networks with the given hidden layers, with
     and without BN, on the first n training images and their first d dimensions (float64).
     Returns one row per (network, BN, lam, param, layer)."""
@@ -46,7 +51,8 @@ def gradient_check(data, hidden_lists=GRADCHECK_HIDDEN, n=3, d=20, lams=(0.0, 0.
     return rows
 
 
-def bn_comparison(data, hidden, seeds=(0, 1, 2), n_jobs=None, **config):
+def bn_comparison(data: CIFAR10, hidden: tuple[int, ...], seeds: tuple[int, ...] = (0, 1, 2),
+                  n_jobs: int | None = None, **config: Any) -> dict[str, list[Result]]:
     """Train `hidden` with and without BN for every seed. Returns {"no BN": [Result per seed],
     "BN": [...]}."""
     configs = [Config(hidden=tuple(hidden), batch_norm=bn, seed=s, **config)
@@ -55,14 +61,15 @@ def bn_comparison(data, hidden, seeds=(0, 1, 2), n_jobs=None, **config):
     return {"no BN": results[:len(seeds)], "BN": results[len(seeds):]}
 
 
-def accuracy_stats(results):
+def accuracy_stats(results: list[Result]) -> dict[str, Any]:
     """Mean and standard deviation (ddof 1) of the test accuracy of several runs, in %."""
     acc = 100 * np.array([r.test_accuracy for r in results])
     return {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
             "runs": [float(a) for a in acc]}
 
 
-def lambda_search(data, n_jobs=None, final_cycles=3, **search):
+def lambda_search(data: CIFAR10, n_jobs: int | None = None, final_cycles: float = 3,
+                  **search: Any) -> dict[str, Any]:
     """Coarse-to-fine search over lam for the 3-layer BN net, then the best lam trained for
     `final_cycles` cycles. Returns the search dict plus "final": the final run's Result."""
     base = Config(hidden=THREE_LAYER, batch_norm=True)
@@ -72,7 +79,8 @@ def lambda_search(data, n_jobs=None, final_cycles=3, **search):
     return out
 
 
-def init_sensitivity(data, sigmas=SIGMAS, seed=0, n_jobs=None):
+def init_sensitivity(data: CIFAR10, sigmas: tuple[float, ...] = SIGMAS, seed: int = 0,
+                     n_jobs: int | None = None) -> dict[tuple[int, bool, float], Result]:
     """Every weight N(0, sigma^2), for the 3- and 9-layer nets, with and without BN. Returns
     {(depth, bn, sigma): Result} with depth 3 or 9."""
     keys = [(depth, bn, sigma) for depth in (3, 9) for bn in (False, True) for sigma in sigmas]
@@ -81,10 +89,10 @@ def init_sensitivity(data, sigmas=SIGMAS, seed=0, n_jobs=None):
     return dict(zip(keys, train_many(data, configs, n_jobs=n_jobs)))
 
 
-def gradient_check_table(rows):
+def gradient_check_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The worst relative error per network (hidden layers, BN), parameter and layer, over the
     lam values checked: one row per (network, parameter), one column per layer."""
-    table = {}
+    table: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
         key = (r["hidden layers"], r["BN"], r["param"])
         entry = table.setdefault(key, {"hidden layers": r["hidden layers"],
@@ -94,7 +102,8 @@ def gradient_check_table(rows):
     return list(table.values())
 
 
-def bn_table(runs, student=None):
+def bn_table(runs: dict[str, list[Result]],
+             student: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Test accuracy (%) per setting: seed 0, mean and std over the seeds, and the student
     report's number if given (a dict setting -> %)."""
     rows = []

@@ -1,0 +1,258 @@
+"""Where the CIFAR-10 batch files are: the folder given, $CIFAR10_DIR, or the per-user cache,
+which is the only place ever downloaded into. The download is checked (length, md5), extracted
+safely (no links, no paths outside the folder) and moved into place in one rename; every partial
+file is removed on any failure or stop. Every problem the user can fix raises `DataError`, saying
+what is wrong and what to do."""
+import fcntl
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from pathlib import Path, PureWindowsPath
+from typing import IO, Any
+
+from .. import env
+from ..signals import signals_raise
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+#: The folder of the batch files, in the archive and in the cache.
+FOLDER = "cifar-10-batches-py"
+#: What to do when the data is not where it is looked for.
+HINT = "set CIFAR10_DIR (or pass path=) to the folder holding data_batch_1..5 and test_batch"
+
+_ARCHIVE = "cifar-10-python.tar.gz"
+_PART_PREFIX = f".{_ARCHIVE}.part-"  # partial downloads, in the folder the archive goes to
+_TAR_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
+class DataError(RuntimeError):
+    """The data is missing, incomplete or damaged, or could not be downloaded."""
+
+
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/assignment3, or ~/.cache/assignment3 when that is unset or relative."""
+    return env.cache_home() / "assignment3"
+
+
+def find_data_dir(path: str | os.PathLike[str] | None = None, *, download: bool = True, progress: bool = True) -> Path:
+    """The folder holding the batch files: path, else $CIFAR10_DIR, else the download cache.
+
+    Only the cache folder is ever downloaded into (when it is missing and download is true).
+    """
+    if path is not None:
+        return _checked_user_dir(Path(path).expanduser(), "the CIFAR-10 folder")
+    folder = env.data_dir()
+    if folder is not None:
+        return _checked_user_dir(folder, f"the {env.DATA_DIR} folder")
+    folder = default_cache_dir() / FOLDER
+    if folder.exists():
+        missing = missing_files(folder)
+        if missing:
+            raise DataError(
+                f"the cached CIFAR-10 folder {folder} is incomplete (no {', '.join(missing)}): "
+                f"delete {folder} so it is downloaded again, or {HINT}"
+            )
+        return folder
+    if not download:
+        raise DataError(
+            f"CIFAR-10 is not in the cache folder {folder} and download=False: call with "
+            f"download=True to download it from {CIFAR10_URL} (163 MB), or {HINT}"
+        )
+    return download_cifar10(folder.parent, progress=progress)
+
+
+def _checked_user_dir(folder: Path, source: str) -> Path:
+    """folder if it holds all batch files, else DataError (never downloads into it)."""
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise DataError(f"{source} {folder} {problem}: {HINT}")
+    missing = missing_files(folder)
+    if missing:
+        nested = folder / FOLDER
+        guess = f" (did you mean {nested}?)" if nested.is_dir() else ""
+        raise DataError(f"{source} {folder} has no {', '.join(missing)}{guess}: {HINT}")
+    return folder
+
+
+def missing_files(folder: Path) -> list[str]:
+    return [name for name in (*TRAIN_FILES, TEST_FILE) if not (folder / name).is_file()]
+
+
+def download_cifar10(root: str | os.PathLike[str], *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5,
+                     progress: bool = True) -> Path:
+    """Download, verify and safely extract the CIFAR-10 archive into root.
+
+    Returns root/cifar-10-batches-py and keeps the verified archive next to it. On any failure
+    every partial file and folder is removed again and DataError is raised; so they are when
+    the download is stopped by Ctrl-C, SIGTERM or SIGHUP (`stops.signals_raise`), and the
+    partial files of earlier downloads that were killed outright are removed first.
+    """
+    root = Path(root)
+    target = root / FOLDER
+    if target.exists():
+        raise DataError(f"{target} already exists: delete it to download CIFAR-10 again")
+    root.mkdir(parents=True, exist_ok=True)
+    with signals_raise():
+        _remove_stale_parts(root)
+        return _download(url, md5, root, target, progress)
+
+
+def _download(url: str, md5: str, root: Path, target: Path, progress: bool) -> Path:
+    """The body of download_cifar10: fetch, check the md5, extract."""
+    if progress:
+        print(f"Downloading {url} to {root}", file=sys.stderr)
+    part, digest = _fetch(url, root, progress)
+    archive = root / _ARCHIVE
+    try:
+        if digest != md5.lower():
+            raise DataError(
+                f"the file downloaded from {url} is corrupt (md5 {digest}, expected {md5}): "
+                "try again"
+            )
+        os.replace(part, archive)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    try:
+        _extract(archive, target, progress)
+    except BaseException:
+        archive.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _fetch(url: str, root: Path, progress: bool) -> tuple[Path, str]:
+    """Stream url into a new temporary file in root; return its path and md5 hex digest.
+
+    The temporary file is removed on any failure; a transfer shorter than its Content-Length
+    is a failure.
+    """
+    fd, name = tempfile.mkstemp(dir=root, prefix=_PART_PREFIX)
+    part = Path(name)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held while the file is written: it is not stale
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            length = response.headers.get("Content-Length", "")
+            expected = int(length) if length.isdigit() else None
+            digest, received = _copy(response, out, expected, progress)
+        if expected is not None and received != expected:
+            raise DataError(
+                f"the download from {url} was cut short ({received} of {expected} bytes): "
+                "try again"
+            )
+    except BaseException as exc:
+        part.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, http.client.HTTPException)):
+            raise DataError(
+                f"could not download {url} ({exc}): check the network connection and try "
+                f"again, or download and extract it by hand and {HINT}"
+            ) from exc
+        raise
+    return part, digest
+
+
+def _remove_stale_parts(root: Path) -> None:
+    """Remove the partial files of downloads into root that no process is writing any more
+    (killed outright, e.g. by SIGKILL): a live download holds a lock on its file."""
+    for part in root.glob(f"{_PART_PREFIX}*"):
+        try:
+            with part.open("rb") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                part.unlink()
+        except (BlockingIOError, FileNotFoundError):
+            pass  # being written by another download, or already removed
+
+
+def _copy(response: IO[bytes], out: IO[bytes], expected: int | None, progress: bool) -> tuple[str, int]:
+    """Copy response into out; return the md5 hex digest and the byte count."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    received, shown = 0, 0.0
+    while chunk := response.read(1 << 18):
+        out.write(chunk)
+        md5.update(chunk)
+        received += len(chunk)
+        if progress and time.monotonic() - shown >= 0.1:
+            _show_progress(received, expected)
+            shown = time.monotonic()
+    if progress:
+        _show_progress(received, expected)
+        print(file=sys.stderr)
+    return md5.hexdigest(), received
+
+
+def _show_progress(received: int, expected: int | None) -> None:
+    done = f"{received / 1e6:6.1f}"
+    if expected:
+        done = f"{100 * received / expected:5.1f}% {done}/{expected / 1e6:.1f}"
+    sys.stderr.write(f"\r  {done} MB")
+    sys.stderr.flush()
+
+
+def _extract(archive: Path, target: Path, progress: bool) -> None:
+    """Extract archive into a temporary folder next to target, then rename its batch folder to
+    target. The temporary folder is always removed."""
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".cifar-10-extract-"))
+    try:
+        if progress:
+            print(f"Extracting {archive}", file=sys.stderr)
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(tmp, members=_safe_members(tar), **_TAR_FILTER)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"could not extract {archive} ({exc}): download it again") from exc
+        _move_into_place(tmp / FOLDER, target, archive)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _safe_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Yield the members of tar, raising DataError at the first one that is unsafe to extract."""
+    for member in tar:
+        problem = _unsafe(member)
+        if problem:
+            raise DataError(
+                f"refusing to extract {member.name!r} from {tar.name}: it {problem}. This is not "
+                f"the official CIFAR-10 archive; download it again from {CIFAR10_URL}"
+            )
+        yield member
+
+
+def _unsafe(member: tarfile.TarInfo) -> str | None:
+    """Why extracting member could write outside the target folder, or None if it cannot."""
+    if not (member.isfile() or member.isdir()):
+        return "is a link or special file"
+    name = member.name
+    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
+        return "has an absolute path"
+    if ".." in re.split(r"[/\\]", name):
+        return "has a '..' path component"
+    return None
+
+
+def _move_into_place(extracted: Path, target: Path, archive: Path) -> None:
+    """Rename the extracted batch folder to target (one atomic step) once it is complete."""
+    missing = missing_files(extracted)
+    if missing:
+        raise DataError(
+            f"{archive} has no {FOLDER}/{', '.join(missing)}: it is not the CIFAR-10 python "
+            f"archive; download it again from {CIFAR10_URL}"
+        )
+    try:
+        os.rename(extracted, target)
+    except OSError as exc:
+        if missing_files(target):  # else a concurrent download finished first: use its copy
+            raise DataError(
+                f"could not move the extracted data to {target} ({exc}): delete {target} and "
+                "try again"
+            ) from exc

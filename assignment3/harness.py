@@ -1,0 +1,234 @@
+"""The engineering around the training loop of `training.train`, in named pieces a reader of the
+loop can skip: the state of a run (`Run`) and what a checkpoint keeps of it (`State`, written by a
+`Checkpointer`), the evaluations on train and val in a background thread (`Evaluations`), and
+`Harness`, which holds everything else the loop runs beside its steps: the BLAS thread limit, the
+prefetching input stream, the stop signals and the progress bar."""
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from .config import Config
+from .data import CIFAR10
+from .minibatches import Position, step_inputs
+from .nn.cost import evaluate_unchecked
+from .nn.network import init_params
+from .nn.optim import DivergenceError, FlatParams
+from .nn.types import Array, Params, Stats
+from .signals import StopSignals, TrainingInterrupted
+
+#: The quantities of a run's history, one entry per evaluation.
+HISTORY_KEYS = ("step", "eta", "cost_train", "loss_train", "acc_train", "cost_val", "loss_val",
+                "acc_val")
+
+History = dict[str, list[Any]]
+
+
+@dataclass
+class State:
+    """What a checkpoint keeps of a run after `step` steps: `params` and `stats` as in
+    `training.Result`, the optimiser's state `vectors` by name (the momentum velocity, if any),
+    the `history` of the evaluations done, the `position` of the input stream
+    (`minibatches.inputs`) and the `seconds` trained."""
+    step: int
+    params: Params
+    stats: Stats
+    vectors: dict[str, Array]
+    history: History
+    position: Position | None
+    seconds: float
+
+
+class Checkpointer(Protocol):
+    """Where a run keeps its `State` (`store.checkpoints.Checkpoint` is one): `load` gives the
+    stored state of this run, or None to start afresh; `save` replaces it."""
+    path: Path
+
+    def load(self, config: Config, data: CIFAR10, like: Params,
+             vectors_like: dict[str, Array]) -> State | None: ...
+
+    def save(self, state: State) -> None: ...
+
+
+@dataclass
+class Run:
+    """A run in progress: its parameters (as one flat vector, `flat.params` the dict of views),
+    the BN moving averages (None before the first step), the history, the steps done, the
+    position of its input stream, and the seconds of earlier sessions of a resumed run."""
+    flat: FlatParams
+    stats: Stats | None = None
+    history: History = field(default_factory=lambda: {key: [] for key in HISTORY_KEYS})
+    step: int = 0
+    position: Position | None = None
+    earlier: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def start(cls, data: CIFAR10, config: Config, checkpoint: Checkpointer | None) -> "Run":
+        """The run of `config` on `data`: fresh parameters from the seed, or the state stored by
+        `checkpoint` if it has one."""
+        started = time.perf_counter()
+        d, K = data.train.X.shape[0], data.train.Y.shape[0]
+        params = init_params([d, *config.hidden, K], batch_norm=config.batch_norm,
+                             init=config.init, seed=config.seed, dtype=config.dtype)
+        run = cls(FlatParams(params, momentum=config.momentum > 0), started=started)
+        state = checkpoint.load(config, data, run.flat.params, run.flat.vectors()) \
+            if checkpoint is not None else None
+        if state:
+            run.flat.assign(state.params, state.vectors)
+            run.stats = [(mu, v) for mu, v in state.stats] or None
+            run.history, run.step, run.position, run.earlier = (state.history, state.step,
+                                                                state.position, state.seconds)
+        return run
+
+    def seconds(self) -> float:
+        """Seconds trained, over all sessions."""
+        return self.earlier + time.perf_counter() - self.started
+
+    def state(self, copy: bool = False) -> State:
+        """The run's `State` now; with `copy`, of copies of its arrays (for another thread)."""
+        params, stats, vectors = self.flat.params, self.stats or [], self.flat.vectors()
+        if copy:
+            params = {name: [P.copy() for P in arrays] for name, arrays in params.items()}
+            stats = [(mu.copy(), v.copy()) for mu, v in stats]
+            vectors = {name: v.copy() for name, v in vectors.items()}
+        return State(self.step, params, stats, vectors, self.history, self.position,
+                     self.seconds())
+
+
+class Evaluations:
+    """The evaluations on train and val during training. Each runs in a background thread, on a
+    copy of the parameters and moving averages, while training goes on; on two cores they then
+    add almost nothing to the wall time (they are ~1/3 of the work of a default run). They
+    append their results to the history in order; a non-finite training cost raises
+    DivergenceError (from `check`). With a checkpoint, each evaluation then writes the run's
+    state at its step, with the history up to it, in the same thread: the writes (and their
+    flush to disk) overlap training too. Training waits for the oldest evaluation rather than
+    queue more than MAX_PENDING: where the evaluations take longer than the steps between them,
+    it stays near them (an interrupt stops the run soon after the signal, and copies of the
+    parameters do not pile up)."""
+
+    MAX_PENDING = 2
+
+    def __init__(self, data: CIFAR10, lam: float, bn_order: str, history: History,
+                 checkpoint: Checkpointer | None = None) -> None:
+        self.data, self.lam, self.bn_order = data, lam, bn_order
+        self.history, self.checkpoint = history, checkpoint
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: deque[Future[None]] = deque()
+
+    def __enter__(self) -> "Evaluations":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, eta: float, state: State) -> None:
+        """Evaluate the parameters and moving averages of `state` (copies, at its step, after a
+        step with learning rate eta); with a checkpoint, write `state` after."""
+        while len(self.pending) >= self.MAX_PENDING:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._evaluate, eta, state))
+
+    def check(self, wait: bool = False) -> None:
+        """Raise the error of an evaluation done so far, or (with `wait`) of any of them."""
+        while self.pending and (wait or self.pending[0].done()):
+            self.pending.popleft().result()
+
+    def _evaluate(self, eta: float, state: State) -> None:
+        stats = state.stats or None
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            tr = evaluate_unchecked(state.params, self.data.train.X, self.data.train.y, self.lam,
+                                    stats, bn_order=self.bn_order)
+            va = evaluate_unchecked(state.params, self.data.val.X, self.data.val.y, self.lam,
+                                    stats, bn_order=self.bn_order)
+        if not np.isfinite(tr["cost"]):
+            raise DivergenceError(state.step, tr["cost"], eta)
+        _append(self.history, state.step, eta, tr, va)
+        if self.checkpoint:
+            self.checkpoint.save(state)
+
+
+def _append(history: History, t: int, eta: float, tr: dict[str, float],
+            va: dict[str, float]) -> None:
+    """Append one evaluation on train (tr) and val (va) after step t to the history."""
+    history["step"].append(t)
+    history["eta"].append(eta)
+    for split, res in (("train", tr), ("val", va)):
+        history[f"cost_{split}"].append(res["cost"])
+        history[f"loss_{split}"].append(res["loss"])
+        history[f"acc_{split}"].append(res["accuracy"])
+
+
+class Harness:
+    """Everything `train` runs beside the steps of `run`, entered as one context: numpy's
+    overflow warnings off (a diverging run is reported once, as DivergenceError), BLAS limited
+    to `config.blas_threads`, the background `Evaluations` (and checkpoint writes), a thread
+    that prepares the next mini-batch, the stop signals and a progress bar over the `total`
+    steps (on stderr, with `progress`)."""
+
+    def __init__(self, data: CIFAR10, config: Config, run: Run, total: int,
+                 checkpoint: Checkpointer | None = None, progress: bool = False) -> None:
+        self.data, self.config, self.run, self.total = data, config, run, total
+        self.checkpoint, self.progress = checkpoint, progress
+        self._stack = ExitStack()
+
+    def __enter__(self) -> "Harness":
+        enter = self._stack.enter_context
+        enter(np.errstate(over="ignore", invalid="ignore", divide="ignore"))
+        enter(threadpool_limits(self.config.blas_threads, user_api="blas"))
+        self.evals = enter(Evaluations(self.data, self.config.lam, self.config.bn_order,
+                                       self.run.history, self.checkpoint))
+        self.pool = enter(ThreadPoolExecutor(max_workers=1))
+        self.signals = enter(StopSignals())
+        self.bar = enter(tqdm(total=self.total, initial=self.run.step, disable=not self.progress,
+                              unit="step", file=sys.stderr, dynamic_ncols=True))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(*exc)
+
+    def inputs(self, cores: int | None = None
+               ) -> Iterator[tuple[Array, Array, list[Array] | None, Position]]:
+        """The (Xb, Yb, dropout masks, position) of the steps left (`minibatches.step_inputs`,
+        prepared in this harness's thread if the run leaves one of its `cores` free)."""
+        return step_inputs(self.data.train, self.run.flat.params, self.config,
+                           self.total - self.run.step, self.pool, cores, self.run.position)
+
+    def evaluate(self, eta: float) -> None:
+        """Evaluate the run now, in the background (then write its checkpoint)."""
+        self.evals.submit(eta, self.run.state(copy=True))
+
+    def step_done(self, eta: float) -> None:
+        """After a step: raise an evaluation's error, move the progress bar; if a stop signal
+        came, wait for the evaluations, write the checkpoint and raise TrainingInterrupted."""
+        self.evals.check()
+        self.bar.update()
+        self.bar.set_postfix_str(_postfix(eta, self.run.history), refresh=False)
+        if self.signals.received:
+            self.bar.leave = False                     # cleared: the caller says where it stopped
+            self.evals.check(wait=True)
+            if self.checkpoint:
+                self.checkpoint.save(self.run.state())
+            raise TrainingInterrupted(self.signals.received, self.run.step, self.total,
+                                      self.checkpoint and self.checkpoint.path)
+
+    def finish(self, eta: float) -> None:
+        """Wait for the last evaluations (raising their errors) and show the final numbers."""
+        self.evals.check(wait=True)
+        self.bar.set_postfix_str(_postfix(eta, self.run.history))
+
+
+def _postfix(eta: float, history: History) -> str:
+    """The progress bar's note: the learning rate and the last validation accuracy."""
+    return f"lr {eta:.4f}, val acc " + (f"{history['acc_val'][-1]:.4f}" if history["acc_val"]
+                                        else "-")

@@ -1,0 +1,78 @@
+"""Where a result comes from, in one place: the code version that made it (the git commit, and
+whether the working tree differed), the machine it ran on (CPU, cores, numpy, the BLAS library
+and kernel), that machine's float32 matmul rate, and each in the short form the report prints."""
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from ..config import Config
+from ..data import D
+
+#: The repository whose commit `code_version` reports.
+REPO = Path(__file__).resolve().parents[2]
+
+
+def machine() -> dict[str, Any]:
+    """The machine a run is timed on: CPU model, cores, Python and numpy versions, and the BLAS
+    library with its kernel (e.g. "openblas 0.3.31 (Haswell), 2 threads"; the kernel changes
+    the rounding of the products, so a seed gives a different run with another kernel)."""
+    cpu = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):                # Linux: the model name
+        cpu = next((line.split(":", 1)[1].strip() for line in
+                    Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')}), "
+            f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"]
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "blas": "; ".join(blas)}
+
+
+def code_version(repo: Path = REPO) -> str:
+    """The git commit of the code ("<hash>", with "+changes" if the working tree differs from
+    it), or "unknown" outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "assignment3")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
+
+
+def matmul_rate(config: Config, d: int = D, repeats: int = 20) -> float:
+    """GFLOP/s of this machine's float32 product of `config`'s first layer, W_1 (m_1 x d) times a
+    mini-batch (d x n_batch), with its BLAS threads; median of `repeats`. It bounds the speed of
+    the training steps, so it tells how fast the machine was when a run was timed."""
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((config.hidden[0], d), dtype=np.float32)
+    X = rng.standard_normal((d, config.n_batch), dtype=np.float32)
+    times = []
+    with threadpool_limits(config.blas_threads, user_api="blas"):
+        for _ in range(repeats + 1):                   # the first product warms up
+            start = time.perf_counter()
+            W @ X
+            times.append(time.perf_counter() - start)
+    return float(2 * W.size * config.n_batch / np.median(times[1:]) / 1e9)
+
+
+def describe(machine_info: dict[str, Any] | None) -> str:
+    """One line for a `machine()` dict (or "not recorded" for None)."""
+    if not machine_info:
+        return "not recorded"
+    return "{cpu}, {cores} cores, numpy {numpy}, BLAS {blas}".format(**machine_info)
+
+
+def short_version(version: str) -> str:
+    """A `code_version` shortened for print: the first 12 hex digits of the commit and its
+    "+changes"; other text (e.g. "unknown") as it is."""
+    if len(version) >= 40 and version[:40].isalnum():
+        return version[:12] + version[40:]
+    return version

@@ -1,0 +1,77 @@
+"""Trained runs kept on disk: `save_run` writes a `training.Result` to one file in the run format
+(`runfile`: arrays in .npz, everything else JSON, never unpickled), `read_run` gives it back
+exactly (the same arrays, history, scores and configuration), and `reevaluate` scores it again
+on the data."""
+import os
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..config import config_dict, config_from_dict
+from ..data import CIFAR10
+from ..nn.augment import flipped, zca_whiten
+from ..nn.cost import evaluate, test_scores
+from ..nn.network import softmax
+from ..training import MATH_VERSION, Result
+from . import provenance, runfile
+from .runfile import RunFileError
+
+Path_ = str | os.PathLike[str]
+
+#: The fields of a run's JSON that hold its `Result`'s scalars.
+SCALARS = ("steps", "epochs", "seconds", "val_accuracy", "test_accuracy")
+
+
+def save_run(path: Path_, result: Result, notes: dict[str, Any] | None = None,
+             version: str | None = None, machine: dict[str, Any] | None = None) -> None:
+    """Write `result` to the file `path` (by convention `.npz`), with `notes` (a JSON-ready dict
+    kept with it, e.g. what the run shows), the code version that trained it and the machine it
+    ran on (default: this code's and this machine)."""
+    meta = {"kind": "run", "math_version": MATH_VERSION, "config": config_dict(result.config),
+            "history": result.history, **{key: getattr(result, key) for key in SCALARS},
+            "code_version": version or provenance.code_version(),
+            "machine": machine or provenance.machine(), "notes": notes or {}}
+    runfile.write(path, runfile.param_arrays(result.params, result.stats), meta)
+
+
+def read_run(path: Path_) -> tuple[Result, dict[str, Any]]:
+    """(Result, meta) of a file written by `save_run`; meta is its JSON (code_version, machine,
+    math_version, notes, ...). Raises RunFileError if it is not such a file."""
+    arrays, meta = runfile.read(path)
+    if meta.get("kind") != "run":
+        raise RunFileError(path, f"is a {meta.get('kind')}, not a saved run: finish its training "
+                                 "(train ... --checkpoint PATH) with --save to keep the run")
+    try:
+        config = config_from_dict(meta["config"])
+        scalars = {key: meta[key] for key in SCALARS}
+        history = meta["history"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunFileError(path, f"its JSON does not describe a run ({err})") from None
+    params, stats = runfile.params_from(arrays, len(config.hidden) + 1,
+                                        len(config.hidden) if config.batch_norm else 0, path)
+    return Result(config=config, params=params, stats=stats, history=history, **scalars), meta
+
+
+def load_run(path: Path_) -> Result:
+    """The `Result` saved in `path` (see `read_run`)."""
+    return read_run(path)[0]
+
+
+def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict[str, float]:
+    """Validation and test accuracy of a stored run, recomputed from its parameters (with the
+    ZCA whitening refitted on the training split if the run used it, and the run's BLAS
+    threads, so that they are the run's own numbers), and with `flip_average` the test
+    accuracy with flip averaging: the mean of the probabilities of each test image and its
+    mirror image (a test-time augmentation; the training is the same)."""
+    if result.config.zca:
+        data = zca_whiten(data)
+    params, stats, order = result.params, result.stats, result.config.bn_order
+    with threadpool_limits(result.config.blas_threads, user_api="blas"):
+        scores = {name: evaluate(params, split.X, split.y, 0.0, stats, bn_order=order)["accuracy"]
+                  for name, split in (("val", data.val), ("test", data.test))}
+        if flip_average:
+            P = sum(softmax(test_scores(params, X, stats, bn_order=order))
+                    for X in (data.test.X, flipped(data.test.X)))
+            scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
+    return scores
