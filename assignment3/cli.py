@@ -11,7 +11,9 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable, Container, Mapping, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -65,16 +67,16 @@ SEARCH_LIMITS = {"lam_range": Limit(float, 0, lo_open=True), "coarse": Limit(int
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line: what is wrong, where help is."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _typed(field, limits=LIMITS):
+def _typed(field: str, limits: Mapping[str, Limit] = LIMITS) -> Callable[[str], object]:
     """An argparse type for `field`: the text as a value of its kind, if limits[field] accepts
     it (one of its `choices` as it is)."""
     limit = limits[field]
 
-    def parse(text):
+    def parse(text: str) -> object:
         if text in limit.choices:
             return text
         try:
@@ -86,7 +88,7 @@ def _typed(field, limits=LIMITS):
     return parse
 
 
-def _hidden(text):
+def _hidden(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(m) for m in text.split(","))
     except ValueError:
@@ -98,7 +100,7 @@ def _hidden(text):
         raise argparse.ArgumentTypeError(err.worded(lambda *_: repr(text))) from None
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m assignment3",
                      description="k-layer networks with batch normalization on CIFAR-10 (KTH "
                                  "DD2424 Assignment 3)")
@@ -145,14 +147,15 @@ def build_parser():
     return parser
 
 
-def _config_options():
+def _config_options() -> _Parser:
     """The options of a run (the preset, the Config fields, the data, --json), shared by the
     commands as an argparse parent parser."""
-    t = argparse.ArgumentParser(add_help=False)
+    t = _Parser(add_help=False)                     # the class of the parsers it is a parent of
     t.add_argument("--preset", choices=sorted(PRESETS), default="assignment",
                    help="starting configuration (assignment)")
     for option, (field, help_text) in TRAIN_OPTIONS.items():
         limit = LIMITS[field]
+        kind: dict[str, Any]                        # add_argument's keyword arguments
         if field == "hidden":
             kind = {"type": _hidden}
         elif limit.kind is bool:
@@ -168,13 +171,13 @@ def _config_options():
     return t
 
 
-def _add_data(parser):
+def _add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="folder with the CIFAR-10 python batches (default: $CIFAR10_DIR, "
                              "else a per-user cache, downloaded if missing)")
 
 
-def _search_options(s):
+def _search_options(s: argparse.ArgumentParser) -> None:
     """The search command's own options, added to its parser `s`."""
     s.add_argument("--lam-range", nargs=2, type=_typed("lam_range", SEARCH_LIMITS),
                    default=(1e-5, 1e-1), metavar=("LO", "HI"),
@@ -196,7 +199,7 @@ def _search_options(s):
                                                  "finishes; if FILE exists, resume its search")
 
 
-def config_from_args(args, parser):
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
     """The preset's Config with every option given on the command line replacing its field;
     settings that do not fit together are a usage error of `parser`."""
     fields = {f.name for f in dataclasses.fields(Config)}
@@ -214,10 +217,10 @@ def config_from_args(args, parser):
     return config
 
 
-def _cli_words(given, preset):
+def _cli_words(given: Container[str], preset: str) -> Callable[..., str]:
     """How Config's messages name a field here: its option (with a value: as it is typed), and
     where its value came from if not from the command line."""
-    def word(field, *value):
+    def word(field: str, *value: object) -> str:
         option = OPTION_OF.get(field)
         if option is None:
             return f"the {field} of --preset {preset}" + (f" ({value[0]})" if value else "")
@@ -232,7 +235,7 @@ def _cli_words(given, preset):
     return word
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status. A stop by Ctrl-C, SIGTERM or SIGHUP prints
     one line (what stopped it; during a training, how to resume it) and returns 128 + the
     signal's number, as a shell reports it. A run or checkpoint file that cannot be used is
@@ -259,7 +262,7 @@ def main(argv=None):
         return stop.exit_status
 
 
-def _train(args):
+def _train(args: argparse.Namespace) -> int:
     """The train and search commands."""
     config = config_from_args(args, args.parser)
     paths = [Path(p).resolve() for p in (args.save, args.checkpoint) if p]
@@ -302,7 +305,7 @@ def _train(args):
     return 0
 
 
-def _evaluate(args):
+def _evaluate(args: argparse.Namespace) -> int:
     result = load_run(args.path)
     try:
         data = load_cifar10(args.data, dtype=np.dtype(result.config.dtype),
@@ -325,7 +328,7 @@ def _evaluate(args):
     return 0
 
 
-def _plot(args):
+def _plot(args: argparse.Namespace) -> int:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -349,7 +352,7 @@ def _plot(args):
     return 0
 
 
-def _search(args, config):
+def _search(args: argparse.Namespace, config: Config) -> int:
     """The search command: run it, print the trials and the best one."""
     if args.lam is not None:
         args.parser.error("search chooses lam: give the range it searches with --lam-range LO HI")

@@ -7,10 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-import numpy as np
-
 from .data import D, K
-from .nn.checks import BN_ORDERS, is_int, is_real
+from .nn.checks import BN_ORDERS, is_bool, is_int, is_real
 
 
 class ConfigError(ValueError):
@@ -84,7 +82,7 @@ class Limit:
 
     def _of_kind(self, value: object) -> bool:
         if self.kind is bool:
-            return isinstance(value, (bool, np.bool_))
+            return is_bool(value)
         if self.kind is str:
             return False
         return is_int(value) if self.kind is int else is_real(value)
@@ -226,7 +224,8 @@ def config_from_dict(fields_: dict[str, Any]) -> Config:
     if unknown:
         raise ValueError(f"unknown configuration fields {sorted(unknown)} (written by a newer "
                          "version of the code?)")
-    return Config(**{k: tuple(v) if k == "hidden" else v for k, v in fields_.items()})
+    values: dict[str, Any] = {k: tuple(v) if k == "hidden" else v for k, v in fields_.items()}
+    return Config(**values)
 
 
 #: Hidden layers of the wide net of report section 6.
@@ -241,6 +240,7 @@ PART_ONE = Config(hidden=WIDE, bn_order="before", dropout=0.2, flip=True, max_sh
 
 #: The candidate of part two, fixed before any full-budget run: part one's net trained twice as
 #: long (all the compute budget), with MixUp and label smoothing.
+assert PART_ONE.epochs is not None                  # a one-cycle run has its length in epochs
 CANDIDATE = PART_ONE.with_(epochs=2 * PART_ONE.epochs, mixup=0.2, label_smoothing=0.1)
 
 #: The best configuration: the best of the candidate's leave-one-out by validation accuracy

@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Protocol
 
 import numpy as np
@@ -194,8 +195,9 @@ class Harness:
                               unit="step", file=sys.stderr, dynamic_ncols=True))
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stack.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._stack.__exit__(exc_type, exc, traceback)
 
     def inputs(self, cores: int | None = None
                ) -> Iterator[tuple[Array, Array, list[Array] | None, Position]]:
@@ -220,7 +222,7 @@ class Harness:
             if self.checkpoint:
                 self.checkpoint.save(self.run.state())
             raise TrainingInterrupted(self.signals.received, self.run.step, self.total,
-                                      self.checkpoint and self.checkpoint.path)
+                                      self.checkpoint.path if self.checkpoint else None)
 
     def finish(self, eta: float) -> None:
         """Wait for the last evaluations (raising their errors) and show the final numbers."""

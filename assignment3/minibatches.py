@@ -4,8 +4,8 @@ a checkpoint keeps to continue the stream exactly), optionally prepared one step
 thread."""
 import functools
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -46,7 +46,7 @@ def inputs(split: Split, params: Params, config: Config, total: int,
     if config.flip or config.max_shift:
         augment = functools.partial(augment_rows, rng=rngs["augment"], flip=config.flip,
                                     max_shift=config.max_shift)
-    start = position and (position["epoch"], position["batch"])
+    start = (position["epoch"], position["batch"]) if position else None
     for Xb, Yb, (epoch, j) in islice(minibatches(split, config.n_batch, rngs["shuffle"],
                                                   augment, start), total):
         if config.label_smoothing:
@@ -74,17 +74,21 @@ def prefetched(items: Iterator[T], pool: ThreadPoolExecutor) -> Iterator[T]:
     """The items of the iterator `items`, each made in the thread of `pool` while the caller
     works on the one before: the next mini-batch's gather (a memory-bound copy, 1.2 MB for the
     assignment's batches) overlaps the current step. Same items, same order."""
-    end = object()
-    pending = pool.submit(next, items, end)
-    while (item := pending.result()) is not end:
+    end = _End()
+    pending: Future[T | _End] = pool.submit(next, items, end)
+    while not isinstance(item := pending.result(), _End):
         pending = pool.submit(next, items, end)
         yield item
 
 
+class _End:
+    """The end of the items of `prefetched`."""
+
+
 def minibatches(split: Split, n_batch: int, rng: np.random.Generator,
                 augment: Callable[[Array], Array] | None = None,
-                start: tuple[dict[str, Any], int] | None = None
-                ) -> Iterator[tuple[Array, Array, tuple[dict[str, Any], int]]]:
+                start: tuple[Mapping[str, Any], int] | None = None
+                ) -> Iterator[tuple[Array, Array, tuple[Mapping[str, Any], int]]]:
     """Endless mini-batches (Xb d x n_batch, Yb K x n_batch, (epoch, j)) of a split, reshuffled
     every epoch; a last partial mini-batch is dropped. `epoch` is the state of `rng` before the
     shuffle of the mini-batch's epoch, `j` the mini-batches of that epoch done with this one;

@@ -1,10 +1,10 @@
-"""Stops by signal, in one place. Python turns Ctrl-C (SIGINT) into KeyboardInterrupt, so every `finally` on
-the way out runs, but a SIGTERM (`kill`, a job scheduler, a notebook server) or SIGHUP (a closed
-terminal) ends the process at once: worker processes are orphaned and temporary files stay.
-Inside `signals_raise()` these two raise `Stopped` instead, so the same cleanups run; then the
-signal is sent again to the handler that was there before (by default: the process ends, with
-the exit status of the signal). A training run instead notes the signal (`StopSignals`) and
-stops at the end of its current step, after writing its checkpoint."""
+"""Stops by signal, in one place. Python turns Ctrl-C (SIGINT) into KeyboardInterrupt, so every
+`finally` on the way out runs, but a SIGTERM (`kill`, a job scheduler, a notebook server) or
+SIGHUP (a closed terminal) ends the process at once: worker processes are orphaned and temporary
+files stay. Inside `signals_raise()` these two raise `Stopped` instead, so the same cleanups run;
+then the signal is sent again to the handler that was there before (by default: the process
+ends, with the exit status of the signal). A training run instead notes the signal
+(`StopSignals`) and stops at the end of its current step, after writing its checkpoint."""
 import multiprocessing
 import signal
 import threading

@@ -16,9 +16,8 @@ from functools import partial
 from typing import Any
 
 from .config import Config, ConfigError, config_dict
-from .data import CIFAR10
+from .data import CIFAR10, zca_whiten
 from .harness import Checkpointer, Harness, History, Run
-from .nn.augment import zca_whiten
 from .nn.checks import check_data
 from .nn.cost import evaluate_unchecked
 from .nn.optim import cyclic_lr, one_cycle_lr, step, update_moving_averages

@@ -1,4 +1,4 @@
-"""Join the executed notebooks into one PDF (assignment3.pdf: nbconvert, pandoc and Typst from
+"""Join the executed notebooks into one PDF (assignment3.report.pdf: nbconvert, pandoc and Typst from
 PyPI; no TeX). Nothing is re-executed. The PDF is written to a temporary name and renamed, so a
 failed build leaves no half-written file; a notebook with a cell not executed or an error output
 stops the build with a message naming the notebook and the cell."""
@@ -17,8 +17,8 @@ def main(argv=None):
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
     try:
-        from assignment3.pdf import NotebookError, TypesetError, build
-        from assignment3.runfile import write_atomic
+        from assignment3.report.pdf import NotebookError, TypesetError, build
+        from assignment3.store.runfile import write_atomic
     except ImportError as error:
         sys.exit(f"error: {error.name} is missing; the PDF needs the report extra: "
                  "pip install -e '.[report]' (make setup does it)")

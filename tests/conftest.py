@@ -9,6 +9,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: The fixtures that hold the real CIFAR-10: a test that uses one is slow (`make check` leaves it
+#: out, and must run without the data).
+REAL_DATA = {"cifar10_dir", "cifar10", "small_data"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the real CIFAR-10 but is not marked slow is an error of the test suite:
+    the fast tier (`pytest -m "not slow"`) must run where there is no CIFAR-10."""
+    unmarked = [item.nodeid for item in items if REAL_DATA & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use the real CIFAR-10 must be marked slow: "
+                                + ", ".join(unmarked))
+
 
 @pytest.fixture(scope="session")
 def cifar10_dir() -> Path:

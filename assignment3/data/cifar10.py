@@ -11,15 +11,16 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from ..nn.augment import ZCA_EPS_SCALE, apply_zca, fit_zca
 from ..nn.checks import checked_float_dtype, is_int
-from .files import FOLDER, HINT, TEST_FILE, TRAIN_FILES, DataError, find_data_dir
+from .files import HINT, TEST_FILE, TRAIN_FILES, DataError, find_data_dir
 
 K = 10
 D = 3072
@@ -166,15 +167,16 @@ def load_cifar10(path: str | os.PathLike[str] | None = None, *, n_val: int = 500
 
 
 def _checked_n_val(n_val: object) -> int:
-    if not is_int(n_val) or not 0 < n_val < _N_TRAIN:  # type: ignore[operator]
+    if not is_int(n_val) or not 0 < n_val < _N_TRAIN:
         raise ValueError(
             f"n_val (training images kept for validation) must be an integer with "
             f"0 < n_val < {_N_TRAIN}, got {n_val!r}"
         )
-    return int(n_val)  # type: ignore[call-overload]
+    return int(n_val)
 
 
-def _train_val(folder: Path, n_val: int, dtype: np.dtype[Any]) -> tuple[Split, Split, np.ndarray, np.ndarray]:
+def _train_val(folder: Path, n_val: int,
+               dtype: np.dtype[Any]) -> tuple[Split, Split, np.ndarray, np.ndarray]:
     """Training and validation splits, and the training split's mean and std (float64, (d,))."""
     batches = [load_batch(folder / name) for name in TRAIN_FILES]
     data = [batch_data for batch_data, _ in batches]  # not concatenated: saves 150 MB
@@ -187,8 +189,8 @@ def _train_val(folder: Path, n_val: int, dtype: np.dtype[Any]) -> tuple[Split, S
         raise DataError(
             f"{constant.size} of the {D} pixel values (the first: dimension {constant[0]}) are "
             f"the same in every one of the {n_train} training images, so they cannot be "
-            f"normalised (their std is 0): use more training images (a smaller n_val), or replace the batches in "
-            f"{folder} with intact copies"
+            f"normalised (their std is 0): use more training images (a smaller n_val), or replace "
+            f"the batches in {folder} with intact copies"
         )
     train = _normalised(train_rows, labels[:n_train], mean, std, dtype)
     val = _normalised(val_rows, labels[n_train:], mean, std, dtype)
@@ -242,3 +244,12 @@ def _float64_chunks(blocks: list[np.ndarray]) -> Iterator[tuple[slice, np.ndarra
             chunk[...] = part
             yield slice(offset + start, offset + start + len(part)), chunk
         offset += len(block)
+
+
+def zca_whiten(data: CIFAR10, eps_scale: float = ZCA_EPS_SCALE) -> CIFAR10:
+    """A copy of `data` with every split whitened by the ZCA matrix fitted on the training split
+    only (`nn.augment.fit_zca`)."""
+    W = fit_zca(data.train.X, eps_scale)
+    train, val, test = (replace(split, X=apply_zca(W, split.X))
+                        for split in (data.train, data.val, data.test))
+    return replace(data, train=train, val=val, test=test)

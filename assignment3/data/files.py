@@ -45,7 +45,8 @@ def default_cache_dir() -> Path:
     return env.cache_home() / "assignment3"
 
 
-def find_data_dir(path: str | os.PathLike[str] | None = None, *, download: bool = True, progress: bool = True) -> Path:
+def find_data_dir(path: str | os.PathLike[str] | None = None, *, download: bool = True,
+                  progress: bool = True) -> Path:
     """The folder holding the batch files: path, else $CIFAR10_DIR, else the download cache.
 
     Only the cache folder is ever downloaded into (when it is missing and download is true).
@@ -89,13 +90,13 @@ def missing_files(folder: Path) -> list[str]:
     return [name for name in (*TRAIN_FILES, TEST_FILE) if not (folder / name).is_file()]
 
 
-def download_cifar10(root: str | os.PathLike[str], *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5,
-                     progress: bool = True) -> Path:
+def download_cifar10(root: str | os.PathLike[str], *, url: str = CIFAR10_URL,
+                     md5: str = CIFAR10_MD5, progress: bool = True) -> Path:
     """Download, verify and safely extract the CIFAR-10 archive into root.
 
     Returns root/cifar-10-batches-py and keeps the verified archive next to it. On any failure
     every partial file and folder is removed again and DataError is raised; so they are when
-    the download is stopped by Ctrl-C, SIGTERM or SIGHUP (`stops.signals_raise`), and the
+    the download is stopped by Ctrl-C, SIGTERM or SIGHUP (`signals.signals_raise`), and the
     partial files of earlier downloads that were killed outright are removed first.
     """
     root = Path(root)
@@ -174,7 +175,8 @@ def _remove_stale_parts(root: Path) -> None:
             pass  # being written by another download, or already removed
 
 
-def _copy(response: IO[bytes], out: IO[bytes], expected: int | None, progress: bool) -> tuple[str, int]:
+def _copy(response: IO[bytes], out: IO[bytes], expected: int | None,
+          progress: bool) -> tuple[str, int]:
     """Copy response into out; return the md5 hex digest and the byte count."""
     md5 = hashlib.md5(usedforsecurity=False)
     received, shown = 0, 0.0
@@ -222,7 +224,7 @@ def _safe_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         problem = _unsafe(member)
         if problem:
             raise DataError(
-                f"refusing to extract {member.name!r} from {tar.name}: it {problem}. This is not "
+                f"refusing to extract {member.name!r} from {tar.name!s}: it {problem}. This is not "
                 f"the official CIFAR-10 archive; download it again from {CIFAR10_URL}"
             )
         yield member

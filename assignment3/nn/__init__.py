@@ -5,8 +5,16 @@ optimiser (`optim`: schedules, flat parameters, the update, BN moving averages),
 package."""
 from .cost import compute_accuracy, compute_cost, evaluate
 from .gradcheck import check_gradients, numerical_gradients, relative_error
-from .network import (BN_EPS, PARAM_NAMES, backward, compute_gradients, dropout_masks, forward,
-                      init_params, softmax)
+from .network import (
+    BN_EPS,
+    PARAM_NAMES,
+    backward,
+    compute_gradients,
+    dropout_masks,
+    forward,
+    init_params,
+    softmax,
+)
 from .optim import DivergenceError, cyclic_lr, one_cycle_lr
 
 __all__ = ["BN_EPS", "PARAM_NAMES", "DivergenceError", "backward", "check_gradients",

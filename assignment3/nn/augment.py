@@ -1,12 +1,14 @@
-"""Input transforms beyond the assignment: ZCA whitening and on-the-fly augmentation.
+"""Input transforms beyond the assignment: ZCA whitening (fitted on a data set by
+`data.zca_whiten`) and on-the-fly augmentation.
 
 Images are columns of X (d x n, d = 3072 = 3 colour planes of 32 x 32, row-major), as in
 `assignment3.data`. Augmentation works on a mini-batch given as rows (n x d, i.e. `X.T[idx]`),
 so the training set itself is never copied.
 """
-from dataclasses import replace
-
 import numpy as np
+from numpy.typing import NDArray
+
+from .types import Array
 
 SIDE, CHANNELS = 32, 3
 
@@ -14,7 +16,7 @@ SIDE, CHANNELS = 32, 3
 ZCA_EPS_SCALE = 0.1
 
 
-def fit_zca(X, eps_scale=ZCA_EPS_SCALE, chunk=5000):
+def fit_zca(X: Array, eps_scale: float = ZCA_EPS_SCALE, chunk: int = 5000) -> NDArray[np.float64]:
     """ZCA whitening matrix (d x d, float64) of the training data X (d x n, centred per dimension,
     as `load_cifar10` returns it): W = U diag((lam + eps)^-1/2) U^T for the eigen-decomposition
     U diag(lam) U^T of the covariance, with eps = eps_scale * mean(lam)."""
@@ -30,7 +32,7 @@ def fit_zca(X, eps_scale=ZCA_EPS_SCALE, chunk=5000):
     return (U * (1.0 / np.sqrt(lam + eps))) @ U.T
 
 
-def apply_zca(W_zca, X, chunk=10_000):
+def apply_zca(W_zca: Array, X: Array, chunk: int = 10_000) -> Array:
     """W_zca @ X for X (d x n), in X's dtype, stored like X (X.T C-contiguous)."""
     W = W_zca.astype(X.dtype)
     out = np.empty((X.shape[1], X.shape[0]), X.dtype)  # n x d rows; returned transposed
@@ -39,23 +41,15 @@ def apply_zca(W_zca, X, chunk=10_000):
     return out.T
 
 
-def zca_whiten(data, eps_scale=ZCA_EPS_SCALE):
-    """A copy of `data` (a `CIFAR10`) with every split whitened by the ZCA matrix fitted on the
-    training split only."""
-    W = fit_zca(data.train.X, eps_scale)
-    return replace(data, **{name: replace(split, X=apply_zca(W, split.X))
-                            for name, split in (("train", data.train), ("val", data.val),
-                                                ("test", data.test))})
-
-
-def flipped(X):
+def flipped(X: Array) -> Array:
     """The images of X (d x n, one per column) flipped left-right, stored like X (X.T
     C-contiguous)."""
     n = X.shape[1]
     return np.ascontiguousarray(X.T.reshape(n, CHANNELS, SIDE, SIDE)[..., ::-1]).reshape(n, -1).T
 
 
-def augment_rows(rows, rng, flip=True, max_shift=3):
+def augment_rows(rows: Array, rng: np.random.Generator, flip: bool = True,
+                 max_shift: int = 3) -> Array:
     """Each row of `rows` (n x d, one image per row) flipped left-right with probability 1/2 (if
     `flip`) and shifted by dy, dx drawn uniformly from [-max_shift, max_shift]; pixels shifted in
     from outside are 0 (the data's mean). Returns a new n x d array; `rows` is not modified.
@@ -76,12 +70,12 @@ def augment_rows(rows, rng, flip=True, max_shift=3):
     return windows[np.arange(n), :, top, left].reshape(n, -1)
 
 
-def smooth_labels(Y, eps):
+def smooth_labels(Y: Array, eps: float) -> Array:
     """Label smoothing of the one-hot targets Y (K x n): (1 - eps) Y + eps / K."""
     return (1 - eps) * Y + eps / Y.shape[0]
 
 
-def mixup(X, Y, rng, alpha):
+def mixup(X: Array, Y: Array, rng: np.random.Generator, alpha: float) -> tuple[Array, Array]:
     """MixUp of a mini-batch X (d x n) with targets Y (K x n): every column becomes
     lam x_i + (1 - lam) x_j, and its target lam y_i + (1 - lam) y_j, for one lam ~ Beta(alpha,
     alpha) per mini-batch and a random pairing j of the batch's columns (Zhang et al. 2018).

@@ -4,12 +4,15 @@ Each raises ValueError (TypeError for a wrong type) saying what is wrong, instea
 from deep inside numpy or a silently wrong number. They run once per public call; the training
 loop calls the unchecked passes (`network.forward_unchecked`, `cost.evaluate_unchecked`)."""
 from numbers import Integral, Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import DTypeLike
 
 from .types import Array, Params, Stats
+
+if TYPE_CHECKING:                             # TypeIs is in typing from Python 3.13 on
+    from typing_extensions import TypeIs
 
 #: The keys of the parameter dict, in the order of the flat parameter vector of training.
 PARAM_NAMES = ("W", "b", "gamma", "beta")
@@ -18,14 +21,19 @@ PARAM_NAMES = ("W", "b", "gamma", "beta")
 BN_ORDERS = ("before", "after")
 
 
-def is_int(value: object) -> bool:
+def is_bool(value: object) -> "TypeIs[bool | np.bool_]":
+    """True for bools (Python or numpy)."""
+    return isinstance(value, (bool, np.bool_))
+
+
+def is_int(value: object) -> "TypeIs[int | np.integer[Any]]":
     """True for integers (Python or numpy), False for bools and everything else."""
-    return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, Integral) and not is_bool(value)
 
 
-def is_real(value: object) -> bool:
+def is_real(value: object) -> "TypeIs[float | np.integer[Any] | np.floating[Any]]":
     """True for real numbers (Python or numpy), False for bools and everything else."""
-    return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, Real) and not is_bool(value)
 
 
 def check_input(params: Params, X: Array, Y: Array | None = None) -> None:
@@ -93,7 +101,7 @@ def check_lam(lam: object) -> None:
     """Raise unless lam is a finite real number >= 0."""
     if not is_real(lam):
         raise TypeError(f"lam must be a number >= 0, got {lam!r}")
-    if not 0 <= lam < np.inf:  # type: ignore[operator]
+    if not 0 <= lam < np.inf:
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
 
 
@@ -163,20 +171,21 @@ def check_masks(masks: list[Array] | None, W: list[Array], X: Array) -> None:
 
 def checked_float_dtype(dtype: DTypeLike) -> np.dtype[Any]:
     """`dtype` as a numpy dtype if it is float32 or float64, else ValueError."""
+    checked: np.dtype[Any] | None
     try:
         checked = np.dtype(dtype)
     except TypeError:
         checked = None
-    if checked not in (np.float32, np.float64):
+    if checked is None or checked not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-    return checked  # type: ignore[return-value]
+    return checked
 
 
 def check_data(data: Any, dtype: DTypeLike) -> None:
     """Raise ValueError (TypeError for the wrong types) unless `data` has train, val and test
     splits of finite samples of `dtype` (X d x n, n >= 1) with integer labels y in 0..K-1 and
     their one-hot Y (K x n), with the same d and K in all three."""
-    splits = {name: getattr(data, name, None) for name in ("train", "val", "test")}
+    splits: dict[str, Any] = {name: getattr(data, name, None) for name in ("train", "val", "test")}
     if any(not all(hasattr(split, a) for a in "XYy") for split in splits.values()):
         raise TypeError("data must have train, val and test splits with X, Y and y, as the "
                         "CIFAR10 of load_cifar10")

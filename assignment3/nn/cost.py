@@ -15,12 +15,12 @@ EVAL_CHUNK = 10_000
 
 def l2_penalty(params: Params, lam: float) -> np.floating:
     """lam * sum_l ||W_l||^2 (weights only), in the parameters' precision."""
-    return lam * sum((W * W).sum() for W in params["W"])  # type: ignore[no-any-return]
+    return lam * sum((W * W).sum() for W in params["W"])
 
 
 def cross_entropy_sum(S: Array, y: Labels) -> np.floating:
     """Sum over the columns of -log p_y, from the scores S (K x n) and labels y (n,)."""
-    return -log_softmax(S)[y, np.arange(len(y))].sum()  # type: ignore[no-any-return]
+    return -log_softmax(S)[y, np.arange(len(y))].sum()
 
 
 def compute_cost(params: Params, X: Array, Y: Array, lam: float, stats: Stats | None = None, *,
@@ -35,7 +35,7 @@ def compute_cost(params: Params, X: Array, Y: Array, lam: float, stats: Stats | 
     check_lam(lam)
     check_stats(params, stats)
     S, _, _ = forward_unchecked(params, X, stats, bn_order=bn_order, masks=masks)
-    return -(Y * log_softmax(S)).sum() / X.shape[1] + l2_penalty(params, lam)  # type: ignore[no-any-return]
+    return -(Y * log_softmax(S)).sum() / X.shape[1] + l2_penalty(params, lam)
 
 
 def evaluate(params: Params, X: Array, y: Labels, lam: float, stats: Stats | None, *,
@@ -88,10 +88,11 @@ def _test_mode_layers(params: Params, stats: Stats,
                       bn_order: str = "before") -> tuple[list[Array], list[Array]]:
     """The weights and biases of the network in BN test mode, with BN folded into them. With
     fixed statistics BN is an affine map per unit, x -> a x + c with a = gamma / sqrt(v + eps)
-    and c = beta - a mu. Before the ReLU it folds into its own layer: W' = a W, b' = a (b - mu) + beta.
-    After the ReLU it folds into the next layer's input: W'_(l+1) = W_(l+1) diag(a),
-    b'_(l+1) = b_(l+1) + W_(l+1) c. Same scores up to rounding, with three passes fewer over each
-    m x n array than `forward` and no new ones. Without BN: the parameters themselves."""
+    and c = beta - a mu. Before the ReLU it folds into its own layer: W' = a W,
+    b' = a (b - mu) + beta. After the ReLU it folds into the next layer's input:
+    W'_(l+1) = W_(l+1) diag(a), b'_(l+1) = b_(l+1) + W_(l+1) c. Same scores up to rounding,
+    with three passes fewer over each m x n array than `forward` and no new ones. Without BN:
+    the parameters themselves."""
     W, b = list(params["W"]), list(params["b"])
     for l, (gamma, beta) in enumerate(zip(params["gamma"], params["beta"])):
         mu, v = stats[l]

@@ -30,8 +30,19 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .checks import (BN_ORDERS, PARAM_NAMES, check_bn_order, check_input, check_lam, check_masks,
-                     check_stats, checked_float_dtype, is_int, is_real)
+from .checks import (
+    BN_ORDERS,
+    PARAM_NAMES,
+    check_bn_order,
+    check_input,
+    check_lam,
+    check_masks,
+    check_stats,
+    checked_float_dtype,
+    is_bool,
+    is_int,
+    is_real,
+)
 from .types import Array, Params, Stats
 
 __all__ = ["BN_EPS", "BN_ORDERS", "PARAM_NAMES", "LayerCache", "backward", "compute_gradients",
@@ -56,9 +67,9 @@ def init_params(dims: Sequence[int], *, batch_norm: bool, init: str | float = "h
         raise ValueError(f"dims must list at least an input and an output size, integers >= 1; "
                          f"got {dims!r}")
     dims = [int(m) for m in dims]
-    if not isinstance(batch_norm, (bool, np.bool_)):
+    if not is_bool(batch_norm):
         raise TypeError(f"batch_norm must be True or False, got {batch_norm!r}")
-    if isinstance(seed, (bool, np.bool_)) or (is_int(seed) and seed < 0):
+    if is_bool(seed) or (is_int(seed) and seed < 0):
         raise ValueError(f"seed must be None, an integer >= 0 or a numpy Generator/SeedSequence, "
                          f"got {seed!r}")
     dtype = checked_float_dtype(dtype)
@@ -81,7 +92,7 @@ def _init_sigma(init: str | float, m_in: int) -> float:
         return float(np.sqrt(1.0 / m_in))
     if not is_real(init):
         raise ValueError(f'init must be "he", "xavier" or a positive float sigma, not {init!r}')
-    sigma = float(init)  # type: ignore[arg-type]
+    sigma = float(init)
     if not 0 < sigma < np.inf:
         raise ValueError(f"init sigma must be a finite number > 0, got {init!r}")
     return sigma
@@ -135,7 +146,7 @@ def forward_unchecked(params: Params, X: Array, stats: Stats | None = None, *,
     batch_stats: Stats = []
     H = X
     for l in range(len(W) - 1):
-        S = W[l] @ H
+        S: Array = W[l] @ H
         S += b[l]
         D = inv_std = None
         if bn and not bn_after:
@@ -180,8 +191,9 @@ def dropout_masks(params: Params, n: int, p: float, rng: np.random.Generator,
     each entry 1/(1 - p) with probability 1 - p, else 0 (p: the drop probability, 0 <= p < 1)."""
     if not 0 <= p < 1:
         raise ValueError(f"the dropout probability must be in [0, 1), got {p}")
-    dtype = np.dtype(dtype or params["W"][0].dtype)
-    return [np.multiply(rng.random((W.shape[0], n), dtype) >= p, 1 / (1 - p), dtype=dtype)
+    mask_dtype: np.dtype[Any] = np.dtype(dtype or params["W"][0].dtype)
+    return [np.multiply(rng.random((W.shape[0], n), mask_dtype) >= p, 1 / (1 - p),
+                        dtype=mask_dtype)
             for W in params["W"][:-1]]
 
 
@@ -243,9 +255,11 @@ def backward(params: Params, Y: Array, P: Array, cache: list[LayerCache], lam: f
     """
     W, gamma = params["W"], params["gamma"]
     n = Y.shape[1]
+    # Without `out`: None placeholders, each replaced below, before anything reads it, by the
+    # array that its numpy call (given out=None) allocates
     grads: Params = out if out is not None else {
-        name: [None] * len(params[name]) for name in PARAM_NAMES}  # type: ignore[misc]
-    G = P - Y                                                 # G = -(Y - P)
+        name: [None] * len(params[name]) for name in PARAM_NAMES}  # type: ignore[list-item]
+    G: Array = P - Y                                          # G = -(Y - P)
     G /= n                                                    # the 1/n of every mean below
     for l in range(len(W) - 1, -1, -1):
         H = cache[l].H
@@ -261,6 +275,7 @@ def backward(params: Params, Y: Array, P: Array, cache: list[LayerCache], lam: f
             G *= c.mask                                       # dropout
         if c.D is not None and c.bn_after:
             G = _bn_backward(G, c, gamma[l - 1], grads, l - 1, n)
+        assert c.R is not None                                # a hidden layer's cache
         G *= c.R > 0                                          # ReLU mask: x > 0
         if c.D is not None and not c.bn_after:
             G = _bn_backward(G, c, gamma[l - 1], grads, l - 1, n)

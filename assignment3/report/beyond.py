@@ -34,6 +34,7 @@ INGREDIENTS = ("mixup", "label_smoothing", "epochs")
 N_TRAIN = 45_000
 
 #: The compute budget of part two: twice the training compute of part one's net.
+assert PART_ONE.epochs is not None                  # a one-cycle run has its length in epochs
 BUDGET_FLOP = 2 * training_flop(PART_ONE, int(PART_ONE.epochs) * (N_TRAIN // PART_ONE.n_batch))
 
 #: Length of the short runs of the ablation path.
@@ -105,8 +106,8 @@ def gradient_checks(data: CIFAR10, hidden: tuple[int, ...] = (50, 30), n: int = 
     for bn_order in ("before", "after"):
         for drop in (None, masks):
             for soft in (False, True):
-                errors = check_gradients(params, *((X_mixed, Y_soft) if soft else (X, Y)), lam,
-                                         bn_order=bn_order, masks=drop)
+                X_in, Y_in = (X_mixed, Y_soft) if soft else (X, Y)
+                errors = check_gradients(params, X_in, Y_in, lam, bn_order=bn_order, masks=drop)
                 rows.append({
                     "BN": bn_order + " the ReLU",
                     "dropout": f"{dropout} (fixed masks)" if drop else "none",
@@ -195,7 +196,8 @@ def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLA
     epochs per step), the alternatives, `part_one` for every seed; the `screening` runs
     (`screening_epochs` long), `best` for every seed, `candidate` and its `leave_one_out`. A
     configuration is trained once for all the lists of runs of its kind (short or long) it is in
-    (`best` is one of the leave-one-out). Each run's record has the machine's `matmul_rate` just before and after it.
+    (`best` is one of the leave-one-out). Each run's record has the machine's `matmul_rate`
+    just before and after it.
     `checkpoints`: a folder where each run keeps its checkpoint (`training.train`), so that
     run_all called again after a stop resumes where it stopped (finished runs take seconds).
     Returns (record, runs): the record of `make_record`, each run's entry naming its file

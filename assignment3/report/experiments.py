@@ -1,8 +1,8 @@
 """The report's experiments: each function runs one section's trainings and returns plain
 results (and `Result` objects with their histories) for a notebook to show."""
-import numpy as np
-
 from typing import Any
+
+import numpy as np
 
 from ..config import Config
 from ..data import CIFAR10, one_hot

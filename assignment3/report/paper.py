@@ -76,12 +76,12 @@ def show_table(rows: list[dict[str, Any]], caption: str, columns: Sequence[str] 
     _display({"text/markdown": text, "text/plain": text})
 
 
-def headline(quantity: str, ours: float | Sequence[float], fmt: str = ".2f",
+def headline(quantity: str, ours: float | list[float] | tuple[float, ...], fmt: str = ".2f",
              student: str | float = "", course: str | float = "") -> dict[str, Any]:
     """One headline number: `ours` is a number or a list of one number per seed (shown as
     mean ± sd); `student` and `course` are the references (a number, formatted like ours, or a
     text such as "about 1e-10"; "" for none)."""
-    value = [float(v) for v in ours] if isinstance(ours, (list, tuple)) else float(ours)  # type: ignore[arg-type]
+    value = [float(v) for v in ours] if isinstance(ours, (list, tuple)) else float(ours)
     return {"quantity": quantity, "ours": value, "fmt": fmt, "student": student, "course": course}
 
 

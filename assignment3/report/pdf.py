@@ -5,15 +5,17 @@ fonts) typesets it. Nothing is re-executed. `ReportExporter` is the same route a
 exporter: `jupyter nbconvert --to a3pdf notebook.ipynb`."""
 import copy
 import json
+import os
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbconvert.exporters import Exporter, MarkdownExporter
 from nbconvert.preprocessors import Preprocessor
+from nbformat import NotebookNode
 from traitlets.config import Config
-
-from typing import Any
 
 from ..store.provenance import short_version
 from .paper import HEADLINES, KEY, SUMMARY_COLUMNS, markdown_table, summary_rows
@@ -42,7 +44,7 @@ class TypesetError(RuntimeError):
     """pandoc or Typst failed on the report's source."""
 
 
-def check_executed(nb, name):
+def check_executed(nb: NotebookNode, name: str) -> None:
     """Raise NotebookError naming `name` and the cell if a code cell of `nb` was not executed or
     holds an error output."""
     for number, cell in enumerate(nb.cells, 1):
@@ -64,11 +66,13 @@ class ReaderOutputs(Preprocessor):
     figure (`paper.show_figure`, extracted to a file before) into a Markdown figure, which pandoc
     and Typst number; moves the headline numbers to resources["headlines"]."""
 
-    def preprocess(self, nb, resources):
+    def preprocess(self, nb: NotebookNode,
+                   resources: dict[str, Any]) -> tuple[NotebookNode, dict[str, Any]]:
         resources.setdefault("headlines", [])
         return super().preprocess(nb, resources)
 
-    def preprocess_cell(self, cell, resources, index):
+    def preprocess_cell(self, cell: NotebookNode, resources: dict[str, Any],
+                        index: int) -> tuple[NotebookNode, dict[str, Any]]:
         if cell.cell_type != "code":
             return cell, resources
         kept = []
@@ -89,7 +93,7 @@ class ReaderOutputs(Preprocessor):
         return cell, resources
 
 
-def _markdown_exporter():
+def _markdown_exporter() -> MarkdownExporter:
     config = Config()
     config.TemplateExporter.exclude_input = True
     config.TemplateExporter.exclude_input_prompt = True
@@ -102,11 +106,11 @@ def _markdown_exporter():
     return exporter
 
 
-def _distinct(values):
+def _distinct(values: Iterable[str]) -> str:
     return ", ".join(dict.fromkeys(values))
 
 
-def title_block(headlines, title=TITLE):
+def title_block(headlines: list[dict[str, Any]], title: str = TITLE) -> dict[str, Any]:
     """The pandoc metadata of the title block: title, subtitle, and as its date line when, with
     which code version and on which machine the notebooks were executed."""
     meta = {"title": title, "subtitle": SUBTITLE, "papersize": "a4",
@@ -122,7 +126,7 @@ def title_block(headlines, title=TITLE):
     return meta
 
 
-def summary_markdown(headlines):
+def summary_markdown(headlines: list[dict[str, Any]]) -> str:
     """The summary section: every published headline number in one table."""
     if not headlines:
         return ""
@@ -136,7 +140,7 @@ def summary_markdown(headlines):
     return f"# Summary {{.unnumbered}}\n\n{table}\n\n"
 
 
-def report_markdown(nb, title=TITLE):
+def report_markdown(nb: NotebookNode, title: str = TITLE) -> tuple[str, dict[str, bytes | str]]:
     """The report of the executed notebook `nb` as Markdown with a YAML title block, the summary
     and a table of contents before the body. Returns (markdown, {file name: bytes or text})."""
     body, resources = _markdown_exporter().from_notebook_node(nb)
@@ -147,7 +151,7 @@ def report_markdown(nb, title=TITLE):
     return markdown, resources.get("outputs", {})
 
 
-def typeset(markdown, files):
+def typeset(markdown: str, files: Mapping[str, bytes | str]) -> bytes:
     """PDF bytes of `markdown` (pandoc Markdown) whose images are `files`, via pandoc and Typst
     with the fonts the typst wheel embeds (no system fonts, so every machine gives the same)."""
     import pypandoc
@@ -168,7 +172,7 @@ def typeset(markdown, files):
             raise TypesetError(f"typesetting failed: {error}") from None
 
 
-def merge(notebooks, title=TITLE):
+def merge(notebooks: Mapping[str, NotebookNode], title: str = TITLE) -> NotebookNode:
     """One notebook holding the cells of `notebooks` (name -> notebook node), each checked."""
     for name, nb in notebooks.items():
         check_executed(nb, name)
@@ -178,7 +182,7 @@ def merge(notebooks, title=TITLE):
     return merged
 
 
-def build(paths, title=TITLE):
+def build(paths: Iterable[str | os.PathLike[str]], title: str = TITLE) -> bytes:
     """PDF bytes of the executed notebooks at `paths`, in that order."""
     notebooks = {str(p): nbformat.read(p, as_version=4) for p in paths}
     return typeset(*report_markdown(merge(notebooks, title), title))
@@ -189,10 +193,14 @@ class ReportExporter(Exporter):
     export_from_notebook = "PDF via Typst (assignment3)"
     output_mimetype = "application/pdf"
 
-    def _file_extension_default(self):
+    def _file_extension_default(self) -> str:
         return ".pdf"
 
-    def from_notebook_node(self, nb, resources=None, **kw):
+    # nbconvert's Exporter declares a NotebookNode as the output; a PDF exporter returns bytes
+    # (nbconvert's own TemplateExporter, returning str, ignores the override error the same way)
+    def from_notebook_node(  # type: ignore[override]
+            self, nb: NotebookNode, resources: dict[str, Any] | None = None,
+            **kw: Any) -> tuple[bytes, dict[str, Any]]:
         resources = self._init_resources(resources)
         name = resources["metadata"].get("name", "notebook")
         check_executed(nb, name)

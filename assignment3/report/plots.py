@@ -38,7 +38,7 @@ def plot_by_compute(runs: dict[str, dict[str, Any]], quantity: str = "acc",
                     budget: float | None = None) -> Axes:
     """Validation `quantity` against the training compute spent so far (TFLOP,
     `compute.training_flop`), one line per run, and a vertical line at `budget` FLOP if given.
-    `runs` maps a label to a run's record: a dict with its "config" (`training.config_dict`)
+    `runs` maps a label to a run's record: a dict with its "config" (`config.config_dict`)
     and "history", as `Result.summary()` plus the history, or a stored record."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 3.6))

@@ -1,5 +1,5 @@
 """Training runs on a Dask cluster (`distributed`, the optional `cluster` extra): the backend of
-`assignment3.parallel` when it is given a scheduler address.
+`scale.parallel` when it is given a scheduler address.
 
 A task carries a `Config` and a `data.Source` (where and how to load CIFAR-10, a few bytes), not
 the data: each worker process loads CIFAR-10 itself (its $CIFAR10_DIR, else its cache) on its
@@ -13,6 +13,7 @@ thread each (`dask worker ... --nthreads 1`): a run then gives the same numbers 
 worker as in this process, since `train` limits BLAS to `Config.blas_threads` threads.
 """
 import asyncio
+import os
 import socket
 from collections.abc import Iterator
 from functools import lru_cache
@@ -109,11 +110,15 @@ def worker_data(source: Source) -> CIFAR10:
                "that each worker uses its CIFAR10_DIR" if source.path else
                "set CIFAR10_DIR, in the environment `dask worker` starts in, to that machine's "
                "copy of cifar-10-batches-py")
-        raise DataError(f"Dask worker {_worker_name()} cannot load CIFAR-10: {fix}. ({err})") \
-            from None
+        raise DataError(f"{_worker_name()} cannot load CIFAR-10: {fix}. ({err})") from None
 
 
 def _worker_name() -> str:
-    """This Dask worker's address and host name."""
+    """"Dask worker <address> on <host name>"; outside a worker (`worker_data` called in the
+    client) "process <pid> on <host name>"."""
     from distributed import get_worker
-    return f"{get_worker().address} on {socket.gethostname()}"
+    try:
+        who = f"Dask worker {get_worker().address}"
+    except ValueError:                      # distributed: "No worker found"
+        who = f"process {os.getpid()}"
+    return f"{who} on {socket.gethostname()}"

@@ -116,7 +116,7 @@ def train_each(data: CIFAR10 | Source, configs: Iterable[Config], n_jobs: int | 
     configs = list(configs)
     address = scheduler_address(n_jobs, scheduler)
     if address:
-        from .cluster import train_on_cluster      # needs the optional `distributed`
+        from .cluster import train_on_cluster  # needs the optional `distributed`
         return train_on_cluster(address, data, configs)
     cores = max(1, (os.cpu_count() or 1) // _jobs(n_jobs, len(configs)))
     return run_each(partial(train, cores=cores), [(data, config) for config in configs], n_jobs)

@@ -1,25 +1,34 @@
 """Coarse-to-fine search for the regularisation strength lam, by validation accuracy, on this
 machine or a Dask cluster, with a record of its trials from which a stopped search resumes."""
 import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ..data import Source
+from ..config import Config
+from ..data import CIFAR10, Source
 from ..store.runfile import write_atomic
 from .parallel import scheduler_address, train_each
 
 #: What the record keeps of a trial, one JSON line each.
 TRIAL_FIELDS = ("stage", "lam", "val_accuracy", "test_accuracy", "seconds")
 
+#: A trial: {"stage", "lam", "val_accuracy", "test_accuracy", "result"} (its `Result`, or None
+#: for a trial read from a record).
+Trial = dict[str, Any]
+
 
 class SearchFileError(ValueError):
     """A trial record that cannot be read, or that belongs to another search."""
 
 
-def lambda_values(lo, hi, n, *, random=False, seed=None):
+def lambda_values(lo: float, hi: float, n: int, *, random: bool = False,
+                  seed: int | None = None) -> list[float]:
     """n values of lam in [lo, hi]: log-spaced, or drawn log-uniformly (sorted) if `random`."""
     if not 0 < lo < hi or n < 1:
         raise ValueError(f"need 0 < lo < hi and n >= 1, got lo={lo}, hi={hi}, n={n}")
@@ -30,8 +39,10 @@ def lambda_values(lo, hi, n, *, random=False, seed=None):
     return [float(v) for v in 10.0 ** exps]
 
 
-def evaluate_lambdas(data, config, lams, n_jobs=None, *, stage="coarse", scheduler=None,
-                     known=None, on_trial=None):
+def evaluate_lambdas(data: CIFAR10 | Source, config: Config, lams: Sequence[float],
+                     n_jobs: int | None = None, *, stage: str = "coarse",
+                     scheduler: str | None = None, known: Mapping[float, Trial] | None = None,
+                     on_trial: Callable[[Trial], object] | None = None) -> list[Trial]:
     """Train `config` once per lam (`parallel.train_each` with n_jobs and scheduler). Returns
     one trial per lam: {"stage", "lam", "val_accuracy", "test_accuracy", "result"}, in the
     order of `lams`. Trials in `known` (lam -> trial, from an earlier run) are not trained
@@ -47,13 +58,17 @@ def evaluate_lambdas(data, config, lams, n_jobs=None, *, stage="coarse", schedul
     return [trials[lam] for lam in lams]
 
 
-def best_trial(trials):
+def best_trial(trials: Iterable[Trial]) -> Trial:
     """The trial with the highest validation accuracy (the test set plays no part)."""
     return max(trials, key=lambda trial: trial["val_accuracy"])
 
 
-def coarse_to_fine(data, config, *, coarse=(1e-5, 1e-1), n_coarse=8, n_fine=8, random=False,
-                   seed=None, n_jobs=None, scheduler=None, out=None, progress=False):
+def coarse_to_fine(data: CIFAR10 | Source, config: Config, *,
+                   coarse: tuple[float, float] = (1e-5, 1e-1), n_coarse: int = 8,
+                   n_fine: int = 8, random: bool = False, seed: int | None = None,
+                   n_jobs: int | None = None, scheduler: str | None = None,
+                   out: str | os.PathLike[str] | None = None,
+                   progress: bool = False) -> dict[str, Any]:
     """Coarse search over n_coarse values in `coarse`, then a fine one over n_fine new values
     (0: none) strictly between the best coarse value's neighbours (one coarse step either side,
     in log scale; the neighbours themselves were trained in the coarse stage, and with an even
@@ -78,12 +93,12 @@ def coarse_to_fine(data, config, *, coarse=(1e-5, 1e-1), n_coarse=8, n_fine=8, r
         data = data.load(progress=progress)
     with tqdm(total=n_coarse + n_fine, disable=not progress, unit="trial",
               desc="lambda search") as bar:
-        def finished(trial):
+        def finished(trial: Trial) -> None:
             if log:
                 log.append(trial)
             bar.update()
 
-        def run(stage, lams):
+        def run(stage: str, lams: list[float]) -> list[Trial]:
             known = log.trials(stage) if log else {}
             bar.update(sum(lam in known for lam in lams))
             return evaluate_lambdas(data, config, lams, n_jobs, stage=stage, scheduler=scheduler,
@@ -97,7 +112,8 @@ def coarse_to_fine(data, config, *, coarse=(1e-5, 1e-1), n_coarse=8, n_fine=8, r
             "best": best_trial(coarse_trials + fine_trials)}
 
 
-def _fine_values(coarse, coarse_lams, coarse_trials, n_fine, random, seed):
+def _fine_values(coarse: tuple[float, float], coarse_lams: list[float], coarse_trials: list[Trial],
+                 n_fine: int, random: bool, seed: int | None) -> list[float]:
     """The fine stage's lam values around the best coarse trial (see `coarse_to_fine`)."""
     n_coarse = len(coarse_lams)
     i = coarse_lams.index(best_trial(coarse_trials)["lam"])
@@ -110,7 +126,8 @@ def _fine_values(coarse, coarse_lams, coarse_trials, n_fine, random, seed):
     return lambda_values(10 ** (centre - step), 10 ** (centre + step), n_fine + 2)[1:-1]
 
 
-def _description(config, coarse, n_coarse, n_fine, random, seed):
+def _description(config: Config, coarse: tuple[float, float], n_coarse: int, n_fine: int,
+                 random: bool, seed: int | None) -> dict[str, Any]:
     """What makes two searches the same: the configuration (but lam) and the search's
     settings, as plain JSON values."""
     settings = {"config": {k: v for k, v in asdict(config).items() if k != "lam"},
@@ -128,7 +145,7 @@ class TrialLog:
     temporary name and renames it over the old one, so the file is complete whenever the
     search is stopped."""
 
-    def __init__(self, path, search):
+    def __init__(self, path: str | os.PathLike[str], search: dict[str, Any]) -> None:
         self.path = Path(path)
         if self.path.exists():
             self.lines = self._read()
@@ -137,18 +154,18 @@ class TrialLog:
             self.lines = [{"search": search}]
             self._write()
 
-    def trials(self, stage):
+    def trials(self, stage: str) -> dict[float, Trial]:
         """lam -> trial for the trials of `stage` in the file ("result" None)."""
         return {line["lam"]: {**line, "result": None} for line in self.lines[1:]
                 if line["stage"] == stage}
 
-    def append(self, trial):
+    def append(self, trial: Trial) -> None:
         """Record a finished trial (with its Result)."""
         self.lines.append({**{k: trial[k] for k in TRIAL_FIELDS[:-1]},
                            "seconds": round(trial["result"].seconds, 2)})
         self._write()
 
-    def _read(self):
+    def _read(self) -> list[dict[str, Any]]:
         lines = []
         with self.path.open() as f:
             for number, text in enumerate(f, start=1):
@@ -166,12 +183,12 @@ class TrialLog:
                                   f"it or give another --out file")
         return lines
 
-    def _write(self):
+    def _write(self) -> None:
         text = "".join(json.dumps(line) + "\n" for line in self.lines)
         write_atomic(self.path, lambda f: f.write(text.encode()))
 
 
-def _is_record_line(line, first):
+def _is_record_line(line: object, first: bool) -> bool:
     """Whether a parsed line is a record's first line (the search) or a trial line."""
     if not isinstance(line, dict):
         return False
@@ -180,7 +197,7 @@ def _is_record_line(line, first):
     return set(line) == set(TRIAL_FIELDS)
 
 
-def _check_same(path, found, wanted):
+def _check_same(path: Path, found: dict[str, Any], wanted: dict[str, Any]) -> None:
     """SearchFileError naming the differences if the search recorded in `path` (`found`) is
     not the one asked for (`wanted`)."""
     if found == wanted:

@@ -42,7 +42,8 @@ def write(path: str | os.PathLike[str], arrays: dict[str, Array], meta: dict[str
     if META in arrays:
         raise ValueError(f"{META!r} is the name of the JSON member; give the array another name")
     text = json.dumps({"format": FORMAT_VERSION, **meta})     # fails before anything is written
-    write_atomic(path, lambda f: np.savez(f, **arrays, **{META: np.array(text)}))
+    # numpy's stub lets a ** dict fill savez's allow_pickle (a bool): our member names never do
+    write_atomic(path, lambda f: np.savez(f, **arrays, **{META: np.array(text)}))  # type: ignore[arg-type]
 
 
 def write_atomic(path: str | os.PathLike[str], write_to: Callable[[IO[bytes]], object]) -> None:
@@ -68,7 +69,9 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Array], dict[str, Any]
     path = Path(path)
     if not path.is_file():
         raise RunFileError(path, "no such file")
-    if not zipfile.is_zipfile(path):   # else np.load takes any other file for a pickle
+    with path.open("rb") as f:         # np.load takes a file not starting so for a pickle
+        zip_start = f.read(4) == b"PK\x03\x04"
+    if not zip_start or not zipfile.is_zipfile(path):
         raise RunFileError(path, "not a readable run file (not an .npz archive); it may be "
                                  "truncated or corrupt, or another kind of file")
     try:

@@ -9,8 +9,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..config import config_dict, config_from_dict
-from ..data import CIFAR10
-from ..nn.augment import flipped, zca_whiten
+from ..data import CIFAR10, zca_whiten
+from ..nn.augment import flipped
 from ..nn.cost import evaluate, test_scores
 from ..nn.network import softmax
 from ..training import MATH_VERSION, Result
@@ -71,7 +71,7 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
         scores = {name: evaluate(params, split.X, split.y, 0.0, stats, bn_order=order)["accuracy"]
                   for name, split in (("val", data.val), ("test", data.test))}
         if flip_average:
-            P = sum(softmax(test_scores(params, X, stats, bn_order=order))
-                    for X in (data.test.X, flipped(data.test.X)))
+            P = (softmax(test_scores(params, data.test.X, stats, bn_order=order))
+                 + softmax(test_scores(params, flipped(data.test.X), stats, bn_order=order)))
             scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
     return scores
