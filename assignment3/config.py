@@ -231,9 +231,9 @@ def config_from_dict(fields_: dict[str, Any]) -> Config:
 #: Hidden layers of the wide net of report section 6.
 WIDE = (1024, 512, 256)
 
-#: The best configuration of section 6, part one: 72% in 20 minutes (ZCA fit, steps and
-#: evaluations included) on the report's 2-core machine, with a margin for that machine's speed,
-#: which varies (its float32 matmul ran at 130 GFLOP/s on some days, 190 on others).
+#: The best configuration of section 6, part one: 72% within a 20-minute budget on the report's
+#: 2-core machine (its runs, with their minutes and the machine's matmul rate around them, are
+#: stored in results/beyond and tabled in notebook 06).
 PART_ONE = Config(hidden=WIDE, bn_order="before", dropout=0.2, flip=True, max_shift=3, zca=True,
                   schedule="one_cycle", epochs=180, eta_max=0.1, momentum=0.9, nesterov=True,
                   lam=2.5e-4, n_batch=256, blas_threads=2)

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from assignment3 import runfile
-from assignment3.beyond import BEST
-from assignment3.data import load_cifar10
-from assignment3.training import Config, train
+from assignment3 import Checkpoint, Config, load_cifar10, train
+from assignment3.config import BEST
+from assignment3.store import runfile
 
 
 def overhead(data, repeats):
@@ -25,7 +24,8 @@ def overhead(data, repeats):
     times = {"without": [], "with": [], "without, CPU": [], "with, CPU": []}
     with tempfile.TemporaryDirectory() as folder:
         for i in range(repeats):
-            for key, checkpoint in (("without", None), ("with", Path(folder) / f"{i}.npz")):
+            for key, path in (("without", None), ("with", Path(folder) / f"{i}.npz")):
+                checkpoint = Checkpoint(path) if path else None
                 cpu = time.process_time()
                 times[key].append(train(data, Config(), checkpoint=checkpoint).seconds)
                 times[f"{key}, CPU"].append(time.process_time() - cpu)
@@ -48,7 +48,7 @@ def size_ratio(data, config):
     """(checkpoint bytes, parameter bytes) of a short run of `config` checkpointed at its end."""
     with tempfile.TemporaryDirectory() as folder:
         ckpt = Path(folder) / "ckpt.npz"
-        result = train(data, config, checkpoint=ckpt)
+        result = train(data, config, checkpoint=Checkpoint(ckpt))
         params = sum(P.nbytes for arrays in result.params.values() for P in arrays)
         return ckpt.stat().st_size, params
 

@@ -1,5 +1,5 @@
-"""Join the executed notebooks into one PDF (assignment3.report.pdf: nbconvert, pandoc and Typst from
-PyPI; no TeX). Nothing is re-executed. The PDF is written to a temporary name and renamed, so a
+"""Join the executed notebooks into one PDF (assignment3.report.pdf: nbconvert, pandoc and Typst
+from PyPI; no TeX). Nothing is re-executed. The PDF is written to a temporary name and renamed, so a
 failed build leaves no half-written file; a notebook with a cell not executed or an error output
 stops the build with a message naming the notebook and the cell."""
 import argparse

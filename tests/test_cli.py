@@ -1,29 +1,61 @@
-"""The command line: a real short training with --json, and usage errors without tracebacks."""
+"""The command line: usage errors without tracebacks (exit status 2, one line naming the option),
+`train --save`, `evaluate` and `plot` of a saved run and the files they refuse, on a synthetic
+CIFAR-10 folder written here; on the real data (slow): short trainings, the runs at the edges of
+what is accepted, stops by signal and divergence."""
 import json
 import os
+import pathlib
+import pickle
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from assignment3.cli import main
+from assignment3.data.files import TEST_FILE, TRAIN_FILES
+from assignment3.store import runfile
+from assignment3.store.runs import load_run
+
+PYTHON_M = [sys.executable, "-m", "assignment3"]
 
 
-def test_train_json(cifar10_dir, capsys):
-    rc = main(["train", "--hidden", "30,20", "--no-bn", "--cycles", "0.02", "--lam", "0.01",
-               "--seed", "2", "--data", str(cifar10_dir), "--json"])
-    assert rc == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["steps"] == 90 and out["seconds"] > 0 and out["resumed_from_step"] == 0
-    assert 0.15 < out["test_accuracy"] <= 1 and 0.15 < out["val_accuracy"] <= 1
-    assert out["config"]["hidden"] == [30, 20] and out["config"]["batch_norm"] is False
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+    """A CIFAR-10 folder in the official python format (6 pickled batches of 10,000 uint8
+    images of 3,072 values, ~30 MB each) of random images whose labels are the arg-max of a
+    fixed linear map of their first 10 values: a net learns them within a fraction of an
+    epoch."""
+    folder = tmp_path_factory.mktemp("cifar-10-batches-py")
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((10, 10)).astype(np.float32)
+    for name in (*TRAIN_FILES, TEST_FILE):
+        data = rng.integers(0, 256, (10_000, 3072), dtype=np.uint8)
+        labels = ((data[:, :10].astype(np.float32) - 127.5) @ A).argmax(axis=1)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels.tolist()}, f, protocol=4)
+    return folder
 
 
-#: Command lines that are usage errors, with a part of their one-line message. The ones after
-#: the first block are refused right after loading the data (they depend on its size or on the
-#: machine), so they need it.
+def run(*args, env=None):
+    """`python -m assignment3 *args`, finished."""
+    return subprocess.run([*PYTHON_M, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def one_error_line(stderr, message):
+    assert stderr.count("\n") == 1 and stderr.startswith("error: ") and message in stderr
+    assert "Traceback" not in stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage errors
+
+
+#: Command lines that are usage errors, with a part of their one-line message; all refused
+#: before any data is loaded.
 USAGE_ERRORS = [
     (["train", "--hidden", "50,x"], "comma-separated layer sizes"),
     (["train", "--hidden", "50,0"], "every layer size in '50,0' must be an integer in [1,"),
@@ -67,27 +99,204 @@ USAGE_ERRORS = [
     (["train", "--preset", "fastest"], "invalid choice"),
     (["train", "--bn-order", "middle"], "invalid choice"),
     (["train", "--frobnicate"], "unrecognized arguments"),
-    (["train", "--batch", "50000"], "--batch 50000 exceeds the 45000 training samples"),
-    (["train", "--cycles", "1e-4"], "--cycles 0.0001 makes 0 training steps"),
-    (["train", "--threads", "1000"], "--threads 1000 exceeds the"),
     (["train", "--save", "/nonexistent/run.npz"], "the folder /nonexistent does not exist"),
     (["train", "--save", "a.npz", "--checkpoint", "a.npz"], "need different paths"),
     (["evaluate"], "the following arguments are required: PATH"),
     (["plot", "run.npz", "--out", "curves.xyz"], "give --out a name ending in one of"),
+    (["search", "--lam", "0.01"], "search chooses lam"),
+    (["search", "--lam-range", "0.1", "0.001"], "--lam-range needs LO < HI"),
+    (["search", "--lam-range", "0", "0.1"], "argument --lam-range: expected a number > 0"),
+    (["search", "--coarse", "0"], "argument --coarse: expected an integer in [1, 1000]"),
+    (["search", "--fine", "-1"], "argument --fine: expected an integer in [0, 1000]"),
+    (["search", "--jobs", "0"], "argument --jobs: expected an integer in [1, "),
+    (["search", "--jobs", "2", "--scheduler", "tcp://127.0.0.1:8786"], "not allowed with argument"),
+]
+
+#: Usage errors found once the data is loaded: they depend on its size or on the machine.
+DATA_USAGE_ERRORS = [
+    (["train", "--batch", "50000"], "--batch 50000 exceeds the 45000 training samples"),
+    (["train", "--cycles", "1e-4"], "--cycles 0.0001 makes 0 training steps"),
+    (["train", "--threads", "1000"], "--threads 1000 exceeds the"),
 ]
 
 
-@pytest.mark.parametrize("args, message", USAGE_ERRORS)
-def test_bad_arguments_are_usage_errors(args, message, cifar10_dir):
-    """Exit status 2 and one line naming the option, in the command line's words."""
-    proc = subprocess.run([sys.executable, "-m", "assignment3", *args, "--data", str(cifar10_dir)]
-                          if args[0] == "train" else [sys.executable, "-m", "assignment3", *args],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "error:" in proc.stderr and message in proc.stderr
-    assert proc.stdout == ""
+def usage_error(stderr, message):
+    """One line naming the option in the command line's words, not the library's."""
+    assert stderr.count("\n") == 1 and "error:" in stderr and message in stderr, stderr
     for library_name in ("eta_max", "n_batch", "blas_threads", "schedule="):
-        assert library_name not in proc.stderr
+        assert library_name not in stderr
+
+
+def with_data(args, folder):
+    return [*args, "--data", str(folder)] if args[0] in ("train", "search") else args
+
+
+@pytest.mark.parametrize("args, message", USAGE_ERRORS)
+def test_bad_arguments_are_usage_errors(args, message, tmp_path, capsys):
+    """Exit status 2 and one line. The data folder given does not exist: none is loaded."""
+    with pytest.raises(SystemExit) as exit_:
+        main(with_data(args, tmp_path / "no data"))
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == ""
+    usage_error(err, message)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--hidden", "50,x"], "comma-separated layer sizes"),
+    (["search", "--lam", "0.01"], "search chooses lam")])
+def test_usage_error_of_the_real_command(args, message):
+    """Two of USAGE_ERRORS (all of them: slow, below), by `python -m assignment3`."""
+    assert (args, message) in USAGE_ERRORS
+    proc = run(*args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    usage_error(proc.stderr, message)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", USAGE_ERRORS + DATA_USAGE_ERRORS)
+def test_bad_arguments_are_usage_errors_of_the_real_command(args, message, cifar10_dir):
+    proc = run(*with_data(args, cifar10_dir))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    usage_error(proc.stderr, message)
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    env = {**os.environ, "CIFAR10_DIR": str(tmp_path)}
+    proc = run("train", "--cycles", "0.01", env=env)
+    assert proc.returncode == 2
+    one_error_line(proc.stderr, "data_batch_1")
+
+
+# ---------------------------------------------------------------------------------------------
+# train --save, evaluate and plot on the synthetic folder
+
+
+#: A run of 90 steps on the synthetic folder (one-cycle: it learns its labels).
+SHORT = ["train", "--hidden", "20", "--schedule", "one_cycle", "--epochs", "0.2", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def saved_run(synthetic_dir, tmp_path_factory):
+    """(path, JSON summary) of the SHORT run trained and saved by the command line."""
+    path = tmp_path_factory.mktemp("run") / "run.npz"
+    proc = run(*SHORT, "--data", synthetic_dir, "--json", "--save", path)
+    assert proc.returncode == 0, proc.stderr
+    return path, json.loads(proc.stdout)
+
+
+def test_train_saves_the_run_it_reports(saved_run):
+    path, summary = saved_run
+    assert summary["steps"] == 90 and summary["resumed_from_step"] == 0
+    assert summary["config"]["hidden"] == [20] and summary["config"]["schedule"] == "one_cycle"
+    result = load_run(path)
+    assert (result.test_accuracy, result.val_accuracy, result.steps) == \
+        (summary["test_accuracy"], summary["val_accuracy"], summary["steps"])
+    assert 0.15 < summary["test_accuracy"] < 1                  # it learned (chance: 0.1)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["run.npz"]
+
+
+def test_evaluate_gives_the_runs_own_scores(saved_run, synthetic_dir):
+    path, summary = saved_run
+    env = {**os.environ, "CIFAR10_DIR": str(synthetic_dir)}        # the data from the variable
+    rescored = run("evaluate", path, "--json", "--flip-average", env=env)
+    assert rescored.returncode == 0, rescored.stderr
+    again = json.loads(rescored.stdout)
+    assert again["test_accuracy"] == summary["test_accuracy"]
+    assert again["val_accuracy"] == summary["val_accuracy"]
+    assert {k: again[k] for k in ("steps", "epochs", "config")} == \
+        {k: summary[k] for k in ("steps", "epochs", "config")}
+    assert 0.1 < again["test_accuracy_flip_averaged"] < 1
+    assert again["test_accuracy_flip_averaged"] != again["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_evaluate_says_the_scores_in_a_line(saved_run, synthetic_dir, capsys):
+    """Slow only as it loads the data folder once more."""
+    path, summary = saved_run
+    assert main(["evaluate", str(path), "--data", str(synthetic_dir)]) == 0
+    test, val = 100 * summary["test_accuracy"], 100 * summary["val_accuracy"]
+    assert capsys.readouterr().out == (f"{path}: validation accuracy {val:.2f}%, test accuracy "
+                                       f"{test:.2f}% (stored with the run: {val:.2f}%, "
+                                       f"{test:.2f}%)\n")
+
+
+def test_plot_writes_the_format_of_the_extension(saved_run, tmp_path, capsys):
+    """The default, PNG, by the real command; PDF and a refused extension in this process."""
+    path = tmp_path / "run.npz"
+    path.write_bytes(saved_run[0].read_bytes())
+    proc = run("plot", path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"learning curves of {path} written to {tmp_path / 'run.png'}\n"
+    assert (tmp_path / "run.png").read_bytes().startswith(b"\x89PNG")
+    assert main(["plot", str(path), "--out", str(tmp_path / "c.pdf")]) == 0
+    assert (tmp_path / "c.pdf").read_bytes().startswith(b"%PDF")
+    with pytest.raises(SystemExit) as exit_:
+        main(["plot", str(path), "--out", str(tmp_path / "c.xyz")])
+    assert exit_.value.code == 2 and "give --out a name ending in one of" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pdf", "run.npz", "run.png"]
+
+
+def refused_run_file(path, message, capsys):
+    """evaluate (the real command) and plot (in this process) refuse the run file `path`:
+    exit status 2, one line naming it and why."""
+    proc = run("evaluate", path)
+    assert proc.returncode == 2
+    one_error_line(proc.stderr, f"error: {path}: {message}")
+    assert main(["plot", str(path)]) == 2
+    one_error_line(capsys.readouterr().err, f"error: {path}: {message}")
+
+
+def test_file_with_a_pickled_object_is_refused(saved_run, tmp_path, capsys):
+    """An object array in a run file: refused, and never unpickled."""
+    arrays, meta = runfile.read(saved_run[0])
+    marker = tmp_path / "unpickled"
+    evil = np.empty(1, dtype=object)
+    evil[0] = _Touch(marker)
+    np.savez(tmp_path / "evil.npz", **{**arrays, "W_0": evil}, meta=np.array(json.dumps(meta)))
+    refused_run_file(tmp_path / "evil.npz", "holds a pickled object array", capsys)
+    assert not marker.exists()
+
+
+class _Touch:
+    """Unpickling it would create the file `path`."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.path),)
+
+
+def test_file_of_another_kind_is_not_taken_for_a_pickle(tmp_path):
+    """A JSON file (the record of results/beyond, say) given as a run: not an .npz archive."""
+    record = tmp_path / "runs.json"
+    record.write_text('{"best": []}')
+    proc = run("evaluate", record)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"error: {record}: not a readable run file (not an .npz "
+                                   "archive); it may be truncated or corrupt, or another kind of "
+                                   "file")
+
+
+def test_missing_run_is_a_clear_error(tmp_path, capsys):
+    refused_run_file(tmp_path / "nope.npz", "no such file", capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# On the real data
+
+
+@pytest.mark.slow
+def test_train_json(cifar10_dir, capsys):
+    rc = main(["train", "--hidden", "30,20", "--no-bn", "--cycles", "0.02", "--lam", "0.01",
+               "--seed", "2", "--data", str(cifar10_dir), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["steps"] == 90 and out["seconds"] > 0 and out["resumed_from_step"] == 0
+    assert 0.15 < out["test_accuracy"] <= 1 and 0.15 < out["val_accuracy"] <= 1
+    assert out["config"]["hidden"] == [30, 20] and out["config"]["batch_norm"] is False
 
 
 #: Command lines at the edges of what is accepted: each runs (a few steps).
@@ -102,24 +311,16 @@ EDGE_RUNS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", EDGE_RUNS)
 def test_edge_values_run(args, cifar10_dir):
-    proc = subprocess.run([sys.executable, "-m", "assignment3", "train", *args, "--json",
-                           "--data", str(cifar10_dir)], capture_output=True, text=True)
+    proc = run("train", *args, "--json", "--data", cifar10_dir)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["steps"] >= 1 and 0 <= out["test_accuracy"] <= 1
 
 
-def test_missing_data_is_a_clear_error(tmp_path):
-    env = {**os.environ, "CIFAR10_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "assignment3", "train", "--cycles", "0.01"],
-                          capture_output=True, text=True, env=env)
-    assert proc.returncode == 2
-    assert "error:" in proc.stderr and "data_batch_1" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
+@pytest.mark.slow
 def test_preset_best_with_overrides(cifar10_dir, capsys):
     """--preset best with its length and width cut down: the preset's other fields stay."""
     rc = main(["train", "--preset", "best", "--hidden", "64,32", "--epochs", "0.05", "--no-zca",
@@ -132,15 +333,15 @@ def test_preset_best_with_overrides(cifar10_dir, capsys):
     assert out["steps"] == round(0.05 * (45000 // 256)) and 0 <= out["test_accuracy"] <= 1
 
 
-
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 @pytest.mark.parametrize("when", ["loading", "training"])
 def test_stop_by_signal_prints_no_traceback(cifar10_dir, sig, when):
     """A stop while the modules or the data load, or during training: one line on stderr
     (beside the progress bar's updates, each a line here: text mode reads its carriage returns
     as line ends), the shell's exit status for the signal (128 + its number), no traceback."""
-    proc = subprocess.Popen([sys.executable, "-m", "assignment3", "train", "--cycles", "2",
-                             "--data", str(cifar10_dir)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*PYTHON_M, "train", "--cycles", "2", "--data", str(cifar10_dir)],
+                            stderr=subprocess.PIPE, text=True)
     try:
         if when == "training":
             while "step" not in (line := proc.stderr.readline()):
@@ -158,6 +359,21 @@ def test_stop_by_signal_prints_no_traceback(cifar10_dir, sig, when):
     assert "Traceback" not in err and len(lines) <= 1, err
 
 
+@pytest.mark.slow
+def test_sigint_without_checkpoint_says_how_to_keep_a_run(cifar10_dir):
+    proc = subprocess.Popen([*PYTHON_M, "train", "--preset", "best", "--hidden", "32",
+                             "--epochs", "5", "--no-zca", "--threads", "1", "--json", "--data",
+                             str(cifar10_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)                                        # inside training, or still loading
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert "add --checkpoint PATH" in err or err.strip() == "stopped by Ctrl-C"
+
+
+@pytest.mark.slow
 def test_divergence_names_the_options_to_change(cifar10_dir, capsys):
     rc = main(["train", "--hidden", "20", "--eta-max", "1e10", "--cycles", "0.01", "--quiet",
                "--data", str(cifar10_dir)])

@@ -1,55 +1,278 @@
-"""Training: the cyclical and one-cycle learning rates, moving averages, momentum, augmentation,
-a real short training, repeatability, divergence, argument checks."""
-from concurrent.futures import ThreadPoolExecutor
+"""assignment3.training: `train` on the synthetic data (the schedules, the update rule with the BN
+moving averages, every option beyond the assignment, repeatability, prefetching, the signal
+handlers, divergence, the data and runs it refuses), and short runs on the real CIFAR-10 (slow).
+A run stopped by a real signal and resumed from its checkpoint: test_harness.py and
+store/test_checkpoints.py."""
+import json
+import os
+import signal
 
 import numpy as np
 import pytest
 
-from assignment3.augment import augment_rows
-from assignment3.minibatches import minibatches, prefetched
-from assignment3.network import compute_gradients, init_params
-from assignment3.parallel import train_many
-from assignment3.training import (BN_ALPHA, Config, DivergenceError, cyclic_lr, one_cycle_lr, train,
-                                  update_moving_averages)
+from assignment3.config import Config, ConfigError
+from assignment3.data import CIFAR10, Split, one_hot, zca_whiten
+from assignment3.minibatches import minibatches
+from assignment3.nn.network import compute_gradients, forward, init_params
+from assignment3.nn.optim import DivergenceError, cyclic_lr, one_cycle_lr, update_moving_averages
+from assignment3.training import Result, check_run, schedule, train
+from tests.conftest import make_synthetic
+
+#: A tiny run on the synthetic data (300 training images): 6 steps an epoch, 40 steps.
+TINY = Config(hidden=(20,), n_batch=50, n_s=20, cycles=1)
 
 
-def test_cyclic_lr_triangle():
-    assert cyclic_lr(0) == pytest.approx(1e-5)
-    assert cyclic_lr(2250) == pytest.approx(1e-1)
-    assert cyclic_lr(1125) == pytest.approx((1e-5 + 1e-1) / 2)
-    assert cyclic_lr(4500) == pytest.approx(1e-5)                     # end of cycle 1
-    assert cyclic_lr(4500 + 2250) == pytest.approx(1e-1)             # peak of cycle 2
-    assert cyclic_lr(3000) == pytest.approx(1e-1 - 750 / 2250 * (1e-1 - 1e-5))
-    etas = [cyclic_lr(t, 0.0, 1.0, 10) for t in range(41)]
-    assert max(etas) == 1.0 and min(etas) == 0.0 and etas[10] == etas[30] == 1.0
+def same_params(a, b):
+    return all(len(a[n]) == len(b[n]) and all(np.array_equal(x, y) for x, y in zip(a[n], b[n]))
+               for n in a)
 
 
-def test_moving_averages_start_from_first_batch_then_decay():
-    first = [(np.array([[1.0]]), np.array([[4.0]]))]
-    av = update_moving_averages(None, first)
-    assert av[0][0] is not first[0][0] and av[0][0][0, 0] == 1.0     # a copy, not an alias
-    av = update_moving_averages(av, [(np.array([[3.0]]), np.array([[2.0]]))])
-    assert av[0][0][0, 0] == pytest.approx(BN_ALPHA * 1 + (1 - BN_ALPHA) * 3)
-    assert av[0][1][0, 0] == pytest.approx(BN_ALPHA * 4 + (1 - BN_ALPHA) * 2)
-    assert first[0][0][0, 0] == 1.0                                   # input untouched
+# ---------------------------------------------------------------------------------------------
+# Schedules
 
 
-@pytest.mark.parametrize("kwargs", [{"hidden": ()}, {"hidden": (50, 0)}, {"lam": -1},
-                                    {"n_batch": 0}, {"cycles": 0}, {"eta_min": 1, "eta_max": 0.1},
-                                    {"dtype": "float16"}])
-def test_config_rejects_bad_values(kwargs):
-    with pytest.raises(ValueError):
-        Config(**kwargs)
+def test_default_schedule_is_the_assignments(synthetic):
+    # 300 samples / batch 100 = 3 batches per epoch, so n_s = 15 steps, 2 cycles = 60 steps
+    r = train(synthetic, Config())
+    assert r.steps == 60 and r.epochs == 20 and r.summary()["epochs"] == 20
+    assert r.history["step"] == list(range(3, 61, 3))                 # 10 evaluations a cycle
+    assert r.history["eta"][9] == pytest.approx(cyclic_lr(29, n_s=15))
+    assert r.resumed_from_step == 0 and r.seconds > 0
 
 
-def test_default_schedule_is_the_assignments(small_data):
-    # 2,000 samples / batch 100 = 20 batches per epoch, so n_s = 100 steps, 2 cycles = 400 steps
-    r = train(small_data, Config(cycles=2))
-    assert r.steps == 400 and r.epochs == 20 and r.summary()["epochs"] == 20
-    assert r.history["step"] == list(range(20, 401, 20))              # 10 evaluations a cycle
-    assert r.history["eta"][9] == pytest.approx(cyclic_lr(199, n_s=100))
+def test_cyclic_schedule_with_n_s_and_fractional_cycles(synthetic):
+    config = TINY.with_(cycles=1.5, evals_per_cycle=4)
+    total, every, rate = schedule(config, 6)
+    assert (total, every) == (60, 10) and rate(20) == pytest.approx(config.eta_max)
+    r = train(synthetic, config)
+    assert r.steps == 60 and r.history["step"] == [10, 20, 30, 40, 50, 60]
+    assert r.history["eta"] == [pytest.approx(cyclic_lr(t - 1, config.eta_min, config.eta_max, 20))
+                                for t in r.history["step"]]
 
 
+def test_one_cycle_schedule(synthetic):
+    config = TINY.with_(schedule="one_cycle", epochs=5, cycles=2, eta_max=0.05)
+    total, every, _ = schedule(config, 6)
+    assert (total, every) == (30, 3)
+    r = train(synthetic, config)
+    assert r.steps == 30 and r.epochs == 5 and r.history["step"] == list(range(3, 31, 3))
+    assert r.history["eta"] == [pytest.approx(one_cycle_lr(t - 1, 30, config.eta_min, 0.05))
+                                for t in r.history["step"]]
+    assert schedule(config.with_(epochs=0.01), 6)[:2] == (1, 1)       # at least one step
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps
+
+
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_steps_follow_the_update_rule_with_the_moving_averages(synthetic64, momentum, nesterov,
+                                                                sgd_update):
+    """Three steps of `train` equal a loop written from the rule: g = gradient of the cost,
+    theta -= eta g, or with momentum v = mu v + g, theta -= eta v (Nesterov: theta -= eta (g + mu
+    v)), on the same mini-batches; the BN moving averages follow the mini-batch statistics."""
+    config = Config(hidden=(20,), batch_norm=True, lam=0.01, n_batch=100, schedule="one_cycle",
+                    epochs=1, momentum=momentum, nesterov=nesterov, dtype="float64", seed=2)
+    result = train(synthetic64, config)
+    assert result.steps == 3
+    params = init_params([3072, 20, 10], batch_norm=True, seed=2)
+    batches = minibatches(synthetic64.train, 100, np.random.default_rng([2, 1]))
+    v = {name: [np.zeros_like(P) for P in params[name]] for name in params}
+    stats = None
+    for t in range(3):
+        Xb, Yb, _ = next(batches)
+        stats = update_moving_averages(stats, forward(params, Xb)[2])
+        g = compute_gradients(params, Xb, Yb, config.lam)
+        eta = one_cycle_lr(t, 3, config.eta_min, config.eta_max, config.warmup)
+        sgd_update(params, g, v, eta, momentum, nesterov)
+    for name in params:
+        for mine, ref in zip(result.params[name], params[name]):
+            assert np.allclose(mine, ref, rtol=1e-9, atol=1e-12)
+    for (mu, var), (mu_ref, var_ref) in zip(result.stats, stats):
+        assert np.allclose(mu, mu_ref, rtol=1e-9) and np.allclose(var, var_ref, rtol=1e-9)
+
+
+def test_short_synthetic_training_learns(synthetic):
+    r = train(synthetic, TINY.with_(cycles=3))
+    h = r.history
+    assert set(h) == {"step", "eta", "cost_train", "loss_train", "acc_train", "cost_val",
+                      "loss_val", "acc_val"}
+    assert h["loss_train"][-1] < h["loss_train"][0] - 0.2
+    assert h["acc_train"][-1] > h["acc_train"][0] and h["acc_train"][-1] > 0.5   # chance: 0.1
+    assert r.val_accuracy == h["acc_val"][-1] and 0 <= r.test_accuracy <= 1
+    assert all(np.isfinite(h[k]).all() for k in h)
+    assert [W.dtype for W in r.params["W"]] == [np.float32] * 2 and len(r.stats) == 1
+    assert h["cost_train"][-1] > h["loss_train"][-1]                 # the L2 term
+
+
+def test_without_batch_norm(synthetic):
+    r = train(synthetic, TINY.with_(batch_norm=False, hidden=(20, 10), n_batch=1))
+    assert r.params["gamma"] == [] and r.stats == [] and r.steps == 2 * 20
+    assert np.isfinite(r.history["cost_train"]).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# The options beyond the assignment
+
+
+def test_all_beyond_options_train_and_learn(synthetic):
+    """A short run with every option on but ZCA (one-cycle, Nesterov, BN after ReLU, dropout,
+    flips and shifts, label smoothing, MixUp) trains, and a seed repeats it bit for bit; without
+    the flips and shifts (which scramble the synthetic labels, a linear map of the pixels) it
+    learns the training set. (More BLAS threads: test_harness.py; ZCA: below; all of it on real
+    images: the slow test below.)"""
+    config = Config(hidden=(100, 50), bn_order="after", dropout=0.2, flip=True, max_shift=3,
+                    schedule="one_cycle", epochs=10, momentum=0.9, nesterov=True, lam=2.5e-4,
+                    n_batch=50, seed=1, label_smoothing=0.1, mixup=0.2, eta_max=0.05)
+    a, b = train(synthetic, config), train(synthetic, config)
+    assert a.steps == 60 and len(a.history["step"]) == 10
+    assert a.history["loss_train"][-1] < a.history["loss_train"][0]
+    assert np.isfinite(a.history["cost_val"]).all()
+    assert b.history == a.history and same_params(b.params, a.params)
+    learns = train(synthetic, config.with_(flip=False, max_shift=0, eta_max=0.02))
+    assert learns.history["acc_train"][-1] > 0.5              # chance is 0.10
+
+
+@pytest.mark.parametrize("option", [{"dropout": 0.3}, {"flip": True}, {"max_shift": 2},
+                                    {"label_smoothing": 0.2}, {"mixup": 0.4},
+                                    {"bn_order": "after"}, {"momentum": 0.5},
+                                    {"momentum": 0.5, "nesterov": True}])
+def test_each_option_changes_the_run(synthetic, option):
+    base = TINY.with_(cycles=0.3, momentum=0.5 if option.get("nesterov") else 0.0)
+    plain, other = train(synthetic, base), train(synthetic, base.with_(**option))
+    assert not np.array_equal(plain.params["W"][0], other.params["W"][0])
+    assert np.isfinite(other.history["cost_train"]).all()
+
+
+def test_zca_option_trains_on_the_whitened_data():
+    """zca=True is the same run as on data whitened by `zca_whiten` beforehand (small images:
+    the fit is a d x d eigen-decomposition)."""
+    data = make_synthetic(n_train=200, n_val=50, n_test=50, d=40, seed=1)
+    config = Config(hidden=(10,), n_batch=50, n_s=8, cycles=1)
+    whitened, by_hand = train(data, config.with_(zca=True)), train(zca_whiten(data), config)
+    assert whitened.history == by_hand.history and same_params(whitened.params, by_hand.params)
+    assert whitened.test_accuracy == by_hand.test_accuracy
+    assert not same_params(train(data, config).params, whitened.params)
+
+
+@pytest.mark.slow
+def test_all_beyond_options_with_zca_on_real_images(small_data):
+    """Every option on, ZCA included, on 2,000 real training images: the run learns."""
+    config = Config(hidden=(100, 50), bn_order="after", dropout=0.2, flip=True, max_shift=3,
+                    zca=True, schedule="one_cycle", epochs=4, momentum=0.9, nesterov=True,
+                    lam=2.5e-4, n_batch=50, blas_threads=2, seed=1, label_smoothing=0.1,
+                    mixup=0.2)
+    a = train(small_data, config)
+    assert a.steps == 160 and len(a.history["step"]) == 10
+    assert a.history["loss_train"][-1] < a.history["loss_train"][0]
+    assert a.test_accuracy > 0.2                       # chance is 0.10; 2,000 training images
+
+
+def test_float64_option(synthetic64, synthetic):
+    r = train(synthetic64, TINY.with_(dtype="float64", cycles=0.2))
+    assert all(P.dtype == np.float64 for arrays in r.params.values() for P in arrays)
+    with pytest.raises(ValueError, match=r"data.train.X is float64 but the config's dtype is "
+                                         r"float32: load the data with load_cifar10\(dtype="
+                                         r"np.float32\)"):
+        train(synthetic64, TINY)
+    with pytest.raises(ValueError, match="load_cifar10"):
+        train(synthetic, TINY.with_(dtype="float64"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Repeatability, prefetching, checkpoints and stops
+
+
+def test_same_seed_same_run_bit_for_bit(synthetic):
+    config = TINY.with_(seed=3)
+    a, b = train(synthetic, config), train(synthetic, config)
+    assert same_params(a.params, b.params) and a.history == b.history
+    assert all(np.array_equal(x, y) for pa, pb in zip(a.stats, b.stats) for x, y in zip(pa, pb))
+    c = train(synthetic, config.with_(seed=4))
+    assert not np.array_equal(a.params["W"][0], c.params["W"][0])
+
+
+def test_prefetching_minibatches_changes_nothing(synthetic):
+    """With a core free (cores=2) the next mini-batch, its augmentation and dropout masks are
+    made in another thread; the run is the same, bit for bit, as without (cores=1)."""
+    config = Config(hidden=(30, 20), dropout=0.2, flip=True, max_shift=2, n_batch=50, n_s=20,
+                    cycles=1, seed=5)
+    a, b = train(synthetic, config, cores=2), train(synthetic, config, cores=1)
+    assert same_params(a.params, b.params) and a.history == b.history
+
+
+def test_train_restores_the_signal_handlers(synthetic):
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    train(synthetic, TINY.with_(cycles=0.1))
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_divergence_stops_with_the_step(synthetic):
+    with pytest.raises(DivergenceError, match=r"training diverged at step \d+: mini-batch cost is"
+                                              r" (nan|inf)") as err:
+        train(synthetic, TINY.with_(batch_norm=False, eta_min=1e3, eta_max=1e4, cycles=2))
+    assert 0 <= err.value.step < 80
+
+
+def test_result_summary_is_json_ready(synthetic):
+    r = train(synthetic, TINY.with_(cycles=0.2))
+    summary = json.loads(json.dumps(r.summary()))
+    assert summary["config"]["hidden"] == [20] and summary["steps"] == 8
+    assert summary["test_accuracy"] == r.test_accuracy and isinstance(r, Result)
+
+
+# ---------------------------------------------------------------------------------------------
+# What train refuses, before any step
+
+
+def test_train_refuses_a_run_that_does_not_fit(synthetic):
+    with pytest.raises(ConfigError, match="n_batch=301 exceeds the 300 training samples"):
+        train(synthetic, Config(n_batch=301))
+    with pytest.raises(ConfigError, match=r"cycles=0.01 makes 0 training steps \(a cycle has 30 "
+                                          r"steps\): use at least 0.033"):
+        train(synthetic, Config(cycles=0.01))           # 30 steps a cycle
+    with pytest.raises(ConfigError, match="blas_threads=.* exceeds the .* cores of this machine"):
+        train(synthetic, Config(blas_threads=(os.cpu_count() or 1) + 1))
+    with pytest.raises(TypeError, match="config must be a Config, got dict"):
+        train(synthetic, {"hidden": (50,)})
+    check_run(Config(n_batch=300), 300)                 # a batch of the whole set fits
+
+
+def replace_split(data, name, X=None, y=None):
+    split = getattr(data, name)
+    y = split.y if y is None else y
+    Y = split.Y if y is split.y else one_hot(y % 10, dtype=split.Y.dtype)
+    new = Split(split.X if X is None else X, Y, y)
+    return CIFAR10(**{**{s: getattr(data, s) for s in ("train", "val", "test")}, name: new},
+                   mean=data.mean, std=data.std)
+
+
+@pytest.mark.parametrize("name", ["train", "val", "test"])
+def test_nan_in_the_data_is_bad_data_not_divergence(synthetic, name):
+    X = getattr(synthetic, name).X.copy()
+    X[100, 7] = np.nan
+    with pytest.raises(ValueError, match=f"data.{name}.X holds NaN or infinite values: the data"):
+        train(replace_split(synthetic, name, X=X), TINY)
+
+
+def test_bad_labels_in_the_data(synthetic):
+    y = synthetic.val.y.copy()
+    y[5] = -1
+    with pytest.raises(ValueError, match=r"data.val.y must hold labels in 0..9"):
+        train(replace_split(synthetic, "val", y=y), TINY)
+    y = synthetic.train.y.copy()
+    y[0] = (y[0] + 1) % 10                            # Y no longer says the same
+    broken = CIFAR10(Split(synthetic.train.X, synthetic.train.Y, y), synthetic.val,
+                     synthetic.test, synthetic.mean, synthetic.std)
+    with pytest.raises(ValueError, match="data.train.Y is not the one-hot form of data.train.y"):
+        train(broken, TINY)
+
+
+# ---------------------------------------------------------------------------------------------
+# The real data
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("bn", [True, False])
 def test_short_real_training_learns(cifar10, bn):
     r = train(cifar10, Config(batch_norm=bn, n_s=300, cycles=1))
@@ -59,133 +282,3 @@ def test_short_real_training_learns(cifar10, bn):
     assert h["acc_val"][-1] > h["acc_val"][0]
     assert r.val_accuracy > 0.38 and r.test_accuracy > 0.38          # chance is 0.10
     assert np.isfinite([h[k] for k in h]).all()
-
-
-def test_same_seed_same_run_bit_for_bit(small_data):
-    config = Config(n_s=30, cycles=1, seed=3)
-    a, b = train(small_data, config), train(small_data, config)
-    assert all((x == y).all() for n in a.params for x, y in zip(a.params[n], b.params[n]))
-    assert a.history == b.history
-    c = train(small_data, config.with_(seed=4))
-    assert not np.array_equal(a.params["W"][0], c.params["W"][0])
-
-
-def test_float64_option(cifar10_dir):
-    from assignment3.data import load_cifar10
-    data = load_cifar10(cifar10_dir, n_val=49000, dtype=np.float64)   # a small train split
-    r = train(data, Config(dtype="float64", n_s=10, cycles=1))
-    assert all(W.dtype == np.float64 for W in r.params["W"])
-    with pytest.raises(ValueError, match="load_cifar10"):
-        train(data, Config(dtype="float32", n_s=10, cycles=1))
-
-
-def test_divergence_stops_with_the_step(small_data):
-    with pytest.raises(DivergenceError, match=r"diverged at step \d+") as err:
-        train(small_data, Config(batch_norm=False, eta_min=1e3, eta_max=1e4, n_s=50))
-    assert 0 <= err.value.step < 200
-
-
-def test_train_many_in_workers_matches_in_process(small_data):
-    configs = [Config(n_s=20, cycles=1, seed=s) for s in (0, 1)]
-    serial = train_many(small_data, configs, n_jobs=1)
-    parallel = train_many(small_data, configs, n_jobs=2)
-    for a, b in zip(serial, parallel):
-        assert a.config == b.config
-        assert all((x == y).all() for n in a.params for x, y in zip(a.params[n], b.params[n]))
-        assert a.history == b.history
-
-
-def test_prefetching_minibatches_changes_nothing(small_data):
-    """With a core free (cores=2) the next mini-batch, its augmentation and dropout masks are
-    made in another thread; the run is the same, bit for bit, as without (cores=1)."""
-    config = Config(hidden=(30, 20), dropout=0.2, flip=True, max_shift=2, n_batch=50, n_s=20,
-                    cycles=1, seed=5)
-    a, b = train(small_data, config, cores=2), train(small_data, config, cores=1)
-    assert all((x == y).all() for n in a.params for x, y in zip(a.params[n], b.params[n]))
-    assert a.history == b.history
-
-
-def test_prefetched_yields_the_same_items_in_order():
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        assert list(prefetched(iter([0, None, 2]), pool)) == [0, None, 2]
-        assert list(prefetched(iter([]), pool)) == []
-
-
-def test_one_cycle_lr_warms_up_then_decays_to_zero():
-    total = 100
-    etas = [one_cycle_lr(t, total, 0.0, 1.0, warmup=0.2) for t in range(total + 1)]
-    assert etas[0] == 0.0 and etas[10] == pytest.approx(0.5) and etas[20] == pytest.approx(1.0)
-    assert max(etas) == etas[20] and etas[60] == pytest.approx(0.5) and etas[100] == 0.0
-    assert all(a < b for a, b in zip(etas[:20], etas[1:21]))
-    assert all(a > b for a, b in zip(etas[20:], etas[21:]))
-
-
-@pytest.mark.parametrize("kwargs", [{"schedule": "cosine"}, {"schedule": "one_cycle"},
-                                    {"epochs": 3}, {"schedule": "one_cycle", "epochs": 0},
-                                    {"schedule": "one_cycle", "epochs": 2, "warmup": 1.0},
-                                    {"momentum": 1.0}, {"nesterov": True}, {"bn_order": "middle"},
-                                    {"dropout": 1.0}, {"max_shift": -1}, {"blas_threads": 0}])
-def test_config_rejects_bad_options(kwargs):
-    with pytest.raises(ValueError):
-        Config(**kwargs)
-
-
-@pytest.mark.parametrize("nesterov", [False, True])
-def test_momentum_steps_follow_the_update_rule(small_data, nesterov):
-    """Three steps of `train` equal a loop written from the rule: g = gradient of the cost,
-    v = mu v + g, theta -= eta v (Nesterov: theta -= eta (g + mu v)), on the same mini-batches."""
-    data64 = _as_float64(small_data)
-    config = Config(hidden=(20,), batch_norm=True, lam=0.01, n_batch=100, schedule="one_cycle",
-                    epochs=3 / 20, momentum=0.9, nesterov=nesterov, dtype="float64", seed=2)
-    result = train(data64, config)
-    params = init_params([3072, 20, 10], batch_norm=True, seed=2)
-    batches = minibatches(data64.train, 100, np.random.default_rng([2, 1]))
-    v = {name: [np.zeros_like(P) for P in params[name]] for name in params}
-    for t in range(3):
-        Xb, Yb, _ = next(batches)
-        g = compute_gradients(params, Xb, Yb, config.lam)
-        eta = one_cycle_lr(t, 3, config.eta_min, config.eta_max, config.warmup)
-        for name in params:
-            for P, G, V in zip(params[name], g[name], v[name]):
-                V *= 0.9
-                V += G
-                P -= eta * (G + 0.9 * V if nesterov else V)
-    for name in params:
-        for mine, ref in zip(result.params[name], params[name]):
-            assert np.allclose(mine, ref, rtol=1e-9, atol=1e-12)
-
-
-def _as_float64(data):
-    from assignment3.data import CIFAR10, Split
-
-    def cast(split):
-        return Split(np.ascontiguousarray(split.X.T, np.float64).T, split.Y, split.y)
-
-    return CIFAR10(cast(data.train), cast(data.val), cast(data.test), data.mean, data.std)
-
-
-def test_all_beyond_options_train_and_learn(small_data):
-    """A short run with every option on (one-cycle, Nesterov, BN after ReLU, dropout, flips and
-    shifts, label smoothing, MixUp, ZCA, 2 BLAS threads) learns; a seed repeats such a run bit for bit (without the
-    slow ZCA fit, on one BLAS thread)."""
-    config = Config(hidden=(100, 50), bn_order="after", dropout=0.2, flip=True, max_shift=3,
-                    zca=True, schedule="one_cycle", epochs=4, momentum=0.9, nesterov=True,
-                    lam=2.5e-4, n_batch=50, blas_threads=2, seed=1, label_smoothing=0.1,
-                    mixup=0.2)
-    a = train(small_data, config)
-    assert a.steps == 160 and len(a.history["step"]) == 10
-    assert a.history["loss_train"][-1] < a.history["loss_train"][0]
-    assert a.test_accuracy > 0.2                       # chance is 0.10; 2,000 training images
-    repeat = config.with_(zca=False, blas_threads=1, epochs=1)
-    b, c = train(small_data, repeat), train(small_data, repeat)
-    assert b.history == c.history and np.array_equal(b.params["W"][0], c.params["W"][0])
-
-
-def test_augmented_minibatches_transform_the_same_images(small_data):
-    plain = minibatches(small_data.train, 50, np.random.default_rng(0))
-    augmented = minibatches(small_data.train, 50, np.random.default_rng(0),
-                             lambda rows: augment_rows(rows, np.random.default_rng(1)))
-    Xp, Yp, _ = next(plain)
-    Xa, Ya, _ = next(augmented)
-    assert np.array_equal(Yp, Ya) and not np.array_equal(Xp, Xa)
-    assert np.array_equal(Xa, augment_rows(np.ascontiguousarray(Xp.T), np.random.default_rng(1)).T)

@@ -252,4 +252,4 @@ def zca_whiten(data: CIFAR10, eps_scale: float = ZCA_EPS_SCALE) -> CIFAR10:
     W = fit_zca(data.train.X, eps_scale)
     train, val, test = (replace(split, X=apply_zca(W, split.X))
                         for split in (data.train, data.val, data.test))
-    return replace(data, train=train, val=val, test=test)
+    return replace(data, train=train, val=val, test=test, source=None)

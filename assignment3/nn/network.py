@@ -199,19 +199,20 @@ def dropout_masks(params: Params, n: int, p: float, rng: np.random.Generator,
 
 def relu(S: Array) -> Array:
     """max(0, S), in place. Against a row of zeros rather than the scalar 0: numpy's maximum
-    has no vectorised loop for a scalar operand (3x slower on a 50 x 10,000 array)."""
+    has no vectorised loop for a scalar operand (timed in benchmarks/RESULTS.md, micro)."""
     return np.maximum(S, _zeros(S.shape[1], S.dtype), out=S)
 
 
 def row_sum(A: Array, out: Array | None = None) -> Array:
     """A 1: the m x 1 row sums of the m x n array A, as a product with a column of ones. For the
-    50 x 100 arrays of a mini-batch this BLAS call takes half the time of A.sum(axis=1)."""
+    50 x 100 arrays of a mini-batch this BLAS call is faster than A.sum(axis=1)
+    (benchmarks/RESULTS.md, micro)."""
     return np.matmul(A, _ones(A.shape[1], A.dtype), out=out)
 
 
 @functools.lru_cache(maxsize=16)
 def _ones(n: int, dtype: np.dtype[Any]) -> Array:
-    """A read-only n x 1 column of ones (cached: creating it costs as much as the sum)."""
+    """A read-only n x 1 column of ones (cached: creating it costs about as much as the sum)."""
     ones = np.ones((n, 1), dtype)
     ones.flags.writeable = False
     return ones

@@ -118,7 +118,7 @@ def step(flat: FlatParams, Xb: Array, Yb: Array, eta: float, *, lam: float,
 
     Plain gradient descent: theta -= eta g. The cost's gradient is the loss's (`backward` with
     lam = 0) plus 2 lam W for the weights; that second term is applied as W *= 1 - 2 eta lam:
-    the same update, without a temporary the size of W_1 (5% faster for the 3-layer net).
+    the same update, without a temporary the size of W_1 (benchmarks/RESULTS.md, micro).
     With momentum mu: v = mu v + g, then theta -= eta v, or with Nesterov theta -= eta (g + mu v)
     (the form PyTorch's SGD uses)."""
     S, cache, batch_stats = forward_unchecked(flat.params, Xb, bn_order=bn_order, masks=masks)
@@ -140,7 +140,7 @@ def _momentum_update(flat: FlatParams, eta: float, lam: float, mu: float,
     """g += 2 lam W; v = mu v + g; theta -= eta v (Nesterov: theta -= eta (g + mu v)), on
     `flat`. These are seven passes over vectors of every parameter (15 MB each for a
     3072-1024-512-256-10 net), so they run block by block: each block stays in the cache through
-    all seven, which halves the time of the update of such a net."""
+    all seven, which makes the update of such a net faster (benchmarks/RESULTS.md, micro)."""
     assert flat.velocity is not None
     n_weights = flat.weights.size
     for i in range(0, flat.theta.size, UPDATE_BLOCK):

@@ -1,5 +1,5 @@
 """Independent training runs (seeds, lambda values, the sigma grid) in parallel processes: joblib
-worker processes on this machine, or the workers of a Dask cluster (`assignment3.cluster`).
+worker processes on this machine, or the workers of a Dask cluster (`scale.cluster`).
 
 A run gives the same result, bit for bit, in a worker as in this process, since `train` sets
 the number of BLAS threads (`Config.blas_threads`, default 1). What the workers gain on 2 cores

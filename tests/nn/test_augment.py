@@ -1,8 +1,9 @@
-"""ZCA whitening and the flips and shifts of mini-batches."""
+"""assignment3.nn.augment: ZCA whitening, the flips and shifts of mini-batches, label smoothing and
+MixUp. (`data.zca_whiten`, which whitens a data set: tests/data/test_cifar10.py.)"""
 import numpy as np
 import pytest
 
-from assignment3.augment import apply_zca, augment_rows, fit_zca, flipped, mixup, smooth_labels
+from assignment3.nn.augment import apply_zca, augment_rows, fit_zca, flipped, mixup, smooth_labels
 
 
 def image_rows(n, seed=0):
@@ -39,7 +40,8 @@ def test_every_row_is_one_flip_and_shift_of_itself(max_shift, flip):
         matches = [i for i, c in enumerate(candidates(x, max_shift, flip)) if (c == y).all()]
         assert len(matches) == 1
         chosen.append(matches[0])
-    assert len(set(chosen)) > min(10, len((candidates(rows[:1].reshape(3, 32, 32), max_shift, flip)))) // 2
+    n_candidates = len(candidates(rows[:1].reshape(3, 32, 32), max_shift, flip))
+    assert len(set(chosen)) > min(10, n_candidates) // 2
     assert np.array_equal(rows, before)                   # the input rows are not modified
     assert np.array_equal(out, augment_rows(rows, np.random.default_rng(0), flip, max_shift))
 
@@ -102,3 +104,4 @@ def test_mixup_mixes_pairs_of_columns_with_their_targets():
     assert np.allclose(Xm, lam * X + (1 - lam) * X[:, j], atol=1e-6)
     assert np.allclose(Ym, lam * Y + (1 - lam) * Y[:, j], atol=1e-6)
     assert not np.allclose(Xm, X)
+

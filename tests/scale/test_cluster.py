@@ -1,6 +1,8 @@
-"""The Dask backend on a real cluster: a scheduler and workers started as subprocesses on
-127.0.0.1 (`dask scheduler`, `dask worker --nthreads 1`), searches run by the real command line,
-a worker killed with SIGKILL mid-search; every process is killed again after its test."""
+"""The Dask backend. Without a cluster: an unreachable scheduler, data the workers cannot load
+themselves and a worker without data are clear errors. On a real cluster (slow): a scheduler and
+workers started as subprocesses on 127.0.0.1 (`dask scheduler`, `dask worker --nthreads 1`),
+searches run by the real command line, a worker killed with SIGKILL mid-search; every process
+is killed again after its test."""
 import json
 import os
 import signal
@@ -15,12 +17,67 @@ import pytest
 pytest.importorskip("distributed", reason="the Dask backend needs the cluster extra")
 from distributed import Client  # noqa: E402
 
-from assignment3.data import load_cifar10  # noqa: E402
-from assignment3.parallel import SCHEDULER_ENV, train_many  # noqa: E402
-from assignment3.training import Config  # noqa: E402
+from assignment3 import env  # noqa: E402
+from assignment3.config import Config  # noqa: E402
+from assignment3.data import DataError, Source, load_cifar10  # noqa: E402
+from assignment3.scale import cluster  # noqa: E402
+from assignment3.scale.cluster import ClusterError, train_on_cluster, worker_data  # noqa: E402
+from assignment3.scale.parallel import train_many  # noqa: E402
 
 #: A search of 6 short trials (1/20 cycle of a small BN net each).
 SEARCH = ["search", "--hidden", "30,20", "--cycles", "0.05", "--coarse", "4", "--fine", "2"]
+
+
+def closed_port_address():
+    """tcp://127.0.0.1:PORT of a port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"tcp://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_unreachable_scheduler_is_a_cluster_error(how, monkeypatch):
+    """Within the connection timeout (cut here to 0.2 s), naming the address."""
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 0.2)
+    address = closed_port_address()
+    if how == "environment":
+        monkeypatch.setenv(env.SCHEDULER, address)
+    start = time.monotonic()
+    with pytest.raises(ClusterError, match=f"cannot reach a Dask scheduler at '{address}' .*: "
+                                           "start one \\(`dask scheduler`\\)"):
+        train_many(Source(), [Config()], scheduler=address if how == "argument" else None)
+    assert time.monotonic() - start < 10
+
+
+def test_data_that_workers_cannot_load_is_refused(synthetic):
+    """A CIFAR10 not loaded by load_cifar10 (here built in memory) has no Source to send."""
+    with pytest.raises(ValueError, match="Dask workers load CIFAR-10 themselves, so they need "
+                                         "data as load_cifar10 returns it"):
+        list(train_on_cluster(closed_port_address(), synthetic, [Config()]))
+
+
+def test_no_runs_need_no_cluster():
+    assert list(train_on_cluster(closed_port_address(), Source(), [])) == []
+
+
+def test_worker_without_the_data_folder_says_what_to_set(tmp_path, monkeypatch):
+    """worker_data never downloads; its DataError names the process and what to set."""
+    missing = tmp_path / "nothing"
+    with pytest.raises(DataError, match=f"process {os.getpid()} on .* cannot load CIFAR-10: "
+                                        "make the folder given with --data exist on every "
+                                        f"worker.*{missing}"):
+        worker_data(Source(str(missing)))
+    monkeypatch.delenv(env.DATA_DIR, raising=False)
+    monkeypatch.setenv(env.CACHE_HOME, str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="cannot load CIFAR-10: set CIFAR10_DIR, in the "
+                                        "environment `dask worker` starts in.*download=False"):
+        worker_data(Source())
+    assert not (tmp_path / "cache").exists()                        # nothing downloaded
+
+
+# ---------------------------------------------------------------------------------------------
+# A real cluster
 
 
 def spawn(args, log, env=None):
@@ -72,7 +129,7 @@ def worker_env(cifar10_dir):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, worker_env):
+def cluster_address(tmp_path_factory, worker_env):
     """A scheduler and two workers with the data, shared by the tests that kill none."""
     with dask_cluster(tmp_path_factory.mktemp("cluster"), 2, worker_env) as (address, _):
         yield address
@@ -93,21 +150,23 @@ def run_search(args, env=None, timeout=300):
                           text=True, env=env, timeout=timeout)
 
 
-def test_cluster_search_gives_the_local_trials(cluster, local_search, worker_env):
-    proc = run_search([*SEARCH, "--scheduler", cluster, "--json"], env=worker_env)
+@pytest.mark.slow
+def test_cluster_search_gives_the_local_trials(cluster_address, local_search, worker_env):
+    proc = run_search([*SEARCH, "--scheduler", cluster_address, "--json"], env=worker_env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == local_search
     assert len(local_search["trials"]) == 6
 
 
-def test_environment_variable_sends_train_many_to_the_cluster(cluster, cifar10_dir,
+@pytest.mark.slow
+def test_environment_variable_sends_train_many_to_the_cluster(cluster_address, cifar10_dir,
                                                                 monkeypatch):
     """The notebooks' path: train_many on data from load_cifar10, the scheduler from
     $ASSIGNMENT3_SCHEDULER; the Results come back with their parameters."""
     data = load_cifar10(cifar10_dir, progress=False)
     configs = [Config(hidden=(20,), cycles=0.02, seed=s) for s in (0, 1)]
     local = train_many(data, configs, n_jobs=1)
-    monkeypatch.setenv(SCHEDULER_ENV, cluster)
+    monkeypatch.setenv(env.SCHEDULER, cluster_address)
     remote = train_many(data, configs)
     for a, b in zip(local, remote):
         assert a.config == b.config
@@ -115,6 +174,7 @@ def test_environment_variable_sends_train_many_to_the_cluster(cluster, cifar10_d
         assert all((P == Q).all() for P, Q in zip(a.params["W"], b.params["W"]))
 
 
+@pytest.mark.slow
 def test_search_survives_a_killed_worker(tmp_path, worker_env, local_search):
     """SIGKILL to a worker while it runs a trial: the scheduler runs that trial again on the
     other worker and the search ends with the same trials."""
@@ -142,26 +202,28 @@ def test_search_survives_a_killed_worker(tmp_path, worker_env, local_search):
     assert result == local_search
 
 
-def test_unreachable_scheduler_is_a_clear_error(worker_env):
-    with socket.socket() as s:                     # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([sys.executable, "-m", "assignment3", *SEARCH, *args], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for args, env in [(["--scheduler", address], worker_env),
-                               ([], {**worker_env, SCHEDULER_ENV: address})]]
+@pytest.mark.slow
+def test_unreachable_scheduler_stops_the_search_command():
+    """The command line waits CONNECT_TIMEOUT (5 s) for the scheduler, then says so in one line
+    (with --json: no progress bar) and exits with status 2; the address from --scheduler or
+    $ASSIGNMENT3_SCHEDULER. It loads no data (the workers would)."""
+    address = closed_port_address()
+    procs = [subprocess.Popen([sys.executable, "-m", "assignment3", *SEARCH, "--json", *args],
+                              env=env_, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for args, env_ in [(["--scheduler", address], os.environ),
+                                ([], {**os.environ, env.SCHEDULER: address})]]
     for proc in procs:                             # both at once: each waits for the timeout
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 2
         assert f"cannot reach a Dask scheduler at '{address}'" in stderr
-        assert "Traceback" not in stderr
+        assert "Traceback" not in stderr and len(stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_worker_without_data_is_named(tmp_path, worker_env):
-    env = {**worker_env, "CIFAR10_DIR": str(tmp_path / "nothing"),
-           "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    with dask_cluster(tmp_path, 1, env) as (address, _):
+    env_ = {**worker_env, "CIFAR10_DIR": str(tmp_path / "nothing"),
+            "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    with dask_cluster(tmp_path, 1, env_) as (address, _):
         with Client(address, set_as_default=False) as client:
             worker = next(iter(client.scheduler_info()["workers"]))
         proc = run_search([*SEARCH, "--scheduler", address], env=worker_env)
@@ -172,4 +234,3 @@ def test_worker_without_data_is_named(tmp_path, worker_env):
 
 def _lines(path):
     return len(path.read_text().splitlines())
-

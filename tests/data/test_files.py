@@ -1,0 +1,421 @@
+"""assignment3.data.files: where the CIFAR-10 batch files are looked for (a folder given,
+$CIFAR10_DIR, the per-user cache), and the download into the cache over real HTTP (a server on
+127.0.0.1): checked, extracted safely, every partial file removed on failure, on a stop by a real
+signal, and when left by a download that was killed."""
+import fcntl
+import functools
+import hashlib
+import http.server
+import io
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from assignment3.data import files
+from assignment3.data.files import (
+    FOLDER,
+    TEST_FILE,
+    TRAIN_FILES,
+    DataError,
+    default_cache_dir,
+    download_cifar10,
+    find_data_dir,
+    missing_files,
+)
+
+ALL_FILES = (*TRAIN_FILES, TEST_FILE)
+
+
+def fake_batches(folder: Path, skip=()) -> Path:
+    """folder with (empty) files of the batch names, except those in skip: where the data is
+    looked for only the names count."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ALL_FILES:
+        if name not in skip:
+            (folder / name).write_bytes(b"")
+    return folder
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the data is looked for
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    """An empty XDG cache home, with CIFAR10_DIR unset."""
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_the_file_names():
+    assert ALL_FILES == ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                         "data_batch_5", "test_batch")
+    assert FOLDER == "cifar-10-batches-py"
+
+
+def test_missing_files(tmp_path):
+    folder = fake_batches(tmp_path / "cifar", skip=["data_batch_2", "test_batch"])
+    assert missing_files(folder) == ["data_batch_2", "test_batch"]
+    (folder / "data_batch_2").mkdir()                      # a folder is not the file
+    assert missing_files(folder) == ["data_batch_2", "test_batch"]
+
+
+def test_a_folder_given_comes_first(tmp_path, monkeypatch):
+    given = fake_batches(tmp_path / "given")
+    monkeypatch.setenv("CIFAR10_DIR", str(fake_batches(tmp_path / "env")))
+    assert find_data_dir(given, download=False) == given
+    assert find_data_dir(str(given), download=False) == given
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert find_data_dir("~/given", download=False) == given
+
+
+def test_find_data_dir_uses_cifar10_dir(tmp_path, monkeypatch):
+    folder = fake_batches(tmp_path / "cifar")
+    monkeypatch.setenv("CIFAR10_DIR", str(folder))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert find_data_dir(download=False) == folder
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow
+def test_find_data_dir_uses_cifar10_dir_of_the_real_data(cifar10_dir, monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", str(cifar10_dir))
+    assert find_data_dir(download=False) == cifar10_dir
+
+
+@pytest.mark.parametrize("make, problem", [(lambda p: None, "does not exist"),
+                                           (lambda p: p.write_text("x"), "is not a folder")])
+def test_missing_folder(tmp_path, make, problem):
+    make(tmp_path / "nope")
+    with pytest.raises(DataError, match=f"the CIFAR-10 folder {tmp_path / 'nope'} {problem}: "
+                                        "set CIFAR10_DIR"):
+        find_data_dir(tmp_path / "nope")
+
+
+def test_folder_missing_a_batch(tmp_path):
+    folder = fake_batches(tmp_path / "cifar", skip=["data_batch_3"])
+    with pytest.raises(DataError, match="has no data_batch_3: set CIFAR10_DIR"):
+        find_data_dir(folder)
+
+
+def test_parent_folder_gets_a_hint(tmp_path):
+    fake_batches(tmp_path / "cifar-10-batches-py")
+    with pytest.raises(DataError, match="did you mean .*cifar-10-batches-py"):
+        find_data_dir(tmp_path)
+
+
+def test_default_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "assignment3"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for xdg in ("", "relative/path"):
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+        assert default_cache_dir() == tmp_path / "home" / ".cache" / "assignment3"
+
+
+def test_cifar10_dir_empty_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="CIFAR10_DIR folder .* has no data_batch_1, .*test_batch"):
+        find_data_dir()
+
+
+def test_cache_without_download(cache_home):
+    folder = cache_home / "assignment3" / "cifar-10-batches-py"
+    with pytest.raises(DataError, match=f"{folder} and download=False.*download=True.*CIFAR10_DIR"):
+        find_data_dir(download=False)
+    assert not cache_home.exists()
+
+
+def test_incomplete_cache(cache_home):
+    folder = cache_home / "assignment3" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    (folder / "data_batch_1").write_bytes(b"")
+    with pytest.raises(DataError, match=f"incomplete .*no data_batch_2.*delete {folder}"):
+        find_data_dir()
+
+
+def test_cache_is_downloaded_when_missing(cache_home, http_server, monkeypatch):
+    archive = make_archive(batch_entries())
+    url = http_server.serve("/cifar.tar.gz", archive)
+    # the real download, from the local server instead of the official address
+    monkeypatch.setattr(files, "download_cifar10", functools.partial(
+        download_cifar10, url=url, md5=hashlib.md5(archive).hexdigest()))
+    folder = cache_home / "assignment3" / "cifar-10-batches-py"
+    assert find_data_dir(progress=False) == folder
+    assert {p.name for p in folder.iterdir()} == {*ALL_FILES, "batches.meta", "readme.html"}
+    assert find_data_dir(download=False) == folder  # found in the cache from now on
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloads over real HTTP (a local server)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Serves server.routes: path -> (body, announced Content-Length); 404 otherwise."""
+
+    def do_GET(self):
+        if self.path not in self.server.routes:
+            self.send_error(404)
+            return
+        body, length = self.server.routes[self.path]
+        self.send_response(200)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.write(body)  # then HTTP/1.0 closes the connection
+
+    def log_message(self, *args):
+        pass
+
+
+class Server(http.server.ThreadingHTTPServer):
+    routes: dict
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+    def serve(self, path: str, body: bytes, length: int | None = None) -> str:
+        """URL of path, which sends body and announces length (default: its true length)."""
+        self.routes[path] = (body, len(body) if length is None else length)
+        return self.url(path)
+
+
+@pytest.fixture
+def http_server():
+    server = Server(("127.0.0.1", 0), Handler)
+    server.routes = {}
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def batch_entries() -> dict[str, bytes]:
+    """Archive members like the official ones (tiny fake contents); a trailing / marks a folder."""
+    entries = {"cifar-10-batches-py/": b""}
+    for name in (*ALL_FILES, "batches.meta", "readme.html"):
+        entries[f"cifar-10-batches-py/{name}"] = f"fake {name}".encode()
+    return entries
+
+
+def make_archive(entries: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    """A tar.gz of entries (name -> content) plus symbolic links (name -> target)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in entries.items():
+            info = tarfile.TarInfo(name.rstrip("/"))
+            if name.endswith("/"):
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            else:
+                info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def root(tmp_path):
+    """The download folder, inside tmp_path so that escapes from it can be seen."""
+    root = tmp_path / "root"
+    root.mkdir()
+    return root
+
+
+def test_download_good_archive(http_server, root, capsys):
+    archive = make_archive(batch_entries())
+    url = http_server.serve("/cifar.tar.gz", archive)
+    folder = download_cifar10(root, url=url, md5=hashlib.md5(archive).hexdigest())
+    assert folder == root / "cifar-10-batches-py"
+    assert sorted(p.name for p in root.iterdir()) == [
+        "cifar-10-batches-py", "cifar-10-python.tar.gz"]
+    assert (root / "cifar-10-python.tar.gz").read_bytes() == archive
+    for name in ALL_FILES:
+        assert (folder / name).read_bytes() == f"fake {name}".encode()
+    err = capsys.readouterr().err
+    assert url in err and "100.0%" in err and "MB" in err
+
+
+def test_download_creates_its_folder_and_takes_an_upper_case_md5(http_server, tmp_path, capsys):
+    archive = make_archive(batch_entries())
+    url = http_server.serve("/cifar.tar.gz", archive)
+    root = tmp_path / "new" / "root"
+    folder = download_cifar10(str(root), url=url, md5=hashlib.md5(archive).hexdigest().upper(),
+                              progress=False)
+    assert folder == root / FOLDER and missing_files(folder) == []
+    assert capsys.readouterr().err == ""                      # progress=False: silent
+
+
+def test_download_refuses_existing_folder(root):
+    (root / "cifar-10-batches-py").mkdir()
+    with pytest.raises(DataError, match="already exists: delete it"):
+        download_cifar10(root, url="http://127.0.0.1:1/unused", progress=False)
+    assert [p.name for p in root.iterdir()] == ["cifar-10-batches-py"]
+
+
+def test_download_wrong_md5(http_server, root):
+    url = http_server.serve("/cifar.tar.gz", make_archive(batch_entries()))
+    with pytest.raises(DataError, match="corrupt .*expected 0123456789abcdef.*try again"):
+        download_cifar10(root, url=url, md5="0123456789abcdef", progress=False)
+    assert list(root.iterdir()) == []
+
+
+def test_download_truncated_transfer(http_server, root):
+    archive = make_archive(batch_entries())
+    url = http_server.serve("/cifar.tar.gz", archive[:100], length=len(archive))
+    with pytest.raises(DataError, match=f"cut short \\(100 of {len(archive)} bytes\\)"):
+        download_cifar10(root, url=url, md5=hashlib.md5(archive).hexdigest(), progress=False)
+    assert list(root.iterdir()) == []
+
+
+def test_download_http_error(http_server, root):
+    with pytest.raises(DataError, match="could not download .*404"):
+        download_cifar10(root, url=http_server.url("/missing.tar.gz"), progress=False)
+    assert list(root.iterdir()) == []
+
+
+def test_download_connection_refused(root):
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DataError, match="could not download .*network connection"):
+        download_cifar10(root, url=f"http://127.0.0.1:{port}/x.tar.gz", progress=False)
+    assert list(root.iterdir()) == []
+
+
+# The explicit member check must hold on its own: tarfile's "data" filter is not in every 3.11.
+tar_filter_or_none = pytest.mark.parametrize(
+    "tar_filter", [files._TAR_FILTER, {}], ids=["tar-filter", "no-tar-filter"])
+
+
+@tar_filter_or_none
+@pytest.mark.parametrize("evil, reason", [
+    ("../evil", "'..' path component"),
+    ("cifar-10-batches-py/../../evil", "'..' path component"),
+    ("{tmp_path}/evil", "absolute path"),
+])
+def test_download_unsafe_member(http_server, root, tmp_path, monkeypatch, tar_filter, evil,
+                                reason):
+    monkeypatch.setattr(files, "_TAR_FILTER", tar_filter)
+    evil = evil.format(tmp_path=tmp_path)
+    archive = make_archive({**batch_entries(), evil: b"evil"})
+    url = http_server.serve("/cifar.tar.gz", archive)
+    with pytest.raises(DataError, match=f"refusing to extract '{re.escape(evil)}' .*{reason}"):
+        download_cifar10(root, url=url, md5=hashlib.md5(archive).hexdigest(), progress=False)
+    assert list(root.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["root"]  # nothing written outside root
+
+
+@tar_filter_or_none
+def test_download_link_member(http_server, root, tmp_path, monkeypatch, tar_filter):
+    monkeypatch.setattr(files, "_TAR_FILTER", tar_filter)
+    archive = make_archive(batch_entries(), links={"cifar-10-batches-py/link": str(tmp_path)})
+    url = http_server.serve("/cifar.tar.gz", archive)
+    with pytest.raises(DataError, match="'cifar-10-batches-py/link' .*link or special file"):
+        download_cifar10(root, url=url, md5=hashlib.md5(archive).hexdigest(), progress=False)
+    assert list(root.iterdir()) == []
+
+
+def test_download_not_a_tar(http_server, root):
+    body = b"<html>not an archive</html>"
+    url = http_server.serve("/cifar.tar.gz", body)
+    with pytest.raises(DataError, match="could not extract .*cifar-10-python.tar.gz"):
+        download_cifar10(root, url=url, md5=hashlib.md5(body).hexdigest(), progress=False)
+    assert list(root.iterdir()) == []
+
+
+def test_download_archive_without_batches(http_server, root):
+    archive = make_archive({"other/": b"", "other/data_batch_1": b"x"})
+    url = http_server.serve("/cifar.tar.gz", archive)
+    with pytest.raises(DataError, match="has no cifar-10-batches-py/data_batch_1, .*not the CIFAR"):
+        download_cifar10(root, url=url, md5=hashlib.md5(archive).hexdigest(), progress=False)
+    assert list(root.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Stops: a download stopped by a real signal, and the partial files of killed downloads
+
+
+class StallingHandler(http.server.BaseHTTPRequestHandler):
+    """Sends the headers of a large file and its first bytes, then waits (a slow download)."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(10**9))
+        self.end_headers()
+        self.wfile.write(b"x" * 1_000_000)          # more than one read of the download
+        self.wfile.flush()
+        self.server.release.wait(60)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def stalling_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StallingHandler)
+    server.release = threading.Event()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/cifar.tar.gz"
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_download_stopped_by_a_signal_leaves_no_part_file(stalling_server, tmp_path, sig,
+                                                         wait_until):
+    root = tmp_path / "cache"
+    code = (f"from assignment3.data.files import download_cifar10; "
+            f"download_cifar10({str(root)!r}, url={stalling_server!r}, progress=False)")
+    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: any(p.stat().st_size > 0 for p in root.glob(".*part*")), 60,
+                   "the download to start")
+        child.send_signal(sig)
+        status = child.wait(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert status == -sig                             # ended by the signal, after cleaning up
+    assert list(root.iterdir()) == []
+
+
+def archive_with_batches():
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in ALL_FILES:
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"fake"))
+    return buffer.getvalue()
+
+
+def test_stale_part_files_are_removed_but_not_live_ones(http_server, tmp_path):
+    archive = archive_with_batches()
+    url = http_server.serve("/a.tar.gz", archive)
+    root = tmp_path / "cache"
+    root.mkdir()
+    stale = root / ".cifar-10-python.tar.gz.part-killed1"
+    stale.write_bytes(b"half an archive")
+    live = root / ".cifar-10-python.tar.gz.part-running"
+    with live.open("wb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)             # as a download in progress holds it
+        download_cifar10(root, url=url, md5=hashlib.md5(archive).hexdigest(), progress=False)
+        assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".cifar-10-python.tar.gz.part-running", "cifar-10-batches-py", "cifar-10-python.tar.gz"]

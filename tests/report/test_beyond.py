@@ -1,0 +1,225 @@
+"""Section 6: the ablation path, the alternatives, the screening and the leave-one-out, the
+budget; a record of runs stored and loaded back whole (tiny runs of the synthetic data), the
+stored runs of results/beyond, and run_all training every run of the section (slow)."""
+import json
+from dataclasses import asdict, fields
+
+import numpy as np
+import pytest
+
+from assignment3 import compute, env
+from assignment3.config import BEST, CANDIDATE, PART_ONE, Config, config_from_dict
+from assignment3.report import beyond
+from assignment3.report import beyond_tables as tables
+from assignment3.store.provenance import code_version, machine
+from assignment3.store.runs import read_run, reevaluate
+from assignment3.training import train
+
+
+def changed_fields(a, b):
+    return {f.name for f in fields(Config) if getattr(a, f.name) != getattr(b, f.name)}
+
+
+def test_each_ablation_step_adds_one_change():
+    path = beyond.ablation_path(epochs=20)
+    assert len(path) == 7                       # BEST keeps BN before the ReLU: no such step
+    assert path[0][1] == Config() and path[-1][1] == PART_ONE
+    for (_, before), (change, after) in zip(path[1:-1], path[2:-1]):
+        assert changed_fields(before, after), change
+        assert after.epochs == 20 or after.schedule == "cyclic"
+    # the last step only trains longer
+    last, best = path[-2][1], path[-1][1]
+    changed = {k: v for k, v in asdict(best).items() if v != asdict(last)[k]}
+    assert changed == {"epochs": best.epochs}
+    other = beyond.ablation_path(epochs=5, best=PART_ONE.with_(bn_order="after"))
+    assert len(other) == 8 and other[-2][0] == "BN after the ReLU"   # a step for the BN order
+    assert other[-2][1].epochs == 5
+
+
+def test_alternative_is_the_other_bn_placement():
+    (change, config), = beyond.alternatives(epochs=20)
+    last = beyond.ablation_path(epochs=20)[-2][1]
+    assert change == "BN after the ReLU instead of before"
+    assert changed_fields(last, config) == {"bn_order"} and config.bn_order == "after"
+
+
+def test_leave_one_out_takes_away_each_ingredient():
+    """The ingredients are every field in which the candidate differs from part one's net, and
+    each leave-one-out run differs from the candidate in exactly one of them."""
+    assert changed_fields(CANDIDATE, PART_ONE) == set(beyond.INGREDIENTS)
+    runs = beyond.leave_one_out()
+    assert len(runs) == len(beyond.INGREDIENTS)
+    for field, (name, config) in zip(beyond.INGREDIENTS, runs):
+        assert changed_fields(config, CANDIDATE) == {field}
+        assert getattr(config, field) == getattr(PART_ONE, field) and name
+    assert BEST in [config for _, config in runs]           # the best net is one of them
+
+
+def test_screening_tries_each_regulariser_on_part_ones_net():
+    runs = beyond.screening(lengths=(3, 6))
+    assert [change for change, _ in runs] == [
+        "part one's net, 3 epochs", f"with label smoothing {CANDIDATE.label_smoothing:g}, 3 epochs",
+        f"with MixUp {CANDIDATE.mixup:g}, 3 epochs", "with both, 3 epochs",
+        "part one's net, 6 epochs", "with both, 6 epochs"]
+    assert [changed_fields(PART_ONE, config) - {"epochs"} for _, config in runs] == [
+        set(), {"label_smoothing"}, {"mixup"}, {"label_smoothing", "mixup"}, set(),
+        {"label_smoothing", "mixup"}]
+    assert [config.epochs for _, config in runs] == [3, 3, 3, 3, 6, 6]
+
+
+def test_the_best_net_keeps_to_the_budget():
+    """Part one's net: 6 FLOP per weight per sample seen, 180 epochs of 175 batches of 256; the
+    best net: at most twice that."""
+    weights = 3072 * 1024 + 1024 * 512 + 512 * 256 + 256 * 10
+    assert compute.n_weights(PART_ONE) == weights
+    assert beyond.BUDGET_FLOP == 2 * 6 * weights * 180 * 175 * 256
+    for config in (BEST, CANDIDATE):
+        assert compute.training_flop(config, 360 * 175) <= beyond.BUDGET_FLOP
+
+
+def test_make_record_names_the_seeds_and_the_machine():
+    runs = [{"config": {"seed": s}, "change": f"run {s}"} for s in (3, 4)]
+    record = beyond.make_record([{"change": "a step"}], [], runs)
+    assert record["seeds"] == [3, 4] and record["machine"] == machine()
+    assert record["ablation"] == [{"change": "a step"}, runs[0]]     # closed by part one's net
+    assert record["screening"] == record["best"] == record["leave_one_out"] == []
+    assert beyond.make_record([], [], runs, best=runs[1:])["seeds"] == [4]
+
+
+def check_new_options(rows):
+    assert [(r["BN"], r["dropout"] != "none", r["targets"] != "one-hot") for r in rows] == [
+        (bn, drop, soft) for bn in ("before the ReLU", "after the ReLU")
+        for drop in (False, True) for soft in (False, True)]
+    assert all(r["worst relative error"] < 1e-6 for r in rows), rows
+    assert all(r["median relative error"] <= r["worst relative error"] for r in rows)
+
+
+def test_gradient_checks_of_the_new_options(synthetic):
+    """Small nets (the default 50-30 one takes ~10 s: on the real data below)."""
+    check_new_options(beyond.gradient_checks(synthetic, hidden=(10, 8)))
+
+
+@pytest.mark.slow
+def test_gradient_checks_of_the_new_options_as_the_report_runs_them(cifar10):
+    check_new_options(beyond.gradient_checks(cifar10))
+
+
+def test_save_and_load_give_back_the_runs(synthetic, tmp_path):
+    """A record with a run stored with its parameters (in its run file) and one stored before
+    the run format (its record only) comes back whole."""
+    config = Config(hidden=(30, 20), bn_order="after", schedule="one_cycle", epochs=2, n_batch=50)
+    result = train(synthetic, config)
+    best = {"run": "best-seed-0.npz",
+            **beyond.best_record(synthetic, "a change", result, version="test")}
+    older = beyond.best_record(synthetic, "an older run",
+                               train(synthetic, config.with_(seed=1)), "old")
+    record = beyond.make_record([best], [older], [best, older], best=[best])
+    beyond.save(tmp_path, record, {"best-seed-0.npz": result})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-seed-0.npz", beyond.RECORD]
+    stored = json.loads((tmp_path / beyond.RECORD).read_text())
+    file_entry = {"run": "best-seed-0.npz", "change": "a change"}
+    assert stored["part_one"] == [file_entry, json.loads(json.dumps(older))]
+    assert stored["best"] == [file_entry]
+    _, meta = read_run(tmp_path / "best-seed-0.npz")
+    assert meta["code_version"] == "test" and meta["notes"]["minutes"] == best["minutes"]
+    loaded_record, runs = beyond.load(tmp_path)
+    assert loaded_record == json.loads(json.dumps(record))
+    loaded = runs["best-seed-0.npz"]
+    assert loaded.config == config and loaded.history == result.history
+    for name in result.params:
+        assert all(np.array_equal(a, b) for a, b in zip(result.params[name], loaded.params[name]))
+    scores = reevaluate(synthetic, loaded)
+    assert scores["test"] == result.test_accuracy and scores["val"] == result.val_accuracy
+    assert record["best"][0]["test_accuracy_flip_averaged"] == scores["test, flip-averaged"]
+    rows = tables.ablation_table(loaded_record)
+    assert rows[0]["test acc. (%)"] == pytest.approx(100 * result.test_accuracy)
+    assert rows[0]["parameters"] == compute.n_parameters(config)
+    again, again_runs, trained = beyond.load_or_train(synthetic, tmp_path, retrain=False)
+    assert again == loaded_record and not trained
+    assert again_runs["best-seed-0.npz"].history == result.history
+
+
+def test_retrain_variable_must_be_0_or_1(monkeypatch, tmp_path):
+    monkeypatch.setenv(env.RETRAIN, "yes")
+    with pytest.raises(env.EnvironmentValueError, match="ASSIGNMENT3_RETRAIN='yes': expected "
+                                                        "one of 0, 1"):
+        beyond.load_or_train(None, tmp_path)
+    assert list(tmp_path.iterdir()) == []                     # nothing trained or written
+
+
+def test_stored_runs_of_section_6_load():
+    """results/beyond: part one's net (seed 0) and the best net's seeds with their parameters,
+    the other runs of part one (stored before the run format) as records."""
+    record, runs = beyond.load(beyond.RESULTS_DIR)
+    part_one = runs[record["part_one"][0]["run"]]
+    assert part_one.config == PART_ONE
+    assert part_one.test_accuracy == record["part_one"][0]["test_accuracy"]
+    assert record["ablation"][-1] == record["part_one"][0]
+    assert [len(part_one.params[name]) for name in ("W", "gamma")] == [4, 3]
+    assert [change for change, _ in beyond.screening()] == [r["change"]
+                                                            for r in record["screening"]]
+    for run in record["best"]:
+        assert runs[run["run"]].config == BEST.with_(seed=run["config"]["seed"], blas_threads=1)
+    assert record["seeds"] == [run["config"]["seed"] for run in record["best"]] == [0, 1]
+    # the candidate, then without each ingredient; the best net is one of them
+    configs = [CANDIDATE] + [config for _, config in beyond.leave_one_out()]
+    assert [config_from_dict(run["config"]) for run in record["leave_one_out"]] == [
+        config.with_(blas_threads=1) for config in configs]
+    assert record["best"][0]["run"] in [run.get("run") for run in record["leave_one_out"]]
+
+
+@pytest.mark.slow
+def test_run_all_trains_every_run_of_section_6(synthetic, tmp_path):
+    tiny = PART_ONE.with_(hidden=(32, 16), epochs=2, zca=False, bn_order="after",
+                          blas_threads=1)
+    candidate = tiny.with_(epochs=4, mixup=0.2, label_smoothing=0.1)
+    best = candidate.with_(label_smoothing=0.0)
+    kwargs = dict(seeds=(0, 1), epochs=1, part_one=tiny, candidate=candidate, best=best,
+                  screening_epochs=(1, 3), checkpoints=tmp_path / "c")
+    record, runs = beyond.run_all(synthetic, **kwargs)
+    # each configuration is trained once, however many lists it is in: e.g. the best net's seed 0
+    # is the leave-one-out without label smoothing
+    entries = [run for key in beyond.RUN_LISTS for run in record[key]]
+    by_config = {}
+    for run in entries:
+        by_config.setdefault(json.dumps(run["config"], sort_keys=True), set()).add(run["run"])
+    assert all(len(names) == 1 for names in by_config.values())
+    assert len(runs) == len(by_config) and {r["run"] for r in entries} == set(runs)
+    assert {f"best-seed-{s}.npz" for s in (0, 1)} | {"candidate-seed-0.npz"} <= set(runs)
+    assert record["leave_one_out"][2] == {**record["best"][0],
+                                          "change": "without label smoothing 0.1"}
+    # every run kept a checkpoint, which a second call resumes from: finished, the same runs
+    assert len(list((tmp_path / "c").iterdir())) == len(runs)
+    changes = [run["change"] for run in record["ablation"]]
+    assert len(changes) == 7 and "BN after the ReLU" in changes       # no ZCA step: zca is off
+    assert [run["config"]["bn_order"] for run in record["alternatives"]] == ["before"]
+    assert all(run["code_version"] == code_version() for run in record["best"])
+    alt = tables.alternatives_table(record)
+    assert alt[0]["test acc. of the step (%)"] == 100 * record["ablation"][-2]["test_accuracy"]
+    assert [run["config"]["seed"] for run in record["part_one"]] == [0, 1] == record["seeds"]
+    assert record["ablation"][-1] == record["part_one"][0]
+    assert all(len(run["matmul_gflops"]) == 2 and min(run["matmul_gflops"]) > 0
+               for key in beyond.RUN_LISTS for run in record[key])
+    assert runs["best-seed-0.npz"].test_accuracy == record["best"][0]["test_accuracy"]
+    assert runs["best-seed-0.npz"].history != runs["best-seed-1.npz"].history
+    assert [r["config"]["mixup"] for r in record["leave_one_out"]] == [0.2, 0, 0.2, 0.2]
+    assert [r["epochs"] for r in record["leave_one_out"]] == [4, 4, 4, 2]
+    assert [r["epochs"] for r in record["screening"]] == [1, 1, 1, 1, 3, 3]
+    rows = tables.ablation_table(record)
+    assert [r["epochs"] for r in rows] == [20, 20, 1, 1, 1, 1, 2]   # cyclic: 2 cycles of 10
+    accs = [100 * r["test_accuracy"] for r in record["part_one"]]
+    assert rows[-1]["mean over seeds (%)"] == pytest.approx(sum(accs) / 2)
+    assert rows[-1]["test acc. (%)"] == pytest.approx(accs[0]) and "2 seeds" in rows[-1]["change"]
+    loo = tables.leave_one_out_table(record)
+    assert [r["run"] for r in loo][:4] == [r["change"] for r in record["leave_one_out"]]
+    assert loo[4]["test acc. (%)"] == pytest.approx(
+        50 * sum(r["test_accuracy"] for r in record["best"]))
+    assert loo[3]["compute (TFLOP)"] == pytest.approx(
+        compute.training_flop(candidate, runs["leave-one-out-2.npz"].steps) / 1e12)
+    assert loo[0]["to the candidate (points)"] == 0
+    beyond.save(tmp_path / "stored", record, runs)
+    assert beyond.load(tmp_path / "stored")[0] == json.loads(json.dumps(record))
+    again, again_runs = beyond.run_all(synthetic, **kwargs)
+    for name, run in runs.items():
+        assert again_runs[name].history == run.history, name
+        assert again_runs[name].resumed_from_step == run.steps, name

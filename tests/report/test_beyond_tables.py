@@ -1,0 +1,104 @@
+"""What section 6 shows of its stored runs: the provenance lines and the tables, on the record
+of results/beyond (read only) and on small records built here."""
+import numpy as np
+import pytest
+
+from assignment3.report import beyond
+from assignment3.report import beyond_tables as tables
+from assignment3.store.provenance import describe, short_version
+
+
+@pytest.fixture(scope="module")
+def record():
+    return beyond.load(beyond.RESULTS_DIR)[0]
+
+
+def test_provenance_names_runs_code_machines_and_rates(record):
+    lines = tables.provenance(record).splitlines()
+    parts = (("Part one", ("ablation", "alternatives", "part_one")),
+             ("Screening", ("screening",)), ("Part two", ("best", "leave_one_out")))
+    assert len(lines) == len(parts)
+    for line, (title, keys) in zip(lines, parts):
+        runs = list({run.get("run") or id(run): run              # a run in two lists: once
+                     for key in keys for run in record[key]}.values())
+        assert line.startswith(f"- {title}: {len(runs)} runs, code version ")
+        for run in runs:
+            version = run["code_version"]
+            assert (f"`{short_version(version)}`" if short_version(version) != version
+                    else version) in line
+            assert describe(run.get("machine") or record["machine"]) in line
+        rates = [r for run in runs for r in run["matmul_gflops"]]
+        assert f"{min(rates):.0f} to {max(rates):.0f} GFLOP/s" in line
+
+
+def test_ablation_table_closes_with_the_mean_over_seeds(record):
+    rows = tables.ablation_table(record)
+    assert [r["change"] for r in rows[:-1]] == [r["change"] for r in record["ablation"][:-1]]
+    assert [r["test acc. (%)"] for r in rows] == [100 * r["test_accuracy"]
+                                                  for r in record["ablation"]]
+    accs = [100 * r["test_accuracy"] for r in record["part_one"]]
+    assert rows[-1]["mean over seeds (%)"] == pytest.approx(np.mean(accs))
+    assert rows[-1]["flip-averaged, mean (%)"] == pytest.approx(
+        np.mean([100 * r["test_accuracy_flip_averaged"] for r in record["part_one"]]))
+    assert rows[-1]["change"].endswith(f"(2 seeds: {accs[0]:.2f}%, {accs[1]:.2f}%)")
+    assert all(r["mean over seeds (%)"] == "" for r in rows[:-1])
+
+
+def test_alternatives_table_compares_with_the_last_short_step(record):
+    rows = tables.alternatives_table(record)
+    step = record["ablation"][-2]
+    assert [r["change"] for r in rows] == [r["change"] for r in record["alternatives"]]
+    assert all(r["to the step"] == step["change"] for r in rows)
+    assert rows[0]["test acc. of the step (%)"] == 100 * step["test_accuracy"]
+
+
+def test_screening_table_compares_with_part_ones_net_of_the_same_length(record):
+    rows = tables.screening_table(record)
+    assert [r["run"] for r in rows] == [change for change, _ in beyond.screening()]
+    base = {}
+    for row in rows:
+        base.setdefault(row["epochs"], row["test acc. (%)"])
+        assert row["to part one's net (points)"] == pytest.approx(
+            row["test acc. (%)"] - base[row["epochs"]])
+    assert [r["to part one's net (points)"] for r in rows].count(0) >= 2     # one per length
+
+
+def test_leave_one_out_table_compares_with_the_candidate(record):
+    rows = tables.leave_one_out_table(record)
+    loo = record["leave_one_out"]
+    assert [r["run"] for r in rows[:len(loo)]] == [r["change"] for r in loo]
+    assert rows[0]["to the candidate (points)"] == 0
+    best = rows[len(loo)]
+    assert best["run"] == "the best net" and best["seeds"] == "0, 1"
+    assert best["test acc. (%)"] == pytest.approx(np.mean([100 * r["test_accuracy"]
+                                                           for r in record["best"]]))
+    assert best["to the candidate (points)"] == pytest.approx(
+        best["test acc. (%)"] - 100 * loo[0]["test_accuracy"])
+    assert rows[-1]["run"].startswith("part one's net (180 epochs")
+    assert all(r["compute (TFLOP)"] <= beyond.BUDGET_FLOP / 1e12 for r in rows)
+
+
+def test_published_table_ends_with_ours(record):
+    rows = tables.published_table(record)
+    assert len(rows) == len(tables.PUBLISHED) + 2
+    ours = rows[-2:]
+    assert [r["source"] for r in ours] == ["this report, part one", "this report, part two"]
+    for row, key in zip(ours, ("part_one", "best")):
+        assert row["test acc. (%)"] == round(float(np.mean(
+            [100 * r["test_accuracy"] for r in record[key]])), 2)
+    assert ours[1]["training"].endswith(
+        f"{100 * record['best'][0]['training_flop'] / beyond.BUDGET_FLOP:.0f}% of the budget")
+
+
+def test_leave_one_out_table_of_a_record_without_rates():
+    """Runs with no matmul rates recorded: NaN, not an error."""
+    def run(change, acc, seed=0):
+        return {"change": change, "config": {"seed": seed}, "test_accuracy": acc,
+                "val_accuracy": acc, "test_accuracy_flip_averaged": acc,
+                "training_flop": 1e12, "minutes": 1.0, "epochs": 180}
+    record = {"leave_one_out": [run("the candidate", 0.7), run("without x", 0.65)],
+              "best": [run("best", 0.72), run("best", 0.74, 1)],
+              "part_one": [run("part one", 0.6)]}
+    rows = tables.leave_one_out_table(record)
+    assert [r["to the candidate (points)"] for r in rows] == pytest.approx([0, -5, 3, -10])
+    assert all(np.isnan(r["matmul GFLOP/s"]) for r in rows)

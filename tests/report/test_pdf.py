@@ -1,0 +1,319 @@
+"""The PDF report. Without typesetting: the checks of a notebook, what a reader keeps of its
+outputs, the title block and the summary, the Markdown of a small notebook built here. Slow:
+the report built from the committed notebooks by the real build script (nbconvert, pandoc and
+Typst from PyPI), read back with pypdf; broken notebooks stop it with a clear message."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="the report extra is missing")
+pytest.importorskip("nbconvert", reason="the report extra is missing")
+
+from assignment3.report.paper import HEADLINES, KEY, format_ours, headline  # noqa: E402
+from assignment3.report.pdf import (  # noqa: E402
+    TITLE,
+    WIDGET,
+    NotebookError,
+    ReaderOutputs,
+    check_executed,
+    merge,
+    report_markdown,
+    summary_markdown,
+    title_block,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted(REPO.glob("notebooks/[0-9]*.ipynb"))
+BUILD = [sys.executable, str(REPO / "report" / "build_pdf.py")]
+SVG = ('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+       '<rect width="10" height="10"/></svg>')
+
+
+def normal(text):
+    """Text with typographic quotes made plain and every run of whitespace one space."""
+    return " ".join(text.replace("\u2019", "'").replace("\u2018", "'").split())
+
+
+def outputs(paths):
+    for path in paths:
+        for cell in nbformat.read(path, as_version=4).cells:
+            yield from cell.get("outputs", [])
+
+
+def notebook(cells):
+    """A notebook of (markdown or code source, outputs) cells (outputs None: a markdown cell),
+    as if executed."""
+    nb = nbformat.v4.new_notebook()
+    for count, (source, outs) in enumerate(cells, 1):
+        if outs is None:
+            nb.cells.append(nbformat.v4.new_markdown_cell(source))
+        else:
+            nb.cells.append(nbformat.v4.new_code_cell(source, outputs=outs,
+                                                      execution_count=count))
+    return nb
+
+
+def executed_notebook(path, cells):
+    """Write `notebook(cells)` to path."""
+    nbformat.write(notebook(cells), path)
+    return path
+
+
+def published(section, date="2025-01-02 10:00 UTC", version="ab" * 20,
+              machine_line="a CPU, 2 cores"):
+    """The headline output of a section, as paper.publish_headlines shows it."""
+    rows = [headline(f"accuracy of section {section} (%)", [50.0 + section, 52.0 + section],
+                     student=51.5)]
+    return {"section": section, "title": f"Section {section}", "rows": rows,
+            "executed": {"date": date, "code_version": version, "machine": machine_line}}
+
+
+def bar_and_widget():
+    bar = "epoch 3/20: 15%|###       | 300/2000 [00:01<00:07]"
+    return [nbformat.v4.new_output("stream", name="stderr", text=bar + "\r"),
+            nbformat.v4.new_output("display_data", {
+                WIDGET: {"model_id": "a1"},
+                "text/plain": "HBox(children=(FloatProgress(value=0.0)))"}),
+            nbformat.v4.new_output("stream", name="stdout", text="final loss 1.25\n")]
+
+
+def figure_outputs(caption):
+    """The two outputs of paper.show_figure: the SVG with its caption, the caption line."""
+    return [nbformat.v4.new_output("display_data", {"image/svg+xml": SVG,
+                                                    "text/plain": f"Figure: {caption}"},
+                                   metadata={KEY: {"figure": caption}}),
+            nbformat.v4.new_output("display_data", {"text/markdown": f"*Figure: {caption}*",
+                                                    "text/plain": f"Figure: {caption}"},
+                                   metadata={KEY: {"caption": True}})]
+
+
+def headline_output(section):
+    text = f"Table: Headline numbers of section {section}"
+    return nbformat.v4.new_output("display_data", {HEADLINES: published(section),
+                                                   "text/markdown": text, "text/plain": text})
+
+
+# ---------------------------------------------------------------------------------------------
+# Without typesetting
+
+
+def test_executed_notebook_passes_the_check():
+    nb = notebook([("# Title", None), ("x = 1", []), ("", [])])
+    nb.cells[2].execution_count = None                # an empty cell needs no execution
+    check_executed(nb, "a.ipynb")
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("not executed", r"a.ipynb, cell 3 \('train\(\)'\) was not executed; execute the notebook"),
+    ("error output", r"a.ipynb, cell 3 \('train\(\)'\) holds an error output \(ValueError: "
+                     r"lam must be >= 0\); fix it and re-execute"),
+])
+def test_broken_notebook_is_refused_naming_notebook_and_cell(fault, message):
+    nb = notebook([("# Title", None), ("x = 1", []), ("train()\nmore()", [])])
+    if fault == "not executed":
+        nb.cells[2].execution_count = None
+    else:
+        nb.cells[2].outputs = [nbformat.v4.new_output("error", ename="ValueError",
+                                                      evalue="lam must be >= 0", traceback=[])]
+    with pytest.raises(NotebookError, match=message):
+        check_executed(nb, "a.ipynb")
+    with pytest.raises(NotebookError, match=message):
+        merge({"first.ipynb": notebook([("y = 2", [])]), "a.ipynb": nb})
+
+
+def test_merge_joins_the_cells_in_order():
+    first, second = notebook([("# One", None)]), notebook([("# Two", None), ("x", [])])
+    merged = merge({"1.ipynb": first, "2.ipynb": second}, title="A report")
+    assert [c.source for c in merged.cells] == ["# One", "# Two", "x"]
+    assert merged.metadata["title"] == "A report" and "title" not in first.metadata
+
+
+def test_reader_keeps_what_a_reader_needs():
+    """Progress bars (stderr), widgets and the caption lines go; a figure becomes a Markdown
+    figure of its extracted file; the headline numbers move to the resources."""
+    nb = notebook([("train()", bar_and_widget()),
+                   ("show()", figure_outputs("Loss by step")),
+                   ("publish()", [headline_output(2)])])
+    nb.cells[1].outputs[0].metadata["filenames"] = {"image/svg+xml": "output_1_0.svg"}
+    nb, resources = ReaderOutputs().preprocess(nb, {})
+    first, second, third = (cell.outputs for cell in nb.cells)
+    assert [(o.output_type, o.get("name")) for o in first] == [("stream", "stdout")]
+    assert len(second) == 1
+    assert second[0].data == {"text/markdown": "![Loss by step](output_1_0.svg)"}
+    assert third == [] and resources["headlines"] == [published(2)]
+
+
+def test_title_block_says_when_where_and_by_which_code():
+    assert "date" not in title_block([]) and title_block([])["title"] == TITLE
+    meta = title_block([published(1, "2025-01-02 10:00 UTC"),
+                        published(2, "2025-01-01 09:00 UTC", version="cd" * 20 + "+changes"),
+                        published(3, "2025-01-02 10:00 UTC")], title="Mine")
+    assert meta["title"] == "Mine"
+    assert meta["date"] == ("Notebooks executed 2025-01-01 09:00 UTC to 2025-01-02 10:00 UTC\\\n"
+                            f"code version `{'ab' * 6}`, `{'cd' * 6}+changes`\\\n"
+                            "on a CPU, 2 cores")
+    assert title_block([published(1)])["date"].startswith(
+        "Notebooks executed 2025-01-02 10:00 UTC\\\n")
+
+
+def test_summary_holds_every_headline_in_section_order():
+    assert summary_markdown([]) == ""
+    text = summary_markdown([published(3), published(1)])
+    assert text.startswith("# Summary {.unnumbered}\n\nTable: Headline numbers of every section")
+    assert text.index("**1 Section 1**") < text.index("**3 Section 3**")
+    for section in (1, 3):
+        assert format_ours(published(section)["rows"][0]) in text
+
+
+def test_report_markdown_of_a_small_notebook():
+    """The whole Markdown route but the typesetting: title block, summary, contents, the
+    headings and kept outputs, no code, no progress bar, the figure in the files."""
+    nb = notebook([("# Training with a bar", None),
+                   ("import numpy\ntrain()", bar_and_widget()),
+                   ("show()", figure_outputs("Loss by step")),
+                   ("publish()", [headline_output(2)])])
+    markdown, files = report_markdown(nb, title="A small report")
+    front = json.loads(markdown.split("\n---\n")[0].removeprefix("---\n"))
+    assert front["title"] == "A small report" and "2025-01-02 10:00 UTC" in front["date"]
+    assert "# Summary {.unnumbered}" in markdown and "#outline(depth: 2)" in markdown
+    assert "# Training with a bar" in markdown and "final loss 1.25" in markdown
+    assert "15%" not in markdown and "HBox" not in markdown and "import numpy" not in markdown
+    image = re.search(r"!\[Loss by step\]\((.+?\.svg)\)", markdown).group(1)
+    assert SVG.encode() in (files[image] if isinstance(files[image], bytes)
+                            else files[image].encode())
+    assert "*Figure: Loss by step*" not in markdown
+
+
+# ---------------------------------------------------------------------------------------------
+# The PDF itself (slow: pandoc and Typst)
+
+
+def build(notebooks, output):
+    return subprocess.run([*BUILD, *map(str, notebooks), "--output", str(output)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def pypdf():
+    pytest.importorskip("typst", reason="the report extra (pip install -e '.[report]') is missing")
+    return pytest.importorskip("pypdf")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, pypdf):
+    """The report built from the committed notebooks: (pypdf reader, normalised text)."""
+    output = tmp_path_factory.mktemp("report") / "report.pdf"
+    done = build(NOTEBOOKS, output)
+    assert done.returncode == 0, done.stderr
+    reader = pypdf.PdfReader(output)
+    return reader, normal("\n".join(page.extract_text() for page in reader.pages))
+
+
+@pytest.mark.slow
+def test_report_has_every_section_title(report):
+    _, text = report
+    titles = [line.lstrip("#").strip() for path in NOTEBOOKS
+              for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "markdown"
+              for line in cell.source.splitlines() if line.startswith("#")]
+    assert len(titles) >= len(NOTEBOOKS)
+    for title in titles:
+        assert normal(title) in text, title
+
+
+@pytest.mark.slow
+def test_report_has_every_caption_numbered(report):
+    _, text = report
+    figures = [o.metadata[KEY]["figure"] for o in outputs(NOTEBOOKS)
+               if "figure" in o.get("metadata", {}).get(KEY, {})]
+    tables = [line.removeprefix("Table: ") for o in outputs(NOTEBOOKS)
+              if "text/markdown" in o.get("data", {}) and HEADLINES not in o.data
+              for line in o.data["text/markdown"].splitlines() if line.startswith("Table: ")]
+    assert figures and tables
+    for number, caption in enumerate(figures, 1):
+        assert f"Figure {number}: {normal(caption)}" in text, caption
+    for caption in tables:
+        assert re.search(rf"Table \d+: {re.escape(normal(caption))}", text), caption
+
+
+@pytest.mark.slow
+def test_summary_holds_every_headline_number_of_the_notebooks(report):
+    _, text = report
+    headlines = [o.data[HEADLINES] for o in outputs(NOTEBOOKS) if HEADLINES in o.get("data", {})]
+    assert sorted(h["section"] for h in headlines) == list(range(1, len(NOTEBOOKS) + 1))
+    summary = text[text.index("Summary"):text.index("Contents")]
+    for row in (row for h in headlines for row in h["rows"]):
+        assert format_ours(row) in summary, row
+
+
+@pytest.mark.slow
+def test_report_is_a_paper_without_code_or_checks(report):
+    reader, text = report
+    assert reader.metadata.title == TITLE
+    assert len(NOTEBOOKS) + 1 < len(reader.pages) <= 40
+    assert "assert" not in text and "import " not in text and "Traceback" not in text
+    executed = [o.data[HEADLINES]["executed"] for o in outputs(NOTEBOOKS)
+                if HEADLINES in o.get("data", {})]
+    assert executed[0]["code_version"][:12] in text and normal(executed[0]["machine"]) in text
+
+
+@pytest.mark.slow
+def test_report_figures_are_vector_and_fonts_embedded(report):
+    reader, _ = report
+    fonts = {}
+    for page in reader.pages:
+        assert not page.images, "a raster image in the PDF"
+        for font in page["/Resources"].get("/Font", {}).values():
+            font = font.get_object()
+            for descendant in font.get("/DescendantFonts", [font]):
+                fonts[font["/BaseFont"]] = descendant.get_object()["/FontDescriptor"]
+    assert fonts
+    for name, descriptor in fonts.items():
+        assert {"/FontFile", "/FontFile2", "/FontFile3"} & set(descriptor), name
+
+
+@pytest.mark.slow
+def test_progress_bars_and_widgets_stay_out_of_the_pdf(tmp_path, pypdf):
+    path = executed_notebook(tmp_path / "bars.ipynb", [("# Training with a bar", None),
+                                                       ("train()", bar_and_widget())])
+    done = build([path], tmp_path / "bars.pdf")
+    assert done.returncode == 0, done.stderr
+    text = normal("".join(p.extract_text() for p in pypdf.PdfReader(tmp_path / "bars.pdf").pages))
+    assert "Training with a bar" in text and "final loss 1.25" in text
+    assert "15%" not in text and "HBox" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["not executed", "error output"])
+def test_broken_notebook_stops_the_build_naming_notebook_and_cell(tmp_path, fault, pypdf):
+    nb = nbformat.read(NOTEBOOKS[1], as_version=4)
+    number, cell = next((i, c) for i, c in enumerate(nb.cells, 1) if c.cell_type == "code")
+    if fault == "not executed":
+        cell.execution_count, cell.outputs = None, []
+    else:
+        cell.outputs = [nbformat.v4.new_output("error", ename="ValueError",
+                                               evalue="lam must be >= 0", traceback=[])]
+    path = tmp_path / NOTEBOOKS[1].name
+    nbformat.write(nb, path)
+    output = tmp_path / "out" / "report.pdf"
+    done = build([NOTEBOOKS[0], path], output)
+    assert done.returncode != 0
+    assert str(path) in done.stderr and f"cell {number} " in done.stderr
+    assert ("not executed" if fault == "not executed" else "lam must be >= 0") in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not output.parent.exists() or not any(output.parent.iterdir())
+
+
+@pytest.mark.slow
+def test_nbconvert_exporter_writes_the_pdf_of_one_notebook(tmp_path, pypdf):
+    done = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "a3pdf",
+                           "--output-dir", str(tmp_path), str(NOTEBOOKS[0])],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    reader = pypdf.PdfReader(tmp_path / (NOTEBOOKS[0].stem + ".pdf"))
+    heading = nbformat.read(NOTEBOOKS[0], as_version=4).cells[0].source.splitlines()[0]
+    assert normal(heading.lstrip("# ")) in normal(reader.pages[0].extract_text()
+                                                  + reader.pages[1].extract_text())

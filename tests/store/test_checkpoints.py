@@ -1,0 +1,277 @@
+"""Checkpoints: a run writes its whole state at every evaluation and when it is stopped, and the
+same run given the checkpoint again finishes bit for bit as the run never interrupted (stopped
+by real signals, in this process or in a real `python -m assignment3` killed at any point); a
+checkpoint of another configuration, other data, other maths, a damaged file or a saved run is
+refused and left as it is."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from assignment3.config import BEST, Config, config_dict
+from assignment3.signals import TrainingInterrupted
+from assignment3.store import runfile
+from assignment3.store.checkpoints import Checkpoint, data_fingerprint
+from assignment3.store.provenance import code_version, machine
+from assignment3.store.runfile import RunFileError
+from assignment3.store.runs import load_run, save_run
+from assignment3.training import MATH_VERSION, train
+from tests.conftest import make_synthetic
+from tests.store.test_runs import same_run
+
+#: A short run on the synthetic data with every random stream (shuffling, flips and shifts,
+#: dropout, MixUp) and momentum: 200 steps, an evaluation (and checkpoint) every 10.
+STREAMS = Config(hidden=(16,), n_s=100, cycles=1, n_batch=50, evals_per_cycle=20, momentum=0.9,
+                 nesterov=True, dropout=0.1, flip=True, max_shift=2, mixup=0.2,
+                 label_smoothing=0.1)
+TINY = Config(hidden=(10,), n_s=10, cycles=0.5, n_batch=50)
+
+
+def checkpoint_step(path):
+    return runfile.read(path)[1]["step"]
+
+
+def test_checkpoint_holds_the_finished_run(synthetic, tmp_path):
+    path = tmp_path / "ckpt.npz"
+    result = train(synthetic, STREAMS, checkpoint=Checkpoint(path))
+    arrays, meta = runfile.read(path)
+    assert meta["kind"] == "checkpoint" and meta["step"] == result.steps == 200
+    assert meta["config"] == config_dict(STREAMS) and meta["math_version"] == MATH_VERSION
+    assert meta["data"] == data_fingerprint(synthetic) and meta["history"] == result.history
+    assert meta["code_version"] == code_version() and meta["machine"] == machine()
+    assert arrays.keys() == {*runfile.param_arrays(result.params, result.stats), "velocity"}
+    assert arrays["velocity"].ndim == 1 and np.any(arrays["velocity"])     # the momentum's
+    again = train(synthetic, STREAMS, checkpoint=Checkpoint(path))      # nothing left to do
+    assert again.resumed_from_step == result.steps
+    same_run(again, result)
+    assert again.test_accuracy == result.test_accuracy
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]
+
+
+def test_run_stopped_by_a_signal_resumes_to_the_same_run(synthetic, tmp_path):
+    """SIGTERM to this process once the first checkpoint is written: the run stops at the end of
+    its step, writes the checkpoint there and raises TrainingInterrupted; given the checkpoint
+    again, it finishes as the run never interrupted (parameters, averages, history, scores)."""
+    reference = train(synthetic, STREAMS)
+    path = tmp_path / "ckpt.npz"
+    late = []                              # a signal that came after the run: the test fails
+
+    def stop_after_first_checkpoint():
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: late.append(signum))
+    thread = threading.Thread(target=stop_after_first_checkpoint, daemon=True)
+    try:
+        thread.start()
+        with pytest.raises(TrainingInterrupted, match="SIGTERM at step .* of 200: checkpoint "
+                                                      "written to") as stop:
+            train(synthetic, STREAMS, checkpoint=Checkpoint(path))
+        thread.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert late == []
+    assert stop.value.signum == signal.SIGTERM and stop.value.checkpoint == path
+    assert 10 <= stop.value.step < 200 and checkpoint_step(path) == stop.value.step
+    resumed = train(synthetic, STREAMS, checkpoint=Checkpoint(path))
+    assert resumed.resumed_from_step == stop.value.step
+    same_run(resumed, reference)
+    assert (resumed.val_accuracy, resumed.test_accuracy, resumed.steps) == \
+        (reference.val_accuracy, reference.test_accuracy, reference.steps)
+
+
+@pytest.fixture
+def checkpoint(synthetic, tmp_path):
+    """(path, bytes) of the checkpoint of the TINY run."""
+    path = tmp_path / "ckpt.npz"
+    train(synthetic, TINY, checkpoint=Checkpoint(path))
+    return path, path.read_bytes()
+
+
+def refused(data, config, path, message):
+    """The run of `config` on `data` refuses the checkpoint `path` with `message` and leaves
+    it as it was."""
+    before = path.read_bytes()
+    with pytest.raises(RunFileError, match=message):
+        train(data, config, checkpoint=Checkpoint(path))
+    assert path.read_bytes() == before
+
+
+def test_checkpoint_of_another_configuration_is_refused(synthetic, checkpoint):
+    refused(synthetic, TINY.with_(lam=0.01), checkpoint[0],
+            r"ckpt.npz: was written for another configuration \(lam: 0.005 there, 0.01 here\)")
+    refused(synthetic, TINY.with_(hidden=(12,), seed=3), checkpoint[0],
+            r"another configuration \(hidden: \[10\] there, \[12\] here; seed: 0 there, 3 here\)")
+
+
+def test_checkpoint_of_other_data_is_refused(checkpoint):
+    refused(make_synthetic(seed=1), TINY, checkpoint[0], "was written for other data")
+    refused(make_synthetic(n_train=350), TINY, checkpoint[0], "was written for other data")
+
+
+def test_checkpoint_of_other_maths_is_refused(synthetic, checkpoint):
+    path = checkpoint[0]
+    arrays, meta = runfile.read(path)
+    runfile.write(path, arrays, {**meta, "math_version": MATH_VERSION - 1})
+    refused(synthetic, TINY, path, f"was written by code whose maths differ \\(math version "
+                                   f"{MATH_VERSION - 1}, this code's is {MATH_VERSION}")
+
+
+def test_saved_run_given_as_checkpoint_is_refused(synthetic, tmp_path):
+    save_run(tmp_path / "run.npz", train(synthetic, TINY))
+    refused(synthetic, TINY, tmp_path / "run.npz", "is a saved run, not a checkpoint; give "
+                                                   "--checkpoint a path of its own")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed start", "wrong shapes"])
+def test_damaged_checkpoint_is_refused(synthetic, checkpoint, damage):
+    path, whole = checkpoint
+    if damage == "truncated":
+        path.write_bytes(whole[:len(whole) // 2])
+    elif damage == "zeroed start":
+        path.write_bytes(b"\0" * 100 + whole[100:])
+    else:
+        arrays, meta = runfile.read(path)
+        runfile.write(path, {**arrays, "W_0": arrays["W_0"][:, :-1]}, meta)
+    refused(synthetic, TINY, path, "shapes and dtype of this configuration's network; the file "
+                                   "is damaged" if damage == "wrong shapes" else "corrupt")
+
+
+def test_data_fingerprint_tells_data_apart(synthetic):
+    assert data_fingerprint(synthetic) == data_fingerprint(make_synthetic())
+    assert data_fingerprint(synthetic)["sizes"] == [300, 100, 100]
+    assert data_fingerprint(synthetic) != data_fingerprint(make_synthetic(seed=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line on the real data: runs killed at any point resume exactly
+
+
+#: A short CLI run with every random stream (shuffling, flips and shifts, dropout, MixUp), label
+#: smoothing and momentum: the best preset cut to a 32-unit net and half an epoch (88 steps, 11
+#: evaluations).
+SHORT = ["train", "--preset", "best", "--hidden", "32", "--epochs", "0.5", "--no-zca",
+         "--threads", "1", "--seed", "3", "--mixup", "0.2", "--label-smoothing", "0.1", "--json"]
+SHORT_STEPS = round(0.5 * (45000 // 256))
+SHORT_CONFIG = BEST.with_(hidden=(32,), epochs=0.5, zca=False, blas_threads=1, seed=3, mixup=0.2,
+                          label_smoothing=0.1)
+
+
+@pytest.fixture(scope="module")
+def short_run(cifar10, tmp_path_factory):
+    """(Result, checkpoint path) of the SHORT run, trained here: the run the CLI makes."""
+    ckpt = tmp_path_factory.mktemp("short") / "ckpt.npz"
+    return train(cifar10, SHORT_CONFIG, checkpoint=Checkpoint(ckpt)), ckpt
+
+
+@pytest.fixture
+def cli(cifar10_dir):
+    """Run `python -m assignment3 *args` on the real data: a finished CompletedProcess, or with
+    popen=True the running Popen."""
+    env = {**os.environ, "CIFAR10_DIR": str(cifar10_dir)}
+
+    def run(*args, popen=False):
+        command = [sys.executable, "-m", "assignment3", *map(str, args)]
+        if popen:
+            return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env)
+        return subprocess.run(command, capture_output=True, text=True, env=env)
+    return run
+
+
+def wait_for(condition, proc, timeout=60):
+    """Poll `condition` (busily: a checkpoint write lasts milliseconds) until it holds; fail if
+    `proc` ends or the time runs out first."""
+    end = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the run ended first: {proc.communicate()}"
+        assert time.monotonic() < end, "timed out"
+
+
+@pytest.mark.slow
+def test_run_killed_at_several_points_resumes_to_the_same_run(cli, tmp_path, short_run):
+    """SIGKILL right after the first checkpoint, after a later one, and during a checkpoint
+    write (the write's temporary file is left behind); each time the same command resumes.
+    The finished run equals the run never interrupted (here, in this process): JSON summary
+    (but its seconds) and parameters, history, averages."""
+    reference = short_run[0]
+    ckpt, partial = tmp_path / "ckpt.npz", tmp_path / "ckpt.npz.partial"
+    command = [*SHORT, "--checkpoint", ckpt, "--save", tmp_path / "resumed.npz"]
+    killed_at = []
+
+    def kill_when(condition):
+        proc = cli(*command, popen=True)
+        wait_for(condition, proc)
+        proc.kill()
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        killed_at.append(checkpoint_step(ckpt))
+
+    kill_when(ckpt.exists)
+    kill_when(lambda: checkpoint_step(ckpt) >= killed_at[0] + 2 * (SHORT_STEPS // 10))
+    for _ in range(10):                  # until a kill lands inside a write (it lasts ~10 ms)
+        kill_when(partial.exists)
+        if partial.exists():
+            break
+    assert partial.exists(), "no kill landed during a checkpoint write in 10 tries"
+    assert 0 < killed_at[0] < killed_at[1] <= killed_at[2] < SHORT_STEPS
+
+    finished = cli(*command)
+    assert finished.returncode == 0, finished.stderr
+    ours, theirs = json.loads(finished.stdout), json.loads(json.dumps(reference.summary()))
+    assert ours.pop("resumed_from_step") == killed_at[-1] > 0
+    ours.pop("seconds"), theirs.pop("seconds")
+    assert ours == theirs
+    same_run(load_run(tmp_path / "resumed.npz"), reference)
+    assert not partial.exists()                          # the next write replaced it
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_with_a_checkpoint_and_a_resume_line(cli, tmp_path, short_run, signum,
+                                                          code):
+    ckpt = tmp_path / "ckpt.npz"
+    proc = cli(*SHORT, "--checkpoint", ckpt, popen=True)
+    wait_for(ckpt.exists, proc)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"stopped by {signal.Signals(signum).name} at step" in err
+    assert f"checkpoint written to {ckpt}: run the same command again to resume" in err
+    step = int(err.split(" at step ")[1].split()[0])
+    assert checkpoint_step(ckpt) == step                # written at the step it stopped at
+    resumed = cli(*SHORT, "--checkpoint", ckpt)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["resumed_from_step"] == step
+    assert summary["test_accuracy"] == short_run[0].test_accuracy
+    assert summary["val_accuracy"] == short_run[0].val_accuracy
+
+
+@pytest.mark.slow
+def test_refused_checkpoint_is_one_line_and_kept(cli, tmp_path, short_run):
+    """A damaged checkpoint and the checkpoint of another configuration: exit status 2, one
+    line naming the file and why, the file as it was."""
+    ckpt = tmp_path / "ckpt.npz"
+    whole = short_run[1].read_bytes()
+    for damaged in (whole[:len(whole) // 2], b"\0" * 100 + whole[100:]):
+        ckpt.write_bytes(damaged)
+        proc = cli(*SHORT, "--checkpoint", ckpt)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.stderr.startswith(f"error: {ckpt}: ") and "corrupt" in proc.stderr
+        assert len(proc.stderr.splitlines()) == 1
+        assert ckpt.read_bytes() == damaged                    # nothing overwritten
+    ckpt.write_bytes(whole)
+    proc = cli(*SHORT, "--lam", "0.01", "--checkpoint", ckpt)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "was written for another configuration (lam: 0.00025 there, 0.01 here)" in proc.stderr
+    assert ckpt.read_bytes() == whole
