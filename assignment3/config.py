@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+import numpy as np
+
 from .data import D, K
 from .nn.checks import BN_ORDERS, is_bool, is_int, is_real
 
@@ -165,6 +167,8 @@ class Config:
     mixup: float = 0.0                # MixUp of mini-batch pairs, lam ~ Beta(mixup, mixup); 0: off
 
     def __post_init__(self) -> None:
+        for name in LIMITS:                    # numpy scalars as Python values, for JSON
+            object.__setattr__(self, name, python_value(getattr(self, name)))
         object.__setattr__(self, "hidden", checked_hidden(self.hidden))
         for name, limit in LIMITS.items():
             if name != "hidden":
@@ -188,6 +192,14 @@ class Config:
     def with_(self, **changes: Any) -> "Config":
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+
+def python_value(value: Any) -> Any:
+    """`value` with numpy scalars (and 0-d arrays) as the Python bool, int, float or str they
+    hold; anything else as it is."""
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value.item()
+    return value
 
 
 def checked_hidden(hidden: Any) -> tuple[int, ...]:

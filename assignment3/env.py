@@ -2,6 +2,7 @@
 value that cannot be used raises `EnvironmentValueError` naming the variable, what it holds and
 what it should hold, instead of being ignored or replaced by a default. An empty value means
 "unset", as in `VAR= command`."""
+import math
 import os
 from pathlib import Path
 
@@ -13,6 +14,8 @@ CACHE_HOME = "XDG_CACHE_HOME"
 JOBS = "ASSIGNMENT3_JOBS"
 #: The address of a Dask scheduler to train on (`scale.cluster`).
 SCHEDULER = "ASSIGNMENT3_SCHEDULER"
+#: Seconds that runs on that scheduler wait for it to have workers (`scale.cluster`).
+WAIT_WORKERS = "ASSIGNMENT3_WAIT_WORKERS"
 #: "1": `make beyond` retrains section 6 instead of loading its stored runs.
 RETRAIN = "ASSIGNMENT3_RETRAIN"
 
@@ -77,6 +80,22 @@ def jobs(cores: int) -> int:
 def scheduler() -> str | None:
     """$ASSIGNMENT3_SCHEDULER: a Dask scheduler's address, or None."""
     return read(SCHEDULER)
+
+
+def wait_workers(default: float) -> float:
+    """$ASSIGNMENT3_WAIT_WORKERS: seconds, a finite number > 0; `default` if unset."""
+    text = read(WAIT_WORKERS)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise EnvironmentValueError(f"{WAIT_WORKERS}={os.environ[WAIT_WORKERS]!r}: expected the "
+                                    f"seconds to wait for Dask workers, a number > 0; set it to "
+                                    f"such a value or unset it")
+    return value
 
 
 def retrain() -> bool:

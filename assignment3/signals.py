@@ -6,6 +6,7 @@ then the signal is sent again to the handler that was there before (by default: 
 ends, with the exit status of the signal). A training run instead notes the signal
 (`StopSignals`) and stops at the end of its current step, after writing its checkpoint."""
 import multiprocessing
+import multiprocessing.util
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -44,7 +45,8 @@ def signals_raise(resend: bool = True) -> Iterator[None]:
     cannot take signals, and signals that are ignored, as under nohup, stay ignored). When
     `Stopped` leaves the block, the previous handlers are back and, with `resend`, the signal is
     sent again to them; without `resend` (a command line that reports the stop itself) it
-    propagates."""
+    propagates. A process that the re-sent signal ends (the default handler) first runs the
+    cleanups of multiprocessing that a normal exit runs (`_exit_cleanups`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -54,10 +56,24 @@ def signals_raise(resend: bool = True) -> Iterator[None]:
     except Stopped as stop:
         restore(previous)
         if resend and stop.signum in previous:
+            if previous[stop.signum] == signal.SIG_DFL:
+                _exit_cleanups()
             signal.raise_signal(stop.signum)
         raise
     finally:
         restore(previous)
+
+
+def _exit_cleanups() -> None:
+    """Run multiprocessing's finalizers of exit priority 0 and above, as a normal exit does
+    (the process is about to end by a signal, which skips them): the semaphores of queues and
+    locks that joblib's executor still holds (a task stuck on its way to killed workers keeps
+    them alive) are unlinked, so that loky's resource tracker has no "leaked semlock objects" to
+    report. A failing cleanup does not keep the process from ending."""
+    try:
+        multiprocessing.util._run_finalizers(0)  # type: ignore[attr-defined]
+    except Exception:                              # the signal ends the process all the same
+        pass
 
 
 def install(signals: tuple[int, ...], handler: Handler) -> dict[int, Handler]:

@@ -10,6 +10,7 @@ returns a `Result`: the trained parameters (the dict of `nn.network`), the BN mo
 history of the evaluations and the final accuracies. The same data, config and seed give the same
 Result bit for bit, however often the run is stopped and resumed from its checkpoint."""
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,7 +21,7 @@ from .data import CIFAR10, zca_whiten
 from .harness import Checkpointer, Harness, History, Run
 from .nn.checks import check_data
 from .nn.cost import evaluate_unchecked
-from .nn.optim import cyclic_lr, one_cycle_lr, step, update_moving_averages
+from .nn.optim import DivergenceError, cyclic_lr, one_cycle_lr, step, update_moving_averages
 from .nn.types import Params, Stats
 
 #: Version of the numbers a configuration and seed give. Bump it with every change that changes
@@ -101,6 +102,26 @@ def train(data: CIFAR10, config: Config = Config(), progress: bool = False,
                   history=run.history, steps=total, epochs=total / batches,
                   seconds=run.seconds(), val_accuracy=run.history["acc_val"][-1],
                   test_accuracy=test["accuracy"], resumed_from_step=resumed_from)
+
+
+@dataclass(frozen=True)
+class Diverged:
+    """What `train_or_diverged` gives for a run whose training diverged, instead of a `Result`:
+    the step and learning rate of its `DivergenceError`, and the seconds it trained."""
+    step: int
+    eta: float
+    seconds: float
+
+
+def train_or_diverged(data: CIFAR10, config: Config,
+                      cores: int | None = None) -> Result | Diverged:
+    """`train(data, config, cores=cores)`, or `Diverged` if the training diverges: the task of
+    a run among many (a search's trials), so that one diverged run does not stop the others."""
+    start = time.perf_counter()
+    try:
+        return train(data, config, cores=cores)
+    except DivergenceError as err:
+        return Diverged(err.step, err.eta, time.perf_counter() - start)
 
 
 def schedule(config: Config, batches: int) -> tuple[int, int, Callable[[int], float]]:

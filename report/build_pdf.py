@@ -18,17 +18,20 @@ def main(argv=None):
         parser.error(f"no such notebook: {', '.join(missing)}")
     try:
         from assignment3.report.pdf import NotebookError, TypesetError, build
-        from assignment3.store.runfile import write_atomic
+        from assignment3.store.outputs import OutputError, check_output, write_atomic
     except ImportError as error:
         sys.exit(f"error: {error.name} is missing; the PDF needs the report extra: "
                  "pip install -e '.[report]' (make setup does it)")
     start = time.perf_counter()
     try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        check_output(args.output, "pdf")           # before the build, as every output
         pdf = build(args.notebooks)
-    except (NotebookError, TypesetError) as error:
+        write_atomic(args.output, "pdf", lambda f: f.write(pdf))
+    except (NotebookError, TypesetError, OutputError) as error:
         sys.exit(f"error: {error}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.output, lambda f: f.write(pdf))
+    except OSError as error:
+        sys.exit(f"error: could not write {args.output} ({error.strerror or error})")
     print(f"wrote {args.output} ({len(pdf) // 1024} KiB, {len(args.notebooks)} notebooks, "
           f"{time.perf_counter() - start:.1f} s)")
 

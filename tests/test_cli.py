@@ -6,9 +6,12 @@ import json
 import os
 import pathlib
 import pickle
+import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -31,8 +34,9 @@ def synthetic_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cifar-10-batches-py")
     rng = np.random.default_rng(0)
     A = rng.standard_normal((10, 10)).astype(np.float32)
+    images = rng.integers(0, 256, (12_000, 3072), dtype=np.uint8)     # drawn once: it is slow
     for name in (*TRAIN_FILES, TEST_FILE):
-        data = rng.integers(0, 256, (10_000, 3072), dtype=np.uint8)
+        data = images[rng.permutation(len(images))[:10_000]]
         labels = ((data[:, :10].astype(np.float32) - 127.5) @ A).argmax(axis=1)
         with open(folder / name, "wb") as f:
             pickle.dump({b"data": data, b"labels": labels.tolist()}, f, protocol=4)
@@ -381,3 +385,124 @@ def test_divergence_names_the_options_to_change(cifar10_dir, capsys):
     assert rc == 1 and len(err) == 1, err
     assert err[0].startswith("error: training diverged at step ")
     assert err[0].endswith("lower --eta-max or --lam, or use a smaller --init"), err
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the outputs go: every place checked before any work, nothing finished lost
+
+
+@pytest.fixture
+def places(tmp_path):
+    """Output places of every sort: a folder, a CIFAR-10 batch, a checkpoint, a saved run."""
+    made = {"folder": tmp_path / "d.npz", "batch": tmp_path / "test_batch",
+            "checkpoint": tmp_path / "c.npz", "run": tmp_path / "r.npz"}
+    made["folder"].mkdir()
+    with open(made["batch"], "wb") as f:
+        pickle.dump({b"batch_label": b"testing batch 1 of 1", b"labels": [0]}, f, protocol=2)
+    for kind in ("checkpoint", "run"):
+        runfile.write(made[kind], {"W_0": np.zeros((1, 1))}, {"kind": kind})
+    return made
+
+
+#: (command line, its one-line refusal); the data folder given does not exist, so the refusal
+#: comes before any data is loaded or any training starts.
+OUTPUT_REFUSALS = [
+    (["train", "--save", "{folder}"], "--save {folder} is a folder, not a saved run"),
+    (["train", "--save", "/dev/null"], "--save /dev/null is a device, not a saved run"),
+    (["train", "--save", "{batch}"], "--save {batch} is a CIFAR-10 data batch, not a saved run"),
+    (["train", "--save", "{checkpoint}"], "is a checkpoint, not a saved run: give another path"),
+    (["train", "--checkpoint", "{run}"], "--checkpoint {run} is a saved run, not a checkpoint"),
+    (["train", "--save", "{folder}/no/r.npz"], "no does not exist; create it first"),
+    (["search", "--out", "{folder}"], "--out {folder} is a folder, not a lambda search record"),
+    (["search", "--out", "{run}"], "--out {run} is a saved run, not a lambda search record"),
+    (["search", "--out", "{folder}/no/s.jsonl"], "does not exist; create it first"),
+]
+
+
+@pytest.mark.parametrize("args, message", OUTPUT_REFUSALS)
+def test_output_places_are_checked_before_any_work(args, message, places, tmp_path, capsys):
+    args = [a.format(**places) for a in args]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--data", str(tmp_path / "no data")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert message.format(**places) in err
+    assert places["batch"].read_bytes().startswith(b"\x80\x02")     # nothing replaced
+    assert places["folder"].is_dir() and os.path.exists("/dev/null")
+
+
+def test_plot_never_writes_over_a_run(saved_run, tmp_path, capsys):
+    """`plot run.png` of a run saved as run.png would write the figure over the run."""
+    path, _ = saved_run
+    as_png = tmp_path / "run.png"
+    as_png.write_bytes(path.read_bytes())
+    proc = run("plot", as_png)
+    assert proc.returncode == 2 and "is a saved run, not a figure" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and as_png.read_bytes() == path.read_bytes()
+    for out, message in ((as_png, "is a saved run, not a figure"),
+                         (tmp_path / "no" / "f.png", "does not exist; create it first"),
+                         (tmp_path / "f.pgf", "with LaTeX, which is not installed")):
+        if out.suffix == ".pgf" and shutil.which("pdflatex"):
+            continue
+        with pytest.raises(SystemExit) as exit_:
+            main(["plot", str(path), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and message in err and err.count("\n") == 1
+    assert as_png.read_bytes() == path.read_bytes()
+
+
+def test_a_run_that_cannot_be_saved_goes_to_a_fallback(saved_run, tmp_path, monkeypatch):
+    """The --save folder vanished during training: the run goes to the temporary folder, and
+    the one line says where."""
+    from assignment3.cli.commands import save_or_fallback
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)          # read TMPDIR again
+    result = load_run(saved_run[0])
+    message = save_or_fallback(str(tmp_path / "gone" / "run.npz"), result, "v")
+    fallback = tmp_path / f"assignment3-unsaved-run-{os.getpid()}.npz"
+    assert message == (f"could not write --save {tmp_path}/gone/run.npz ({tmp_path}/gone/run.npz:"
+                       f" the folder {tmp_path}/gone does not exist; create it first); the run "
+                       f"was written to {fallback} instead")
+    again = load_run(fallback)
+    assert again.test_accuracy == result.test_accuracy
+    assert all(np.array_equal(a, b) for a, b in zip(again.params["W"], result.params["W"]))
+
+
+def no_room_for(n_bytes):
+    """A child's pre-exec: files of at most n_bytes, and a write past it an error (EFBIG), not
+    the signal SIGXFSZ: a full disk, as far as the process can tell."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, n_bytes))
+    return limit
+
+
+@pytest.mark.slow
+def test_a_full_disk_loses_no_numbers_and_no_checkpoint(synthetic_dir, tmp_path):
+    """No file can be written (ulimit -f): the summary is printed and one line says the run was
+    not kept; a checkpoint that cannot be written stops the run with one line, and the
+    checkpoint written before stays whole."""
+    proc = subprocess.run([*PYTHON_M, *SHORT, "--data", str(synthetic_dir), "--quiet", "--save",
+                           str(tmp_path / "run.npz")], capture_output=True, text=True,
+                          preexec_fn=no_room_for(50_000), cwd=tmp_path, timeout=300,
+                          env={**os.environ, "TMPDIR": str(tmp_path), "HOME": str(tmp_path)})
+    assert proc.returncode == 1 and "test accuracy" in proc.stdout, proc.stderr
+    assert proc.stderr == (f"error: could not write --save {tmp_path}/run.npz (File too large), "
+                           f"nor a copy in {tmp_path} or {tmp_path}: the run was not kept (its "
+                           f"accuracies are above)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    checkpoint = tmp_path / "c.npz"
+    runfile.write(checkpoint, {"W_0": np.zeros((1, 1))}, {"kind": "checkpoint"})
+    before = checkpoint.read_bytes()
+    proc = subprocess.run([*PYTHON_M, *SHORT[:-2], "--seed", "3", "--data", str(synthetic_dir),
+                           "--quiet", "--checkpoint", str(checkpoint)], capture_output=True,
+                          text=True, preexec_fn=no_room_for(50_000), timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1       # another run's: refused
+    checkpoint.unlink()
+    proc = subprocess.run([*PYTHON_M, *SHORT, "--data", str(synthetic_dir), "--quiet",
+                           "--checkpoint", str(checkpoint)], capture_output=True, text=True,
+                          preexec_fn=no_room_for(50_000), timeout=300)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+    assert proc.stderr.startswith(f"error: could not write the checkpoint {checkpoint} at step ")
+    assert proc.stderr.count("\n") == 1 and "(File too large)" in proc.stderr
+    assert not checkpoint.exists() and before

@@ -209,3 +209,18 @@ def test_presets_are_valid_configs():
     assert differ == {"mixup"} and best.mixup == PART_ONE.mixup == 0
     assert CANDIDATE.epochs == 2 * PART_ONE.epochs and CANDIDATE.mixup > 0
     assert PART_ONE.hidden == WIDE and n_parameters(BEST) < MAX_PARAMETERS
+
+
+def test_numpy_scalars_and_arrays_are_stored_as_python_values():
+    """A seed from np.arange, sizes from an array, a float32 lam: Config holds Python values,
+    so JSON (saved runs, checkpoints, cluster tasks) takes them."""
+    config = Config(seed=np.arange(3)[1], hidden=np.array([50, 30]), lam=np.float32(0.25),
+                    batch_norm=np.bool_(False), cycles=np.array(0.5), init=np.float64(0.1),
+                    dtype=np.str_("float64"))
+    assert (config.seed, config.hidden, config.lam, config.batch_norm, config.cycles,
+            config.init, config.dtype) == (1, (50, 30), 0.25, False, 0.5, 0.1, "float64")
+    assert all(type(v) in (int, float, bool, str, tuple, type(None))
+               for v in asdict(config).values())
+    assert config_from_dict(json.loads(json.dumps(config_dict(config)))) == config
+    with pytest.raises(ConfigTypeError, match="seed must be an integer >= 0, got 1.5"):
+        Config(seed=np.float64(1.5))

@@ -103,7 +103,14 @@ def download_cifar10(root: str | os.PathLike[str], *, url: str = CIFAR10_URL,
     target = root / FOLDER
     if target.exists():
         raise DataError(f"{target} already exists: delete it to download CIFAR-10 again")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as err:
+        raise DataError(f"cannot download CIFAR-10 into {root} ({err.strerror or err}): set "
+                        f"{env.DATA_DIR} to a copy of cifar-10-batches-py, or "
+                        f"{env.CACHE_HOME} to a folder you can write to") from None
     with signals_raise():
         _remove_stale_parts(root)
         return _download(url, md5, root, target, progress)

@@ -21,8 +21,8 @@ from ..nn.augment import mixup, smooth_labels
 from ..nn.gradcheck import check_gradients
 from ..nn.network import dropout_masks, init_params
 from ..store.checkpoints import Checkpoint
+from ..store.outputs import write_atomic
 from ..store.provenance import code_version, machine, matmul_rate
-from ..store.runfile import write_atomic
 from ..store.runs import read_run, reevaluate, save_run
 from ..training import Result, train
 
@@ -264,7 +264,7 @@ def save(directory: str | os.PathLike[str], record: dict[str, Any],
                 if entry.get("run") in stored else entry)
     text = json.dumps({key: [reduced(e) for e in value] if key in RUN_LISTS else value
                        for key, value in record.items()}, indent=1)
-    write_atomic(directory / RECORD, lambda f: f.write(text.encode()))
+    write_atomic(directory / RECORD, "record", lambda f: f.write(text.encode()))
 
 
 def load(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Result]]:

@@ -4,99 +4,298 @@
 A task carries a `Config` and a `data.Source` (where and how to load CIFAR-10, a few bytes), not
 the data: each worker process loads CIFAR-10 itself (its $CIFAR10_DIR, else its cache) on its
 first task and keeps it for the next ones. Tasks are submitted with `Client.submit` and their
-Results, with the trained parameters, collected with `as_completed` as they finish. A task
+Results, with the trained parameters, collected as they finish. A task
 whose worker dies (killed, out of memory, its machine gone) is run again on another worker by
 the scheduler itself, up to `distributed.scheduler.allowed-failures` times (3 by default);
 exceptions raised inside a task (data missing, a diverged run) would only repeat, so they are
 not retried but reported. Workers need this package installed, the same numpy and BLAS, and one
 thread each (`dask worker ... --nthreads 1`): a run then gives the same numbers bit for bit on a
 worker as in this process, since `train` limits BLAS to `Config.blas_threads` threads.
+
+Nothing here waits without a deadline. The address must answer Dask's handshake and say it is a
+scheduler within CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT seconds (an HTTP server, the dashboard's
+port or a silent listener is an error, not a hang); and while runs are pending, a scheduler
+without workers is waited for (a line on stderr after NOTICE_AFTER seconds, "waiting for
+workers at ADDRESS") up to WAIT_WORKERS seconds, or what $ASSIGNMENT3_WAIT_WORKERS or
+`worker_wait` (the search command's --wait-workers) set, and then is an error.
 """
 import asyncio
+import logging
+import math
 import os
+import queue
 import socket
-from collections.abc import Iterator
+import sys
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar, cast
+
+from tqdm.auto import tqdm
 
 from .. import env
 from ..config import Config
 from ..data import CIFAR10, DataError, Source
-from ..training import Result, train
+from ..nn.checks import is_real
+from ..training import Diverged, Result, train, train_or_diverged
 
-#: Seconds to wait for the scheduler to answer before giving up.
+#: Seconds to wait for the scheduler to accept a connection.
 CONNECT_TIMEOUT = 5
+#: Seconds more for its handshake and its answer to "who are you" (an address that accepts
+#: connections but is not a Dask scheduler fails after CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT).
+HANDSHAKE_TIMEOUT = 1.0
+#: Seconds that runs wait for a scheduler without workers before failing, unless
+#: $ASSIGNMENT3_WAIT_WORKERS, `worker_wait` or the search command's --wait-workers say otherwise.
+WAIT_WORKERS = 300.0
+#: Seconds without workers before a line on stderr says that the runs wait for them.
+NOTICE_AFTER = 10.0
+#: Seconds between two looks at the scheduler's workers while no run finishes.
+POLL = 1.0
+
+_wait_workers: ContextVar[float | None] = ContextVar("wait_workers", default=None)
+
+T = TypeVar("T")
 
 
 class ClusterError(RuntimeError):
     """The Dask scheduler cannot be reached, or the cluster cannot run the tasks."""
 
 
-def train_on_cluster(address: str, data: CIFAR10 | Source,
-                     configs: list[Config]) -> Iterator[tuple[int, Result]]:
+@contextmanager
+def worker_wait(seconds: float | None) -> Iterator[None]:
+    """Within this context (in this thread or task), runs on a cluster wait up to `seconds`
+    for a scheduler without workers (None: $ASSIGNMENT3_WAIT_WORKERS, else WAIT_WORKERS): those
+    of `train_many` and `coarse_to_fine` with a scheduler."""
+    if seconds is not None and not (is_real(seconds) and 0 < seconds < math.inf):
+        raise ValueError(f"worker_wait needs a number of seconds > 0, got {seconds!r}")
+    token = _wait_workers.set(None if seconds is None else float(seconds))
+    try:
+        yield
+    finally:
+        _wait_workers.reset(token)
+
+
+def train_on_cluster(address: str, data: CIFAR10 | Source, configs: list[Config], *,
+                     diverged: bool = False) -> Iterator[tuple[int, Result | Diverged]]:
     """Train every `Config` in `configs` on the workers of the Dask scheduler at `address`
     (e.g. tcp://host:8786); yield (i, Result of configs[i]) as the runs finish. `data` is a
     `data.Source`, or a `CIFAR10` that `load_cifar10` loaded (its `source`): the workers load
-    it themselves. Raises ClusterError if the scheduler does not answer within
-    CONNECT_TIMEOUT seconds or a task's workers kept dying, DataError if a worker cannot load
-    the data."""
+    it themselves. Raises ClusterError if `address` is not a Dask scheduler that answers
+    within CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT seconds, if the scheduler has had no workers
+    for WAIT_WORKERS seconds (or what `worker_wait` or $ASSIGNMENT3_WAIT_WORKERS set) while runs
+    wait, or if a task's workers kept dying; DataError if a worker cannot load the data.
+    `diverged`: a run whose training diverges gives a `training.Diverged` (else it raises)."""
     source = data.source if isinstance(data, CIFAR10) else data
     if source is None:
         raise ValueError("Dask workers load CIFAR-10 themselves, so they need data as "
                          "load_cifar10 returns it (or a data.Source), not a slice or transformed "
                          "copy: pass that, or train locally with n_jobs")
-    if not configs:
-        return
-    from distributed import as_completed
-    with _connect(address) as client:
-        futures = {client.submit(_train_task, source, config, pure=False): i
+    wait = _wait_workers.get() or env.wait_workers(WAIT_WORKERS)   # now, not when iterated
+    return _train_all(address, source, configs, wait, diverged) if configs else iter(())
+
+
+def _train_all(address: str, source: Source, configs: list[Config], wait: float,
+               diverged: bool) -> Iterator[tuple[int, Result | Diverged]]:
+    """`train_on_cluster`'s runs, once its arguments are checked."""
+    with _closing(_connect(address)) as client:
+        finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        futures = {client.submit(_train_task, source, config, diverged, pure=False): i
                    for i, config in enumerate(configs)}
-        for future in as_completed(futures, loop=client.loop):
+        for future in futures:
+            future.add_done_callback(finished.put)
+        workers = _Workers(client, address, wait)
+        while futures:
+            try:
+                future = finished.get(timeout=POLL)
+            except queue.Empty:
+                workers.check(len(futures))
+                continue
             i, result = futures.pop(future), _result(future, address)
             future.release()    # else its worker keeps the Result, computed again if it dies
+            workers.seen()
             yield i, result
+
+
+@contextmanager
+def _closing(client: Any) -> Iterator[Any]:
+    """`client`, closed at the end without the log of its attempts to reconnect to a scheduler
+    that went away (a traceback; the ClusterError has said it in one line)."""
+    try:
+        yield client
+    finally:
+        logger = logging.getLogger("distributed.client")
+        level = logger.level
+        logger.setLevel(logging.CRITICAL)
+        try:
+            client.close()
+        finally:
+            logger.setLevel(level)
+
+
+class _Workers:
+    """Watches that the scheduler at `address` has workers while runs wait: after NOTICE_AFTER
+    seconds without, a line on stderr; after `wait` seconds, ClusterError."""
+
+    def __init__(self, client: Any, address: str, wait: float) -> None:
+        self.client, self.address, self.wait = client, address, wait
+        self.since: float | None = None             # when the scheduler was seen without any
+        self.told = False
+        self.check(None)
+
+    def seen(self) -> None:
+        """A run finished: there are workers."""
+        self.since, self.told = None, False
+
+    def check(self, pending: int | None) -> None:
+        """Look at the scheduler's workers (`pending`: the runs not finished, None before
+        any was submitted)."""
+        try:
+            n = self.client.sync(self.client.scheduler.identity, n_workers=0,
+                                 callback_timeout=CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT)["n_workers"]
+        except (OSError, asyncio.TimeoutError) as err:
+            raise ClusterError(f"lost the connection to the Dask scheduler at {self.address} "
+                               f"({_why(err)}): check that it still runs, then run again") \
+                from None
+        if n:
+            self.seen()
+            return
+        now = time.monotonic()
+        self.since = now if self.since is None else self.since
+        waited = now - self.since
+        waiting = f", with {pending} run{'s' * (pending != 1)} waiting" if pending else ""
+        if waited >= self.wait:
+            raise ClusterError(f"the Dask scheduler at {self.address} has had no workers for "
+                               f"{self.wait:g} s{waiting}: start workers (`dask worker "
+                               f"{self.address} --nthreads 1`), or wait longer with "
+                               f"--wait-workers SECONDS or ${env.WAIT_WORKERS}")
+        if waited >= NOTICE_AFTER and not self.told:
+            tqdm.write(f"waiting for workers at {self.address}: the scheduler has none; giving "
+                       f"up after {self.wait:g} s (--wait-workers or ${env.WAIT_WORKERS})",
+                       file=sys.stderr)
+            self.told = True
 
 
 def _connect(address: str) -> Any:
     """A `distributed.Client` of the scheduler at `address`, or ClusterError within
-    CONNECT_TIMEOUT seconds. A first plain connection checks that the scheduler answers: a
-    Client that fails to connect still tries to close itself at exit, with a traceback."""
+    CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT seconds. A first plain connection checks that a Dask
+    scheduler answers, under one deadline for the connection, Dask's handshake and its
+    "identity" reply (`distributed.comm.connect` has none for the handshake, and reads the first
+    bytes of a server that is not Dask, e.g. "HTTP/1.1", as the length of a frame of exabytes).
+    A Client that fails to connect still tries to close itself at exit, with a traceback."""
     try:
         from distributed import Client
         from distributed.comm import connect
+        from distributed.comm.core import CommClosedError
     except ImportError:
         raise ClusterError("training on a Dask cluster needs the `distributed` package: "
                            "pip install -e '.[cluster]'") from None
+    _check_address(address)
 
-    async def probe() -> None:
+    async def identity() -> Any:
         comm = await connect(address, timeout=CONNECT_TIMEOUT)
-        await comm.close()
+        try:
+            await comm.write({"op": "identity", "reply": True})    # any Dask server's
+            return await comm.read()
+        finally:
+            comm.abort()
 
+    not_dask = (f"{address} accepts connections but is not a Dask scheduler ({{}}): is it the "
+                f"dashboard's port (8787 by default) or another server? Give the scheduler's "
+                f"address, tcp://HOST:8786 by default, with --scheduler or ${env.SCHEDULER}")
+    deadline = CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT
     try:
-        asyncio.run(probe())
-    except (OSError, ValueError) as err:
+        reply = _run_in_a_thread(asyncio.wait_for(identity(), deadline))
+    except asyncio.TimeoutError:    # connected (connect gives up sooner), then no Dask reply
+        raise ClusterError(not_dask.format(f"no Dask reply within {deadline:g} s")) from None
+    except CommClosedError:
+        raise ClusterError(not_dask.format("it closed the connection")) from None
+    except OSError as err:
         raise ClusterError(f"cannot reach a Dask scheduler at {address!r} ({err}): start one "
                            f"(`dask scheduler`) and its workers (`dask worker ADDRESS "
                            f"--nthreads 1`), or give its address as tcp://HOST:PORT with "
                            f"--scheduler or ${env.SCHEDULER}") from None
-    return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except Exception:               # MemoryError, decoding errors: bytes that are not Dask's
+        raise ClusterError(not_dask.format("a reply in another protocol")) from None
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        what = f"a Dask {kind.lower()}" if isinstance(kind, str) else "a Dask server"
+        raise ClusterError(f"{address} is {what}, not a Dask scheduler: give the scheduler's "
+                           f"address (tcp://HOST:8786 by default; a worker's log names it) "
+                           f"with --scheduler or ${env.SCHEDULER}")
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, asyncio.TimeoutError) as err:
+        raise ClusterError(f"lost the connection to the Dask scheduler at {address} "
+                           f"({_why(err)}): check that it still runs, then run again") from None
 
 
-def _result(future: Any, address: str) -> Result:
+def _run_in_a_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(coroutine) in a thread of its own: with its own event loop (also in a
+    notebook's kernel, whose thread runs one already), and a daemon, so that Ctrl-C or SIGTERM
+    here does not wait for it."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(asyncio.run(coroutine))
+        except BaseException as err:                # handed to the caller
+            outcome.append(err)
+
+    thread = threading.Thread(target=run, name="assignment3-dask-probe", daemon=True)
+    thread.start()
+    thread.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return cast(T, outcome[0])
+
+
+def _check_address(address: str) -> None:
+    """ClusterError unless `address` has the form of the address of a Dask scheduler that a
+    client without TLS settings can reach: [tcp://]HOST:PORT (or ws://HOST:PORT)."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in ("tcp", "ws"):
+            raise ValueError(f"{scheme}:// addresses are not supported")
+        _, port = parse_host_port(location)
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} is not in 1..65535")
+    except ValueError as err:
+        raise ClusterError(f"{address!r} is not the address of a Dask scheduler ({err}): give "
+                           f"it as tcp://HOST:PORT with --scheduler or ${env.SCHEDULER}") from None
+
+
+def _why(err: BaseException) -> str:
+    """An exception in a few words: its message, else its type's name; at most one line."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _result(future: Any, address: str) -> Result | Diverged:
     """The Result of a finished task, or the error that stopped it."""
+    from concurrent.futures import CancelledError
+
     from distributed import KilledWorker
     try:
         return future.result()
     except KilledWorker as err:
         raise ClusterError(f"the workers running a task kept dying ({err}); see the logs of "
                            f"the workers of {address} (memory limit, killed jobs)") from None
+    except CancelledError:                  # the client lost its scheduler
+        raise ClusterError(f"lost the connection to the Dask scheduler at {address}: check that "
+                           f"it still runs, then run again") from None
 
 
-def _train_task(source: Source, config: Config) -> Result:
-    """A task: train `config` on the data of `source`, loaded once in this worker process. A
-    worker is one thread, started one per core, so the run does not prepare mini-batches in a
-    second thread (`train`'s `cores`), as in the local worker processes of `parallel`."""
-    return train(worker_data(source), config, cores=1)
+def _train_task(source: Source, config: Config, diverged: bool) -> Result | Diverged:
+    """A task: train `config` on the data of `source`, loaded once in this worker process
+    (with `diverged`, `train_or_diverged`). A worker is one thread, started one per core, so the
+    run does not prepare mini-batches in a second thread (`train`'s `cores`), as in the local
+    worker processes of `parallel`."""
+    return (train_or_diverged if diverged else train)(worker_data(source), config, cores=1)
 
 
 @lru_cache(maxsize=1)

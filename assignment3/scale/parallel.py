@@ -8,25 +8,35 @@ is measured in benchmarks/RESULTS.md.
 The local workers live only as long as one `run_each` or `run_many` call: however it ends
 (results, an error, Ctrl-C, SIGTERM or SIGHUP), they are ended and their shared-memory files
 removed, so that no worker outlives its parent and a process that ends without closing them (a
-notebook kernel) leaves nothing in /dev/shm.
+notebook kernel) leaves nothing in /dev/shm. A parent killed outright (SIGKILL, the OOM killer)
+cannot end them: they notice it themselves and exit within a second, and loky's resource
+trackers then remove the parent's files (`_worker_start`). What a kill of the whole process
+group leaves behind, the next `run_each` removes (`remove_stale_shared_memory`).
 """
 import os
+import shutil
+import stat
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from joblib import Parallel, delayed
 from joblib.executor import MemmappingExecutor
 from joblib.externals.loky import get_reusable_executor
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as std_tqdm
 
 from .. import env
 from ..config import Config
 from ..data import CIFAR10, Source
 from ..nn.checks import is_int
 from ..signals import signals_raise
-from ..training import Result, train
+from ..training import Diverged, Result, train, train_or_diverged
 
 T = TypeVar("T")
 
@@ -54,6 +64,7 @@ def run_each(fn: Callable[..., T], arg_list: Iterable[tuple[Any, ...]],
     worker."""
     arg_list = list(arg_list)
     n_jobs = _jobs(n_jobs, len(arg_list))
+    remove_stale_shared_memory()
     if n_jobs <= 1:
         for i, args in enumerate(arg_list):
             yield i, fn(*args)
@@ -61,7 +72,8 @@ def run_each(fn: Callable[..., T], arg_list: Iterable[tuple[Any, ...]],
     with signals_raise():
         try:
             yield from Parallel(n_jobs=n_jobs, backend="loky", inner_max_num_threads=1,
-                                return_as="generator_unordered")(
+                                return_as="generator_unordered", initializer=_worker_start,
+                                initargs=(os.getpid(),))(
                 delayed(_numbered)(i, fn, args) for i, args in enumerate(arg_list))
         except BaseException:
             _end_workers(kill=True)                  # they may be busy: do not wait for them
@@ -87,14 +99,105 @@ def _in_order(numbered: Iterable[tuple[int, T]]) -> list[T]:
 def _end_workers(kill: bool) -> None:
     """End joblib's worker processes now (not after their 5 idle minutes) and remove their
     shared-memory files: the memory-mapped arguments and the executor's semaphores. Idle workers
-    are shut down cleanly (`kill` False), so that each unlinks its own semaphores; killed
-    workers leave theirs to the resource tracker, which unlinks them when this process ends, but
-    not if it is killed with it (as nbval and jupyter kill a notebook's kernel)."""
+    are shut down cleanly (`kill` False); busy ones are killed, and the semaphores that the
+    executor still holds then are unlinked at the latest when this process ends, even when it
+    ends by a re-sent stop signal (`signals.signals_raise`); but not if it is killed with loky's
+    resource tracker (as nbval and jupyter kill a notebook's kernel)."""
     executor = get_reusable_executor(reuse=True)    # the one Parallel used, if still running
     if isinstance(executor, MemmappingExecutor):
         executor.terminate(kill_workers=kill)        # also removes the memory-mapped folder
     else:
         executor.shutdown(wait=True, kill_workers=kill)
+
+
+#: How often a worker process checks that the process that started it is still there, seconds.
+PARENT_CHECK = 0.2
+
+
+def _worker_start(parent: int) -> None:
+    """Run in each worker process as it starts (loky's initializer); `parent` is the pid of the
+    process that started it.
+
+    Loky's workers on Linux do not notice that their parent died (SIGKILL, the OOM killer): a
+    busy one trains on, then blocks for ever sending its result, and keeps loky's resource
+    trackers, and so the parent's files in /dev/shm, alive with it. So a daemon thread ends the
+    worker within `PARENT_CHECK` seconds of its parent's death, with `os._exit` (no cleanup
+    that could wait for the dead parent); the resource trackers, their last clients gone, then
+    remove the parent's files. And tqdm's bars get a thread lock here instead of their default
+    multiprocessing lock: a named semaphore, which a worker killed on a stop could not unlink,
+    and which Python's resource tracker would then report as a "leaked semaphore"."""
+    std_tqdm.set_lock(threading.RLock())
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="assignment3 parent check",
+                     daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process once its parent is no longer `parent` (it died: this process was
+    handed to init or a subreaper)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK)
+    os._exit(1)
+
+
+def remove_stale_shared_memory() -> list[Path]:
+    """Remove the shared memory of local workers that no worker could clean up: when their
+    parent was killed together with its workers and loky's resource trackers (a SIGKILL to the
+    whole process group, a batch system or the OOM killer ending the job). That is joblib's
+    memory-mapped folders `joblib_memmapping_folder_<pid>_*` (in /dev/shm, or in
+    $JOBLIB_TEMP_FOLDER or the temporary folder where joblib puts them if /dev/shm is small)
+    and loky's semaphores `/dev/shm/sem.loky-<pid>-*`, of pids that no longer exist, owned by
+    this user. (Assumes that the processes sharing /dev/shm see the same pids, as they do
+    unless /dev/shm is shared between containers.) Returns the paths removed."""
+    places = {Path("/dev/shm"), Path(tempfile.gettempdir())}
+    if os.environ.get("JOBLIB_TEMP_FOLDER"):
+        places.add(Path(os.environ["JOBLIB_TEMP_FOLDER"]))
+    stale = [(path, True) for place in places
+             for path in _of_dead_owners(place, "joblib_memmapping_folder_", "_", folders=True)]
+    stale += [(path, False) for path in _of_dead_owners(Path("/dev/shm"), "sem.loky-", "-",
+                                                         folders=False)]
+    removed = []
+    for path, folder in stale:
+        try:
+            if folder:
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:                            # gone meanwhile, or not ours to remove
+            continue
+        removed.append(path)
+    return removed
+
+
+def _of_dead_owners(place: Path, prefix: str, end: str, folders: bool) -> list[Path]:
+    """The folders (else files) named prefix + pid + end + ... in `place`, of this user, whose
+    pid names no process."""
+    found = []
+    try:
+        paths = list(place.glob(prefix + "*"))
+    except OSError:                                # no such place, or not readable
+        return []
+    for path in paths:
+        pid = path.name[len(prefix):].split(end, 1)[0]
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if (pid.isdigit() and int(pid) > 0 and st.st_uid == os.getuid()
+                and (stat.S_ISDIR(st.st_mode) if folders else stat.S_ISREG(st.st_mode))
+                and not _exists(int(pid))):
+            found.append(path)
+    return found
+
+
+def _exists(pid: int) -> bool:
+    """Whether a process (or zombie) with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):               # EPERM: another user's; or no pid at all
+        return True
+    return True
 
 
 def _jobs(n_jobs: int | None, n_tasks: int) -> int:
@@ -105,8 +208,11 @@ def _jobs(n_jobs: int | None, n_tasks: int) -> int:
 
 
 def train_each(data: CIFAR10 | Source, configs: Iterable[Config], n_jobs: int | None = None,
-               scheduler: str | None = None) -> Iterator[tuple[int, Result]]:
+               scheduler: str | None = None, *,
+               diverged: bool = False) -> Iterator[tuple[int, Result | Diverged]]:
     """Train every `Config` in `configs`; yield (i, Result of configs[i]) as the runs finish.
+    A run whose training diverges raises its DivergenceError, or with `diverged` gives a
+    `training.Diverged` in place of its Result (`train_or_diverged`), and the others go on.
 
     On the Dask cluster `scheduler_address(n_jobs, scheduler)` names, if any: `data` is a
     `data.Source` or a `CIFAR10` loaded by `load_cifar10`, and each worker loads that data
@@ -117,9 +223,10 @@ def train_each(data: CIFAR10 | Source, configs: Iterable[Config], n_jobs: int | 
     address = scheduler_address(n_jobs, scheduler)
     if address:
         from .cluster import train_on_cluster  # needs the optional `distributed`
-        return train_on_cluster(address, data, configs)
+        return train_on_cluster(address, data, configs, diverged=diverged)
     cores = max(1, (os.cpu_count() or 1) // _jobs(n_jobs, len(configs)))
-    return run_each(partial(train, cores=cores), [(data, config) for config in configs], n_jobs)
+    task = train_or_diverged if diverged else train
+    return run_each(partial(task, cores=cores), [(data, config) for config in configs], n_jobs)
 
 
 def train_many(data: CIFAR10 | Source, configs: Iterable[Config], n_jobs: int | None = None,

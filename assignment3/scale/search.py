@@ -1,6 +1,8 @@
 """Coarse-to-fine search for the regularisation strength lam, by validation accuracy, on this
-machine or a Dask cluster, with a record of its trials from which a stopped search resumes."""
+machine or a Dask cluster, with a record of its trials from which a stopped search resumes.
+A trial whose training diverges is recorded as diverged, and the search goes on without it."""
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -12,19 +14,39 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..data import CIFAR10, Source
-from ..store.runfile import write_atomic
+from ..store.outputs import write_atomic
+from ..training import Diverged, Result
 from .parallel import scheduler_address, train_each
 
-#: What the record keeps of a trial, one JSON line each.
+#: What the record keeps of a trial, one JSON line each; a diverged trial's line has null
+#: accuracies and one more field, "diverged": {"step", "eta"} (`training.Diverged`).
 TRIAL_FIELDS = ("stage", "lam", "val_accuracy", "test_accuracy", "seconds")
 
-#: A trial: {"stage", "lam", "val_accuracy", "test_accuracy", "result"} (its `Result`, or None
-#: for a trial read from a record).
+#: A trial: {"stage", "lam", "val_accuracy", "test_accuracy", "seconds", "diverged", "result"}:
+#: "diverged" None for a trial that trained, else {"step", "eta"} where its training diverged
+#: (its accuracies None); "result" its `Result`, or None for a diverged trial or one read
+#: from a record.
 Trial = dict[str, Any]
 
 
 class SearchFileError(ValueError):
     """A trial record that cannot be read, or that belongs to another search."""
+
+
+class StageDiverged(RuntimeError):
+    """Every trial of a stage of the search diverged: there is no best value to go on from."""
+
+    def __init__(self, stage: str, lams: Sequence[float]) -> None:
+        self.stage, self.lo, self.hi, self.n = stage, min(lams), max(lams), len(lams)
+        super().__init__(self.message())
+
+    def message(self, eta_max: str = "eta_max", lam_range: str = "the range of lam") -> str:
+        """What happened and what to do, naming the settings as the caller does (the command
+        line: by their options)."""
+        values = (f"lam {self.lo:.3g}" if self.n == 1 else
+                  f"all {self.n} values of lam, {self.lo:.3g} to {self.hi:.3g}")
+        return (f"every trial of the {self.stage} stage diverged ({values}): none "
+                f"trained; lower {eta_max}, or search smaller values with {lam_range}")
 
 
 def lambda_values(lo: float, hi: float, n: int, *, random: bool = False,
@@ -43,24 +65,45 @@ def evaluate_lambdas(data: CIFAR10 | Source, config: Config, lams: Sequence[floa
                      n_jobs: int | None = None, *, stage: str = "coarse",
                      scheduler: str | None = None, known: Mapping[float, Trial] | None = None,
                      on_trial: Callable[[Trial], object] | None = None) -> list[Trial]:
-    """Train `config` once per lam (`parallel.train_each` with n_jobs and scheduler). Returns
-    one trial per lam: {"stage", "lam", "val_accuracy", "test_accuracy", "result"}, in the
-    order of `lams`. Trials in `known` (lam -> trial, from an earlier run) are not trained
-    again; `on_trial(trial)` is called for every new trial as it finishes."""
+    """Train `config` once per lam (as `parallel.train_each` does, with n_jobs and scheduler).
+    Returns one trial per lam (see `Trial`), in the order of `lams`; a trial whose training
+    diverges is one with "diverged" set, and the other trials go on, locally and on a cluster.
+    Trials in `known` (lam -> trial, from an earlier run) are not trained again; `on_trial(trial)`
+    is called for every new trial as it finishes."""
     trials = dict(known or {})
     todo = [lam for lam in lams if lam not in trials]
-    for i, result in train_each(data, [config.with_(lam=lam) for lam in todo], n_jobs, scheduler):
-        trial = {"stage": stage, "lam": todo[i], "val_accuracy": result.val_accuracy,
-                 "test_accuracy": result.test_accuracy, "result": result}
+    configs = [config.with_(lam=lam) for lam in todo]
+    for i, outcome in train_each(data, configs, n_jobs, scheduler, diverged=True):
+        trial = _trial(stage, todo[i], outcome)
         trials[todo[i]] = trial
         if on_trial:
             on_trial(trial)
     return [trials[lam] for lam in lams]
 
 
+def _trial(stage: str, lam: float, outcome: Result | Diverged) -> Trial:
+    """The trial of a run's Result, or of its Diverged."""
+    if isinstance(outcome, Diverged):
+        return {"stage": stage, "lam": lam, "val_accuracy": None, "test_accuracy": None,
+                "seconds": outcome.seconds,
+                "diverged": {"step": outcome.step, "eta": outcome.eta}, "result": None}
+    return {"stage": stage, "lam": lam, "val_accuracy": outcome.val_accuracy,
+            "test_accuracy": outcome.test_accuracy, "seconds": outcome.seconds,
+            "diverged": None, "result": outcome}
+
+
+def trained(trials: Iterable[Trial]) -> list[Trial]:
+    """The trials whose training did not diverge."""
+    return [trial for trial in trials if not trial.get("diverged")]
+
+
 def best_trial(trials: Iterable[Trial]) -> Trial:
-    """The trial with the highest validation accuracy (the test set plays no part)."""
-    return max(trials, key=lambda trial: trial["val_accuracy"])
+    """The trial with the highest validation accuracy among those that trained (the test set
+    plays no part); ValueError if every one diverged."""
+    candidates = trained(trials)
+    if not candidates:
+        raise ValueError("no trial to choose from: every one diverged")
+    return max(candidates, key=lambda trial: trial["val_accuracy"])
 
 
 def coarse_to_fine(data: CIFAR10 | Source, config: Config, *,
@@ -80,9 +123,12 @@ def coarse_to_fine(data: CIFAR10 | Source, config: Config, *,
     once unless the runs go to a cluster (its workers load it themselves). `out`: a JSON-lines
     file recording every trial as it finishes (`TrialLog`); if it exists, the trials it holds
     are not trained again. `progress`: a bar of trials done on stderr.
-    Returns {"coarse": trials, "fine": trials, "best": the best trial of both stages}; each
-    trial is {"stage", "lam", "val_accuracy", "test_accuracy", "result"}, its `Result`, or
-    None for a trial read from `out`."""
+
+    A trial whose training diverges is kept as diverged (in `out` too, so that it is not
+    trained again) and the search goes on without it: the fine stage is centred on the best
+    trial that trained. If every trial of a stage diverges, raises StageDiverged.
+    Returns {"coarse": trials, "fine": trials, "best": the best trial of both stages that
+    trained}; each trial as `Trial` says, its "result" None for a trial read from `out`."""
     if out and random and seed is None:
         raise ValueError("a random search is recorded in `out` only with a seed: resuming it "
                          "must draw the same values")
@@ -101,8 +147,11 @@ def coarse_to_fine(data: CIFAR10 | Source, config: Config, *,
         def run(stage: str, lams: list[float]) -> list[Trial]:
             known = log.trials(stage) if log else {}
             bar.update(sum(lam in known for lam in lams))
-            return evaluate_lambdas(data, config, lams, n_jobs, stage=stage, scheduler=scheduler,
-                                    known=known, on_trial=finished)
+            trials = evaluate_lambdas(data, config, lams, n_jobs, stage=stage,
+                                      scheduler=scheduler, known=known, on_trial=finished)
+            if not trained(trials):
+                raise StageDiverged(stage, lams)
+            return trials
 
         coarse_lams = lambda_values(*coarse, n_coarse, random=random, seed=seed)
         coarse_trials = run("coarse", coarse_lams)
@@ -156,13 +205,15 @@ class TrialLog:
 
     def trials(self, stage: str) -> dict[float, Trial]:
         """lam -> trial for the trials of `stage` in the file ("result" None)."""
-        return {line["lam"]: {**line, "result": None} for line in self.lines[1:]
-                if line["stage"] == stage}
+        return {line["lam"]: {"diverged": None, **line, "result": None}
+                for line in self.lines[1:] if line["stage"] == stage}
 
     def append(self, trial: Trial) -> None:
-        """Record a finished trial (with its Result)."""
-        self.lines.append({**{k: trial[k] for k in TRIAL_FIELDS[:-1]},
-                           "seconds": round(trial["result"].seconds, 2)})
+        """Record a finished trial; a diverged one with its "diverged" field."""
+        line = {**{k: trial[k] for k in TRIAL_FIELDS[:-1]}, "seconds": round(trial["seconds"], 2)}
+        if trial.get("diverged"):
+            line["diverged"] = dict(trial["diverged"])
+        self.lines.append(line)
         self._write()
 
     def _read(self) -> list[dict[str, Any]]:
@@ -185,16 +236,34 @@ class TrialLog:
 
     def _write(self) -> None:
         text = "".join(json.dumps(line) + "\n" for line in self.lines)
-        write_atomic(self.path, lambda f: f.write(text.encode()))
+        write_atomic(self.path, "search", lambda f: f.write(text.encode()))
 
 
 def _is_record_line(line: object, first: bool) -> bool:
-    """Whether a parsed line is a record's first line (the search) or a trial line."""
+    """Whether a parsed line is a record's first line (the search) or a trial line: TRIAL_FIELDS
+    with values of their kinds, and for a diverged trial null accuracies and "diverged"."""
     if not isinstance(line, dict):
         return False
     if first:
         return set(line) == {"search"} and isinstance(line["search"], dict)
-    return set(line) == set(TRIAL_FIELDS)
+    if set(line) not in ({*TRIAL_FIELDS}, {*TRIAL_FIELDS, "diverged"}):
+        return False
+    if not (line["stage"] in ("coarse", "fine") and _number(line["lam"]) and line["lam"] > 0
+            and _number(line["seconds"]) and line["seconds"] >= 0):
+        return False
+    accuracies = (line["val_accuracy"], line["test_accuracy"])
+    if "diverged" not in line:
+        return all(_number(a) and 0 <= a <= 1 for a in accuracies)
+    diverged = line["diverged"]                # a diverged trial's line (`TrialLog.append`)
+    return (accuracies == (None, None) and isinstance(diverged, dict)
+            and set(diverged) == {"step", "eta"} and type(diverged["step"]) is int
+            and diverged["step"] >= 0 and _number(diverged["eta"]))
+
+
+def _number(value: object) -> bool:
+    """Whether a JSON value is a finite number (not a bool)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def _check_same(path: Path, found: dict[str, Any], wanted: dict[str, Any]) -> None:

@@ -17,11 +17,15 @@ import numpy as np
 
 from ..config import Config, config_dict
 from ..data import CIFAR10
-from ..harness import State
+from ..harness import History, State
+from ..minibatches import STREAMS, Position
+from ..nn.checks import is_int
 from ..nn.types import Array, Params
-from ..training import MATH_VERSION
+from ..training import MATH_VERSION, schedule
+from .fields import check_history, field, integer, number
+from .outputs import OutputError
 from .provenance import code_version, machine
-from .runfile import RunFileError, param_arrays, params_from, read, write
+from .runfile import RunFile, RunFileError, param_arrays, read_network, shown, write
 
 #: Training images whose bytes enter the data fingerprint (with the sizes, mean and std).
 FINGERPRINT_IMAGES = 100
@@ -53,57 +57,129 @@ class Checkpoint:
              vectors_like: dict[str, Array]) -> State | None:
         """The `State` stored in the file for the run of `config` on `data`, or None if there
         is no file. `like`, `vectors_like`: the run's freshly initialised params and state
-        vectors, whose names, shapes and dtype the stored ones must have. Raises RunFileError
-        if the file is damaged or was written for another configuration, other data or by code
-        whose maths differ; the file is left as it is."""
+        vectors, whose names, shapes and dtype the stored ones must have (only those arrays
+        are read, each after its header is checked). Raises RunFileError, naming the file and
+        the field or array, if the path is no file, the file is damaged, was written for another
+        configuration, other data or by code whose maths differ, or a field of its JSON is not
+        one this run can be at (a step outside 1..its total, a position outside its epochs, a
+        history other than its evaluations up to the step, ...); the file is left as it is."""
         self.identity = {"math_version": MATH_VERSION, "config": config_dict(config),
                          "data": data_fingerprint(data)}
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return None
-        arrays, meta = read(self.path)
-        self._check(meta)
-        vectors = {name: arrays.pop(name) for name in vectors_like if name in arrays}
-        params, stats = params_from(arrays, len(like["W"]), len(like["gamma"]), self.path)
-
-        def layout(params: Params, vectors: dict[str, Array]) -> object:
-            return ([(P.shape, P.dtype) for arrays_ in params.values() for P in arrays_],
-                    {name: (v.shape, v.dtype) for name, v in vectors.items()})
-        if layout(params, vectors) != layout(like, vectors_like):
-            raise RunFileError(self.path, "its arrays do not have the shapes and dtype of this "
-                                          "configuration's network; the file is damaged")
-        return State(step=meta["step"], params=params, stats=stats, vectors=vectors,
-                     history=meta["history"], position=meta["position"],
-                     seconds=meta["seconds"])
+        batches = data.train.n // config.n_batch
+        total, eval_every, _ = schedule(config, batches)
+        with RunFile(self.path) as f:
+            self._check(f.meta)
+            step, position, history, seconds = self._progress(f.meta, total, eval_every,
+                                                              batches)
+            dims = [like["W"][0].shape[1], *(W.shape[0] for W in like["W"])]
+            params, stats = read_network(f, dims, bool(like["gamma"]), like["W"][0].dtype)
+            vectors = {name: f.array(name, v.shape, v.dtype, "its configuration's optimiser")
+                       for name, v in vectors_like.items()}
+        return State(step=step, params=params, stats=stats, vectors=vectors, history=history,
+                     position=position, seconds=seconds)
 
     def save(self, state: State) -> None:
         """Write `state` to the file (atomically: the previous checkpoint stays whole until the
         new one replaces it)."""
         arrays = {**param_arrays(state.params, state.stats), **state.vectors}
-        write(self.path, arrays, {"kind": "checkpoint", **self.identity, **self.provenance,
-                                  "step": state.step, "position": state.position,
-                                  "history": state.history, "seconds": state.seconds})
+        try:
+            write(self.path, arrays, {"kind": "checkpoint", **self.identity, **self.provenance,
+                                      "step": state.step, "position": state.position,
+                                      "history": state.history, "seconds": state.seconds})
+        except OSError as err:
+            raise OutputError(f"could not write the checkpoint {self.path} at step {state.step} "
+                              f"({err.strerror or err}); a checkpoint written there before is "
+                              f"intact: make room (or fix the folder) and run the same command "
+                              f"to resume from it") from None
 
     def _check(self, meta: dict[str, Any]) -> None:
-        """RunFileError unless the checkpoint `meta` can be resumed by this run."""
-        if meta.get("kind") != "checkpoint":
-            raise RunFileError(self.path, "is a saved run, not a checkpoint; give --checkpoint "
-                                          "a path of its own")
-        mine, theirs = self.identity, {key: meta.get(key) for key in self.identity}
-        if theirs["math_version"] != mine["math_version"]:
-            raise RunFileError(self.path, (
-                f"was written by code whose maths differ (math version {theirs['math_version']}, "
-                f"this code's is {mine['math_version']}, code version "
-                f"{meta.get('code_version')}): resuming would mix two different runs. Delete it "
-                "to start the run over, or use another checkpoint path"))
-        if theirs["config"] != mine["config"]:
-            fields = sorted(set(mine["config"]) | set(theirs["config"] or {}))
-            diff = "; ".join(f"{k}: {(theirs['config'] or {}).get(k)!r} there, "
-                             f"{mine['config'].get(k)!r} here" for k in fields
-                             if (theirs["config"] or {}).get(k) != mine["config"].get(k))
-            raise RunFileError(self.path, f"was written for another configuration ({diff}). "
-                                          "Use another checkpoint path for this run, or delete "
-                                          "the file to start over")
-        if theirs["data"] != mine["data"]:
-            raise RunFileError(self.path, f"was written for other data ({theirs['data']}, this "
-                                          f"run's: {mine['data']}). Use another checkpoint path "
-                                          "for this run, or delete the file to start over")
+        """RunFileError unless the checkpoint `meta` can be resumed by this run: a checkpoint
+        (its JSON fields of the right types) of this configuration, data and maths."""
+        path, mine = self.path, self.identity
+        if meta.get("kind") == "run":
+            raise RunFileError(path, "is a saved run, not a checkpoint; give --checkpoint a path "
+                                     "of its own")
+        field(path, meta, "kind", lambda v: v == "checkpoint", '"checkpoint"')
+        version = field(path, meta, "code_version", lambda v: isinstance(v, str), "a string")
+        field(path, meta, "machine", lambda v: isinstance(v, dict), "an object")
+        math_version = field(path, meta, "math_version", integer(0), "an integer >= 0")
+        if math_version != mine["math_version"]:
+            raise RunFileError(path, (
+                f"was written by code whose maths differ (math version {math_version}, this "
+                f"code's is {mine['math_version']}, code version {shown(version, 40)}): resuming "
+                "would mix two different runs. Delete it to start the run over, or use another "
+                "checkpoint path"))
+        theirs = field(path, meta, "config", lambda v: isinstance(v, dict),
+                       "an object (a configuration)")
+        if theirs != mine["config"]:
+            diff = "; ".join(f"{k}: {shown(theirs.get(k), 40)} there, {shown(v, 40)} here"
+                             for k, v in {**theirs, **mine["config"]}.items()
+                             if theirs.get(k) != mine["config"].get(k))
+            raise RunFileError(path, f"was written for another configuration ({diff}). Use "
+                                     "another checkpoint path for this run, or delete the file to "
+                                     "start over")
+        data = field(path, meta, "data", _is_fingerprint,
+                     'an object {"sizes": [3 integers], "crc32": an integer}')
+        if data != mine["data"]:
+            raise RunFileError(path, f"was written for other data ({shown(data)}, this run's: "
+                                     f"{shown(mine['data'])}). Use another checkpoint path for "
+                                     "this run, or delete the file to start over")
+
+    def _progress(self, meta: dict[str, Any], total: int, eval_every: int, batches: int
+                  ) -> tuple[int, Position, History, float]:
+        """(step, position, history, seconds) of the checkpoint `meta` of this run, whose
+        `total` steps, with an evaluation every `eval_every` steps and at the last, go
+        through `batches` mini-batches per epoch; RunFileError naming the field unless each is
+        one this run can be at."""
+        path = self.path
+        step = field(path, meta, "step", integer(1, total),
+                     f"an integer in 1..{total} (the steps of this run; a checkpoint is written "
+                     "after a step)")
+        position = field(path, meta, "position", lambda v: isinstance(v, dict) and
+                         set(v) == {"epoch", "batch", "streams"},
+                         'an object with "epoch", "batch" and "streams" (where the input stream '
+                         "stands)")
+        field(path, position, "epoch", is_random_state, "a PCG64 random state", "position")
+        field(path, position, "batch", integer(1, batches),
+              f"an integer in 1..{batches} (the mini-batches of an epoch)", "position")
+        streams = field(path, position, "streams", lambda v: isinstance(v, dict) and
+                        set(v) == set(STREAMS), "an object with the random states of "
+                        + ", ".join(STREAMS), "position")
+        for name in STREAMS:
+            field(path, streams, name, is_random_state, "a PCG64 random state",
+                  "position.streams")
+        history = check_history(path, meta, step)
+        evaluated = list(range(eval_every, step + 1, eval_every))
+        if step == total and total % eval_every:
+            evaluated.append(total)
+        if history["step"] != evaluated:
+            raise RunFileError(path, (
+                f"field 'history.step': expected the evaluations of this run up to step {step} "
+                f"(every {eval_every} step{'s' * (eval_every > 1)} and at the last), "
+                f"{shown(evaluated)}, got "
+                f"{shown(history['step'])}"))
+        seconds = field(path, meta, "seconds", number(0), "a number >= 0")
+        return step, position, history, float(seconds)
+
+
+def _is_fingerprint(value: Any) -> bool:
+    """Whether `value` has the form of a `data_fingerprint`."""
+    return (isinstance(value, dict) and set(value) == {"sizes", "crc32"}
+            and isinstance(value["sizes"], list) and len(value["sizes"]) == 3
+            and all(is_int(n) for n in value["sizes"]) and is_int(value["crc32"]))
+
+
+def is_random_state(value: Any) -> bool:
+    """Whether `value` is the state of a PCG64 bit generator (numpy's default), as
+    `bit_generator.state` gives it (and as a position of `minibatches.inputs` holds it)."""
+    if not (isinstance(value, dict) and set(value) == {"bit_generator", "state", "has_uint32",
+                                                        "uinteger"}):
+        return False
+    inner = value["state"]
+    return bool(value["bit_generator"] == "PCG64" and isinstance(inner, dict)
+            and set(inner) == {"state", "inc"}
+            and all(is_int(v) and 0 <= v < 1 << 128 for v in inner.values())
+            and is_int(value["has_uint32"]) and value["has_uint32"] in (0, 1)
+            and is_int(value["uinteger"]) and 0 <= value["uinteger"] < 1 << 32)

@@ -4,19 +4,30 @@ averages, and in a checkpoint the momentum velocity) and one member, `meta`, hol
 
 A file is written to `<name>.partial` beside it and renamed over `<name>`, so the name always
 holds a whole file, the old one or the new one, even if the writer is killed half-way. It is read
-with `np.load(..., allow_pickle=False)`: reading never unpickles anything, and a file holding an
-object array (one that would have to be unpickled) is refused."""
+defensively (`RunFile`): only regular files are opened; the JSON is read first and every field
+checked before use (`fields`); then only the arrays of the network its
+configuration describes are read, each after its .npy header (dtype, shape) and its declared
+size are checked against that network, so nothing unknown is decompressed and no member can
+inflate beyond the network's size; nothing is ever unpickled."""
+import io
 import json
+import math
 import os
+import re
+import stat
+import struct
 import zipfile
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from ..nn.checks import PARAM_NAMES
+from ..config import MAX_PARAMETERS
+from ..nn.checks import PARAM_NAMES, is_int
 from ..nn.types import Array, Params, Stats
+from .outputs import MAX_META_BYTES, write_atomic
 
 #: Version of the file layout; a file of another version is refused.
 FORMAT_VERSION = 1
@@ -26,6 +37,26 @@ META = "meta"
 
 #: Names of the BN moving averages of a layer: (mean, variance).
 STAT_NAMES = ("mu", "v")
+
+#: A compressed array member may declare at most MAX_INFLATION times its compressed bytes, plus
+#: SMALL_MEMBER: the arrays of a trained network barely compress (and `write` stores them
+#: uncompressed), while a member of zeros deflates about 1000-fold (a zip bomb).
+MAX_INFLATION = 16
+SMALL_MEMBER = 1 << 20
+#: The same for the JSON member (UTF-32 text, of which a run's compresses about 6-fold, and far
+#: more where it repeats itself); it is at most `outputs.MAX_META_BYTES` in any case.
+MAX_META_INFLATION = 64
+
+#: The largest .npy header read (numpy's own limit, `max_header_size`, is 10,000 characters,
+#: but numpy reads a header of any declared length before it checks it), and how the .npy
+#: versions write a header's length.
+MAX_NPY_HEADER = 10_000 + 64
+NPY_HEADER_LENGTH = {(1, 0): "<H", (2, 0): "<I"}
+
+Shape = tuple[int, ...]
+
+#: The names of the arrays of a network (`param_arrays`).
+NETWORK_ARRAY = re.compile(rf"({'|'.join((*PARAM_NAMES, *STAT_NAMES))})_\d+")
 
 
 class RunFileError(ValueError):
@@ -37,67 +68,240 @@ class RunFileError(ValueError):
 
 
 def write(path: str | os.PathLike[str], arrays: dict[str, Array], meta: dict[str, Any]) -> None:
-    """Write `arrays` (name -> ndarray) and `meta` (a JSON-ready dict) to the file `path`
-    (`write_atomic`)."""
+    """Write `arrays` (name -> ndarray) and `meta` (a JSON-ready dict with its "kind": "run" or
+    "checkpoint") to the file `path`, through `outputs.write_atomic`: refused (OutputError)
+    unless the path may receive a file of that kind."""
     if META in arrays:
         raise ValueError(f"{META!r} is the name of the JSON member; give the array another name")
     text = json.dumps({"format": FORMAT_VERSION, **meta})     # fails before anything is written
     # numpy's stub lets a ** dict fill savez's allow_pickle (a bool): our member names never do
-    write_atomic(path, lambda f: np.savez(f, **arrays, **{META: np.array(text)}))  # type: ignore[arg-type]
-
-
-def write_atomic(path: str | os.PathLike[str], write_to: Callable[[IO[bytes]], object]) -> None:
-    """Call `write_to(f)` on the binary file `<path>.partial`, flush it to disk and rename it
-    over `path`: `path` holds the old file or the whole new one, never a part. On an error the
-    partial file is removed."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with open(partial, "wb") as f:
-            write_to(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    write_atomic(path, meta["kind"],
+                 lambda f: np.savez(f, **arrays, **{META: np.array(text)}))  # type: ignore[arg-type]
 
 
 def read(path: str | os.PathLike[str]) -> tuple[dict[str, Array], dict[str, Any]]:
-    """(arrays, meta) of a file written by `write`. Raises RunFileError if the file is missing,
-    truncated, corrupt, of another format version, or holds an object array."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunFileError(path, "no such file")
-    with path.open("rb") as f:         # np.load takes a file not starting so for a pickle
-        zip_start = f.read(4) == b"PK\x03\x04"
-    if not zip_start or not zipfile.is_zipfile(path):
-        raise RunFileError(path, "not a readable run file (not an .npz archive); it may be "
-                                 "truncated or corrupt, or another kind of file")
+    """(arrays, meta) of a file written by `write`: every array member, each read as its header
+    declares (a tool's view of a file; `runs.read_run` and `checkpoints.Checkpoint.load` read
+    only the arrays of the run's network, checked against its configuration). Raises
+    RunFileError as `RunFile` does, and for a compressed member that would inflate more than
+    arrays of a network can compress (`MAX_INFLATION`)."""
+    with RunFile(path) as f:
+        return {name: f.array(name) for name in f.names()}, f.meta
+
+
+class RunFile:
+    """A run file open for reading, read defensively. On opening: RunFileError (naming the file)
+    unless `path` is a regular file (a folder, FIFO, device or socket is named as such, and
+    never opened for reading in a way that could block), a zip archive (.npz) with a JSON
+    member `meta` of at most `outputs.MAX_META_BYTES` in run format FORMAT_VERSION; `meta` is
+    that JSON. `array` then reads one array member, only after its .npy header (dtype, shape)
+    is checked against what the caller expects and its declared size against that shape:
+    nothing else is decompressed, unknown members are ignored, and nothing is unpickled."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        problem = path_problem(self.path)
+        if problem:
+            raise RunFileError(self.path, problem)
+        try:         # O_NONBLOCK: a FIFO put there since the check does not block the open
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError as err:
+            raise RunFileError(self.path, f"cannot be read ({err.strerror or err})") from None
+        self._file = os.fdopen(fd, "rb")
+        self._zip: zipfile.ZipFile | None = None
+        try:
+            status = os.fstat(fd)
+            self._size = status.st_size
+            problem = _mode_problem(status.st_mode)
+            if problem:
+                raise RunFileError(self.path, problem)
+            self._zip = self._open_zip()
+            self.meta = self._read_meta()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "RunFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+        self._file.close()
+
+    def names(self) -> list[str]:
+        """The names of the array members (the .npy members but `meta`), in the file's order."""
+        assert self._zip is not None
+        return [n[:-len(".npy")] for n in self._zip.namelist()
+                if n.endswith(".npy") and n != f"{META}.npy"]
+
+    def header(self, name: str, what: str = "its configuration's network"
+               ) -> tuple[Shape, np.dtype[Any]]:
+        """(shape, dtype) of the array member `name`, from its header alone; RunFileError if
+        there is no such member (it is one of `what`) or its header is not readable."""
+        shape, dtype, _ = self._header(name, self._member(name, what))
+        return shape, dtype
+
+    def array(self, name: str, shape: Shape | None = None, dtype: DTypeLike | None = None,
+              what: str = "its configuration's network") -> Array:
+        """The array member `name` (one of `what`), if its header says `shape` and `dtype`
+        (default: whatever it says); RunFileError, before any of its data is decompressed,
+        if it is missing, another shape or dtype, an object array, compressed more than arrays
+        of a network compress (`MAX_INFLATION`), or its size is not its header's."""
+        info = self._member(name, what)
+        got_shape, got_dtype, offset = self._header(name, info)    # its first bytes only
+        want_shape = got_shape if shape is None else tuple(shape)
+        want_dtype = got_dtype if dtype is None else np.dtype(dtype)
+        if (got_shape, got_dtype) != (want_shape, want_dtype):
+            raise RunFileError(self.path, (
+                f"array {name}: expected shape {want_shape} {want_dtype} ({what}), got shape "
+                f"{got_shape} {got_dtype}; the file is damaged or not of this run"))
+        self._check_inflation(info, f"array {name}", MAX_INFLATION,
+                              "arrays of a network compress")
+        if info.header_offset + info.compress_size > self._size:
+            raise RunFileError(self.path, (
+                f"array {name}: its member declares {info.compress_size:,} bytes, more than the "
+                "file holds; the file is truncated"))
+        nbytes = math.prod(got_shape) * got_dtype.itemsize
+        if info.file_size != offset + nbytes:
+            raise RunFileError(self.path, (
+                f"array {name}: its member declares {info.file_size - offset:,} bytes of data, "
+                f"its header's shape {got_shape} {got_dtype} needs {nbytes:,}; the file is "
+                "damaged"))
+        return self._data(name, info)
+
+    def _check_inflation(self, info: zipfile.ZipInfo, member: str, ratio: int,
+                         how: str) -> None:
+        """RunFileError, before anything is decompressed, if the compressed `member` declares
+        more than `ratio` times its compressed bytes (plus SMALL_MEMBER): more than what `how`
+        says compresses, so a zip bomb."""
+        if info.compress_type != zipfile.ZIP_STORED and \
+                info.file_size > ratio * info.compress_size + SMALL_MEMBER:
+            raise RunFileError(self.path, (
+                f"{member}: {info.compress_size:,} compressed bytes declare {info.file_size:,} "
+                f"bytes, more than {how} ({ratio}x); refused unread"))
+
+    def _open_zip(self) -> zipfile.ZipFile:
+        start = self._file.read(4)
+        if not start:
+            raise RunFileError(self.path, "is empty, not a run file")
+        if start != b"PK\x03\x04" or not zipfile.is_zipfile(self._file):
+            raise RunFileError(self.path, "not a readable run file (not an .npz archive); it may "
+                                          "be truncated or corrupt, or another kind of file")
+        try:
+            self._file.seek(0)
+            return zipfile.ZipFile(self._file)
+        except Exception as err:           # zipfile, struct, OS errors of a damaged directory
+            raise RunFileError(self.path, f"not a readable run file ({type(err).__name__}: "
+                                          f"{err}); it may be truncated or corrupt") from None
+
+    def _read_meta(self) -> dict[str, Any]:
+        no_meta = f"has no {META!r} member with JSON text; not a run file"
+        assert self._zip is not None
+        try:
+            info = self._zip.getinfo(f"{META}.npy")
+        except KeyError:
+            raise RunFileError(self.path, no_meta) from None
+        if info.file_size > MAX_META_BYTES:
+            raise RunFileError(self.path, (
+                f"its JSON member {META!r} declares {info.file_size:,} bytes, more than the "
+                f"{MAX_META_BYTES:,} a run file's JSON may take; refused unread"))
+        self._check_inflation(info, f"its JSON member {META!r}", MAX_META_INFLATION,
+                              "a run's JSON compresses")
+        shape, dtype, offset = self._header(META, info)
+        if dtype.kind != "U" or shape != () or info.file_size != offset + dtype.itemsize:
+            raise RunFileError(self.path, no_meta)
+        try:
+            meta = json.loads(str(self._data(META, info)))
+        except (ValueError, RecursionError) as err:     # JSONDecodeError; too many digits
+            problem = "nested too deeply" if isinstance(err, RecursionError) else err
+            raise RunFileError(self.path, f"its JSON member is damaged ({problem})") from None
+        if not isinstance(meta, dict):
+            raise RunFileError(self.path, f"its JSON member holds {shown(meta, 40)}, not an "
+                                          "object; not a run file")
+        if "format" not in meta:
+            raise RunFileError(self.path, "field 'format': missing; not a run file")
+        if not is_int(meta["format"]) or meta["format"] != FORMAT_VERSION:   # not true or 1.0
+            raise RunFileError(self.path, f"is in run format {shown(meta['format'], 40)}, this "
+                                          f"code reads format {FORMAT_VERSION}")
+        return meta
+
+    def _member(self, name: str, what: str) -> zipfile.ZipInfo:
+        assert self._zip is not None
+        try:
+            return self._zip.getinfo(f"{name}.npy")
+        except KeyError:
+            raise RunFileError(self.path, f"misses the array {name} of {what}") from None
+
+    def _header(self, name: str, info: zipfile.ZipInfo) -> tuple[Shape, np.dtype[Any], int]:
+        """(shape, dtype, bytes of the header) from the member's .npy header: its first bytes
+        only are decompressed. RunFileError for an object dtype (its data would be a pickle)."""
+        assert self._zip is not None
+        try:
+            with self._zip.open(info) as f:
+                start = f.read(len(np.lib.format.MAGIC_PREFIX) + 2)
+                version = np.lib.format.read_magic(io.BytesIO(start))
+                if version not in NPY_HEADER_LENGTH:
+                    raise ValueError(f"npy format version {version}")
+                length = f.read(struct.calcsize(NPY_HEADER_LENGTH[version]))
+                n = struct.unpack(NPY_HEADER_LENGTH[version], length)[0]
+                if n > MAX_NPY_HEADER:    # numpy would read all of it before its own check
+                    raise ValueError(f"its .npy header declares {n:,} bytes, more than the "
+                                     f"{MAX_NPY_HEADER:,} a header may take")
+                header = io.BytesIO(start + length + f.read(n))
+                np.lib.format.read_magic(header)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(header)
+        except Exception as err:            # zipfile, zlib, npy header errors of a damaged file
+            raise RunFileError(self.path, f"not a readable run file (member {name}: "
+                                          f"{type(err).__name__}: {err}); it may be truncated "
+                                          "or corrupt") from None
+        if dtype.hasobject:
+            raise RunFileError(self.path, (
+                "holds a pickled object array, which loading would have to unpickle (that can "
+                f"run arbitrary code): {'member' if name == META else 'array'} {name}; refused"))
+        return tuple(shape), dtype, header.tell()
+
+    def _data(self, name: str, info: zipfile.ZipInfo) -> Array:
+        """The array of a member whose header and size were checked."""
+        assert self._zip is not None
+        try:
+            with self._zip.open(info) as f:
+                return np.lib.format.read_array(f, allow_pickle=False)
+        except Exception as err:            # zipfile, zlib, EOF, CRC errors of a damaged file
+            raise RunFileError(self.path, f"not a readable run file (member {name}: "
+                                          f"{type(err).__name__}: {err}); it may be truncated "
+                                          "or corrupt") from None
+
+
+def path_problem(path: Path) -> str | None:
+    """None if `path` is a regular file (or a link to one); else what is wrong, as the end of
+    a sentence naming it: "no such file", "is a folder, not a file", "is a FIFO (named pipe),
+    not a file", ... (found with stat, which opens nothing)."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in f.files}
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise RunFileError(path, "holds a pickled object array, which loading would have to "
-                                     "unpickle (that can run arbitrary code); refused") from None
-        raise RunFileError(path, f"not a readable run file ({err}); it may be truncated or "
-                                 "corrupt") from None
-    except Exception as err:                # zipfile, zlib, EOF, OS errors of a damaged file
-        raise RunFileError(path, f"not a readable run file ({type(err).__name__}: {err}); it "
-                                 "may be truncated or corrupt") from None
-    text = arrays.pop(META, None)
-    if text is None or text.dtype.kind != "U" or text.shape != ():
-        raise RunFileError(path, f"has no {META!r} member with JSON text; not a run file")
-    try:
-        meta = json.loads(str(text))
-    except json.JSONDecodeError as err:
-        raise RunFileError(path, f"its JSON member is damaged ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise RunFileError(path, f"is in run format {found}, this code reads format "
-                                 f"{FORMAT_VERSION}")
-    return arrays, meta
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return ("is a symbolic link to a file that does not exist" if path.is_symlink()
+                else "no such file")
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    return _mode_problem(mode)
+
+
+def _mode_problem(mode: int) -> str | None:
+    """None for a regular file's st_mode, else what the file is instead."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return f"is {what}, not a file"
+    return "is not a regular file"
 
 
 def param_arrays(params: Params, stats: Stats) -> dict[str, Array]:
@@ -122,3 +326,66 @@ def params_from(arrays: dict[str, Array], layers: int, bn_layers: int,
         raise RunFileError(path, f"misses the array {err.args[0]} of its configuration's "
                                  "network") from None
     return params, stats
+
+
+def network_shapes(dims: Sequence[int], batch_norm: bool) -> dict[str, Shape]:
+    """The shape of every array of `param_arrays` for the network of layer sizes
+    dims = [d, m_1, ..., K]: W_l m_(l+1) x m_l and b_l m_(l+1) x 1, and with batch norm gamma_l,
+    beta_l, mu_l and v_l m_(l+1) x 1 for the hidden layers."""
+    layers = len(dims) - 1
+    shapes: dict[str, Shape] = {f"W_{l}": (dims[l + 1], dims[l]) for l in range(layers)}
+    shapes.update({f"b_{l}": (dims[l + 1], 1) for l in range(layers)})
+    if batch_norm:
+        for name in ("gamma", "beta", *STAT_NAMES):
+            shapes.update({f"{name}_{l}": (dims[l + 1], 1) for l in range(layers - 1)})
+    return shapes
+
+
+def network_dims(f: RunFile, hidden: Sequence[int]) -> list[int]:
+    """[d, *hidden, K] of the network stored in `f` by a run with the hidden layers `hidden`:
+    d and K (the data's, which a configuration does not hold) from the headers of the first
+    and the last W. RunFileError if those do not fit `hidden`, or if the network would have
+    more parameters than a `Config` allows (MAX_PARAMETERS)."""
+    last, found = len(hidden), []
+    for l, axis, fixed in ((0, 0, hidden[0]), (len(hidden), 1, hidden[-1])):
+        shape, _ = f.header(f"W_{l}")
+        if len(shape) != 2 or shape[axis] != fixed or min(shape) < 1:
+            want = f"({fixed}, d)" if axis == 0 else f"(K, {fixed})"
+            raise RunFileError(f.path, f"array W_{l}: expected shape {want} (hidden "
+                                       f"{list(hidden)} of its configuration), got shape {shape}")
+        found.append(shape[1 - axis])
+    dims = [found[0], *hidden, found[1]]
+    n = sum((m_in + 1) * m_out for m_in, m_out in zip(dims[:-1], dims[1:]))
+    if n > MAX_PARAMETERS:
+        raise RunFileError(f.path, (
+            f"arrays W_0 and W_{last}: a network of {n:,} parameters ({dims[0]:,} inputs, "
+            f"{dims[-1]:,} classes), more than a configuration allows ({MAX_PARAMETERS:,}); "
+            "refused unread"))
+    return dims
+
+
+def read_network(f: RunFile, dims: Sequence[int], batch_norm: bool,
+                 dtype: DTypeLike) -> tuple[Params, Stats]:
+    """(params, stats) of the network of layer sizes `dims` stored in `f`: its arrays and only
+    those, each checked (`RunFile.array`) to be of its `network_shapes` shape and of `dtype`
+    before it is read; RunFileError if `f` holds arrays of another network (a layer more, or
+    batch norm where `batch_norm` is False)."""
+    shapes = network_shapes(dims, batch_norm)
+    layers = len(dims) - 1
+    extra = [name for name in f.names() if NETWORK_ARRAY.fullmatch(name) and name not in shapes]
+    if extra:
+        raise RunFileError(f.path, (
+            f"array {extra[0]}: not part of the network of its configuration ({layers} layers"
+            f"{', with' if batch_norm else ', no'} batch norm); the file is damaged or not of "
+            "this run"))
+    arrays = {name: f.array(name, shape, dtype) for name, shape in shapes.items()}
+    return params_from(arrays, layers, layers - 1 if batch_norm else 0, f.path)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`value` (read from JSON) as a message shows it: as JSON, cut to `limit` characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..config import config_dict, config_from_dict
+from ..config import config_dict
 from ..data import CIFAR10, zca_whiten
 from ..nn.augment import flipped
 from ..nn.cost import evaluate, test_scores
 from ..nn.network import softmax
 from ..training import MATH_VERSION, Result
 from . import provenance, runfile
+from .fields import check_history, config_field, field, integer, number
 from .runfile import RunFileError
 
 Path_ = str | os.PathLike[str]
@@ -37,19 +38,29 @@ def save_run(path: Path_, result: Result, notes: dict[str, Any] | None = None,
 
 def read_run(path: Path_) -> tuple[Result, dict[str, Any]]:
     """(Result, meta) of a file written by `save_run`; meta is its JSON (code_version, machine,
-    math_version, notes, ...). Raises RunFileError if it is not such a file."""
-    arrays, meta = runfile.read(path)
-    if meta.get("kind") != "run":
-        raise RunFileError(path, f"is a {meta.get('kind')}, not a saved run: finish its training "
-                                 "(train ... --checkpoint PATH) with --save to keep the run")
-    try:
-        config = config_from_dict(meta["config"])
-        scalars = {key: meta[key] for key in SCALARS}
-        history = meta["history"]
-    except (KeyError, TypeError, ValueError) as err:
-        raise RunFileError(path, f"its JSON does not describe a run ({err})") from None
-    params, stats = runfile.params_from(arrays, len(config.hidden) + 1,
-                                        len(config.hidden) if config.batch_norm else 0, path)
+    math_version, notes, ...). Raises RunFileError, naming the file and what is wrong with it,
+    if it is not such a file: every field of its JSON is checked before use, and only the
+    arrays of its configuration's network are read, each checked against it (`runfile`)."""
+    with runfile.RunFile(path) as f:
+        meta = f.meta
+        if meta.get("kind") == "checkpoint":
+            raise RunFileError(path, "is a checkpoint, not a saved run: finish its training "
+                                     "(train ... --checkpoint PATH) with --save to keep the run")
+        field(path, meta, "kind", lambda v: v == "run", '"run" (a saved run)')
+        config = config_field(path, meta)
+        steps = field(path, meta, "steps", integer(1), "an integer >= 1")
+        scalars = {"steps": steps,
+                   "epochs": field(path, meta, "epochs", number(0), "a number >= 0"),
+                   "seconds": field(path, meta, "seconds", number(0), "a number >= 0"),
+                   **{key: field(path, meta, key, number(0, 1), "a number in [0, 1]")
+                      for key in ("val_accuracy", "test_accuracy")}}
+        history = check_history(path, meta, steps)
+        field(path, meta, "math_version", integer(0), "an integer >= 0")
+        field(path, meta, "code_version", lambda v: isinstance(v, str), "a string")
+        for key in ("machine", "notes"):
+            field(path, meta, key, lambda v: isinstance(v, dict), "an object")
+        params, stats = runfile.read_network(f, runfile.network_dims(f, config.hidden),
+                                             config.batch_norm, config.dtype)
     return Result(config=config, params=params, stats=stats, history=history, **scalars), meta
 
 
@@ -63,7 +74,13 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
     ZCA whitening refitted on the training split if the run used it, and the run's BLAS
     threads, so that they are the run's own numbers), and with `flip_average` the test
     accuracy with flip averaging: the mean of the probabilities of each test image and its
-    mirror image (a test-time augmentation; the training is the same)."""
+    mirror image (a test-time augmentation; the training is the same). ValueError if the run's
+    network does not fit the data (another input size or number of classes)."""
+    d, K = result.params["W"][0].shape[1], result.params["W"][-1].shape[0]
+    if (data.train.X.shape[0], data.train.Y.shape[0]) != (d, K):
+        raise ValueError(f"the run's network takes {d} inputs and {K} classes, the data has "
+                         f"{data.train.X.shape[0]} and {data.train.Y.shape[0]}: evaluate it on "
+                         f"the data it was trained on")
     if result.config.zca:
         data = zca_whiten(data)
     params, stats, order = result.params, result.stats, result.config.bn_order

@@ -135,6 +135,17 @@ def test_cache_without_download(cache_home):
     assert not cache_home.exists()
 
 
+def test_unwritable_cache_is_one_clear_error(tmp_path, monkeypatch):
+    """XDG_CACHE_HOME below a file (as a read-only home of a cluster node: nothing can be made
+    there), CIFAR10_DIR unset: a DataError naming both variables, before any download."""
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file" / "cache"))
+    with pytest.raises(DataError, match=r"cannot download CIFAR-10 into .*file/cache/assignment3 "
+                                        r"\(Not a directory\): set CIFAR10_DIR .*XDG_CACHE_HOME"):
+        find_data_dir()
+
+
 def test_incomplete_cache(cache_home):
     folder = cache_home / "assignment3" / "cifar-10-batches-py"
     folder.mkdir(parents=True)

@@ -317,3 +317,14 @@ def test_nbconvert_exporter_writes_the_pdf_of_one_notebook(tmp_path, pypdf):
     heading = nbformat.read(NOTEBOOKS[0], as_version=4).cells[0].source.splitlines()[0]
     assert normal(heading.lstrip("# ")) in normal(reader.pages[0].extract_text()
                                                   + reader.pages[1].extract_text())
+
+
+def test_build_refuses_an_output_that_is_not_a_pdf_before_building(tmp_path):
+    """The output's check (store.outputs, tested there for every kind of file) comes first."""
+    out, what = tmp_path / "report.pdf", "is a file that assignment3 did not write, not a PDF"
+    out.write_text("my notes\n")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    proc = subprocess.run([*BUILD, str(REPO / "notebooks" / "01_gradient_check.ipynb"),
+                           "--output", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr == f"error: {out} {what}: give another path\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

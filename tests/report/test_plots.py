@@ -63,3 +63,15 @@ def test_plot_lambda_search_marks_the_best(synthetic):
                                       for t in sorted(search["fine"], key=lambda t: t["lam"])]
     assert list(best.get_xdata()) == [search["best"]["lam"]]
     assert ax.get_xscale() == "log" and best.get_label().startswith("best: lam = ")
+
+
+def test_lambda_plot_leaves_out_diverged_trials_and_marks_their_lam():
+    search = {"coarse": [{"lam": 1e-3, "val_accuracy": 0.30, "diverged": None},
+                         {"lam": 1.0, "val_accuracy": 0.31, "diverged": None},
+                         {"lam": 1e3, "val_accuracy": None, "diverged": {"step": 3, "eta": 0.1}}],
+              "fine": [], "best": {"lam": 1.0, "val_accuracy": 0.31}}
+    ax = plot_lambda_search(search)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["coarse search"].get_xdata()) == [1e-3, 1.0]
+    assert list(lines["diverged"].get_xdata()) == [1e3]
+    plt.close(ax.figure)

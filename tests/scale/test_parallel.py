@@ -1,12 +1,16 @@
 """Runs in local worker processes: the same Results as in this process, in the order of the
 configurations, a bar over the runs; the workers end with the call, however it ends (results,
-an error, SIGTERM or SIGHUP to their parent, the parent killed), and leave nothing in /dev/shm."""
+an error, SIGTERM or SIGHUP to their parent, the parent killed), leave nothing in /dev/shm and
+print no warnings; what a kill of the whole process group leaves, the next run removes."""
+import json
 import operator
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +126,9 @@ def test_scheduler_address_from_the_argument_or_the_environment(monkeypatch):
 # Stops by real signals
 
 
-TRAIN_MANY_FOREVER = textwrap.dedent("""
+#: A script's start: synthetic data of 12 MB, which reaches the workers memory-mapped.
+SYNTHETIC_DATA = textwrap.dedent("""
+    import sys
     import numpy as np
     from assignment3.config import Config
     from assignment3.data import CIFAR10, Split, one_hot
@@ -135,7 +141,11 @@ TRAIN_MANY_FOREVER = textwrap.dedent("""
         return Split(X, one_hot(y, dtype=np.float32), y)
 
     data = CIFAR10(split(1000), split(200), split(200), np.zeros((3072, 1)), np.ones((3072, 1)))
-    train_many(data, [Config(n_s=1_000_000, cycles=1, seed=s) for s in (0, 1)], n_jobs=2)
+""")
+
+TRAIN_MANY_FOREVER = SYNTHETIC_DATA + textwrap.dedent("""
+    train_many(data, [Config(n_s=1_000_000, cycles=1, seed=s) for s in (0, 1)], n_jobs=2,
+               progress=False)
 """)
 
 
@@ -143,19 +153,29 @@ TRAIN_MANY_FOREVER = textwrap.dedent("""
 @pytest.mark.skipif(not Path("/proc").is_dir() or not Path("/dev/shm").is_dir(),
                     reason="needs Linux's /proc and /dev/shm")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_stopped_parent_takes_its_workers_with_it(sig, shm_files_of, wait_until):
-    parent = subprocess.Popen([sys.executable, "-c", TRAIN_MANY_FOREVER])
+@pytest.mark.parametrize("after", [0, 1])
+def test_stopped_parent_takes_its_workers_with_it(sig, after, shm_files_of, wait_until):
+    """The workers end with their parent, which ends by the signal and prints nothing: no
+    resource tracker's warning of leaked semaphores, neither of the workers' (stopped while
+    training, `after` 1 s) nor of the executor's (stopped as the workers start, the tasks still
+    on their way to them)."""
+    parent = subprocess.Popen([sys.executable, "-c", TRAIN_MANY_FOREVER], stderr=subprocess.PIPE,
+                              text=True)
     try:
         wait_until(lambda: sum("LokyProcess" in _cmdline(p) for p in descendants(parent.pid)) == 2,
-                   60, "two worker processes training")
+                   60, "two worker processes")
+        time.sleep(after)
         workers = descendants(parent.pid)
         parent.send_signal(sig)
-        assert parent.wait(timeout=60) == -sig
+        _, stderr = parent.communicate(timeout=60)    # until the resource trackers end too
+        assert parent.returncode == -sig
     finally:
         parent.kill()
-        parent.wait()
+        parent.communicate()
+    assert stderr == ""
     wait_until(lambda: not any(alive(p) for p in workers), 30, "the workers to end")
     assert shm_files_of(parent.pid) == []
+    assert [f for w in workers for f in shm_files_of(w)] == []
 
 
 @pytest.mark.slow
@@ -177,3 +197,221 @@ def test_killed_process_after_train_many_leaves_no_semaphores():
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert semaphores() - before == set()
+
+
+# ---------------------------------------------------------------------------------------------
+# A parent killed outright (SIGKILL, the OOM killer, a batch system's time limit)
+
+
+def dead_pid():
+    """The pid of a process that has ended (and been reaped): pids are handed out in turn, so
+    no other process gets it during a test."""
+    proc = subprocess.Popen([sys.executable, "-c", ""])
+    proc.wait()
+    return proc.pid
+
+
+def start_in_own_group(script, args=(), **kwargs):
+    """The script (with command-line arguments `args`) in a process of its own process group,
+    so that a failing test can kill everything it started; stderr captured."""
+    return subprocess.Popen([sys.executable, "-c", script, *args], stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, **kwargs)
+
+
+def kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+def kill_parent_and_check(proc, children, shm_files_of, wait_until):
+    """kill -9 of the parent only: its workers and resource trackers (`children`) end within
+    5 s, and none of them leaves a file in /dev/shm."""
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        wait_until(lambda: not any(alive(p) for p in children), 5,
+                   "the workers and resource trackers of the killed parent to end")
+    finally:
+        kill_group(proc)
+    assert shm_files_of(proc.pid) == []
+    assert [f for p in children for f in shm_files_of(p)] == []
+
+
+def with_two_workers(proc, wait_until):
+    """Wait for two loky workers below proc; return all its child processes (the workers and
+    the two resource trackers)."""
+    wait_until(lambda: sum("LokyProcess" in _cmdline(p) for p in descendants(proc.pid)) == 2,
+               60, "two worker processes")
+    return descendants(proc.pid)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux's /proc")
+def test_busy_workers_of_a_killed_parent_exit_within_seconds(tmp_path, shm_files_of,
+                                                              wait_until):
+    """Workers busy in a task notice that their parent died and exit; then loky's resource
+    trackers end too and remove the parent's semaphores."""
+    proc = start_in_own_group(textwrap.dedent("""
+        import sys, time
+        from pathlib import Path
+        from assignment3.scale.parallel import run_many
+
+        def busy(i):
+            Path(sys.argv[1], str(i)).touch()
+            time.sleep(600)
+
+        run_many(busy, [(0,), (1,)], n_jobs=2)
+    """), args=[str(tmp_path)])
+    try:
+        children = with_two_workers(proc, wait_until)
+        wait_until(lambda: len(list(tmp_path.iterdir())) == 2, 30, "both workers in a task")
+    except BaseException:
+        kill_group(proc)
+        raise
+    kill_parent_and_check(proc, children, shm_files_of, wait_until)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir() or not Path("/dev/shm").is_dir(),
+                    reason="needs Linux's /proc and /dev/shm")
+def test_training_workers_of_a_killed_parent_end_and_leave_nothing(shm_files_of, wait_until):
+    """kill -9 of a train_many: its workers, training on memory-mapped data, end within
+    seconds, and so do the resource trackers, which remove the memory-mapped folder and the
+    semaphores."""
+    proc = start_in_own_group(TRAIN_MANY_FOREVER)
+    try:
+        children = with_two_workers(proc, wait_until)
+        wait_until(lambda: any(f.startswith("joblib_memmapping_folder_")
+                               for f in shm_files_of(proc.pid)), 30, "the memory-mapped data")
+        time.sleep(1)                                      # training
+    except BaseException:
+        kill_group(proc)
+        raise
+    kill_parent_and_check(proc, children, shm_files_of, wait_until)
+
+
+def test_next_run_removes_shared_memory_of_dead_owners(tmp_path, monkeypatch):
+    """What a process killed with its whole process group leaves (memory-mapped folders and
+    loky semaphores whose pid no longer exists) goes at the next run; the files of live
+    processes, of other users, and what a symbolic link points to stay."""
+    monkeypatch.setenv("JOBLIB_TEMP_FOLDER", str(tmp_path))   # where joblib would put them
+    dead, live = dead_pid(), os.getpid()
+    stale = tmp_path / f"joblib_memmapping_folder_{dead}_0a1b_2c3d"
+    stale.mkdir()
+    (stale / f"{dead}-1-data.pkl").write_bytes(b"x" * 1000)
+    kept = [tmp_path / f"joblib_memmapping_folder_{live}_0a1b_2c3d",        # a live owner
+            tmp_path / "joblib_memmapping_folder_x_0a1b",                   # no pid in it
+            tmp_path / f"joblib_memmapping_folder_{10**20}_0a1b"]           # no pid at all
+    for folder in kept:
+        folder.mkdir()
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "keep").write_text("keep")
+    kept.append(tmp_path / f"joblib_memmapping_folder_{dead}_link")
+    kept[-1].symlink_to(target)
+    if os.geteuid() == 0:                                   # root can make another user's
+        kept.append(tmp_path / f"joblib_memmapping_folder_{dead}_other")
+        kept[-1].mkdir()
+        os.chown(kept[-1], os.getuid() + 4321, -1)
+    semaphores = Path("/dev/shm")
+    if semaphores.is_dir():
+        stale_semaphore = semaphores / f"sem.loky-{dead}-stale000"
+        stale_semaphore.write_bytes(b"")
+    try:
+        assert run_many(operator.add, [(1, 2)], n_jobs=1) == [3]
+        assert not stale.exists()
+        assert all(p.is_symlink() or p.is_dir() for p in kept)
+        assert (target / "keep").read_text() == "keep"
+        if semaphores.is_dir():
+            assert not stale_semaphore.exists()
+    finally:
+        if semaphores.is_dir():
+            stale_semaphore.unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux's /proc")
+def test_group_killed_with_its_trackers_leaves_a_folder_that_the_next_run_removes(
+        tmp_path, monkeypatch, wait_until):
+    """Killed together with its workers and resource trackers (kill -9 of the process group,
+    as batch systems do), a train_many cannot clean up: the next run does."""
+    proc = start_in_own_group(TRAIN_MANY_FOREVER, env={**os.environ,
+                                                       "JOBLIB_TEMP_FOLDER": str(tmp_path)})
+    try:
+        with_two_workers(proc, wait_until)
+        wait_until(lambda: list(tmp_path.glob("joblib_memmapping_folder_*/*")), 30,
+                   "the memory-mapped data")
+    finally:
+        kill_group(proc)
+    left = list(tmp_path.glob(f"joblib_memmapping_folder_{proc.pid}_*"))
+    assert left and any(any(folder.iterdir()) for folder in left)
+    monkeypatch.setenv("JOBLIB_TEMP_FOLDER", str(tmp_path))
+    run_many(operator.add, [(1, 2)], n_jobs=1)
+    assert list(tmp_path.iterdir()) == []
+    assert list(Path("/dev/shm").glob(f"sem.loky-{proc.pid}-*")) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# No stray warnings
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux's /proc")
+def test_diverged_run_is_one_line_and_no_warning(shm_files_of):
+    """A run that diverges in a worker while the other one trains: the caller gets the
+    DivergenceError, the busy worker is killed, and nothing else reaches stderr (no resource
+    tracker's "leaked semaphore objects")."""
+    script = SYNTHETIC_DATA + textwrap.dedent("""
+        from assignment3.nn.optim import DivergenceError
+        diverging = Config(hidden=(10,), n_s=20, n_batch=50, lam=1e3, eta_max=10)
+        try:
+            train_many(data, [Config(n_s=1_000_000, cycles=1), diverging], n_jobs=2,
+                       progress=False)
+        except DivergenceError as err:
+            sys.exit(f"error: {err}")
+    """)
+    proc = start_in_own_group(script)
+    try:
+        _, stderr = proc.communicate(timeout=60)          # until the resource trackers end
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 1
+    assert re.fullmatch(r"error: training diverged at step \d+: [^\n]*\n", stderr), stderr
+    assert shm_files_of(proc.pid) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux's /proc")
+def test_search_stopped_by_sigterm_prints_one_line(cifar10_dir, tmp_path, wait_until,
+                                                   shm_files_of):
+    """`search --jobs 2` stopped while its workers train: exactly the documented line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assignment3", "search", "--lam-range", "1e-3", "1e-1",
+         "--coarse", "2", "--fine", "0", "--cycles", "1", "--jobs", "2", "--json",
+         "--out", str(tmp_path / "search.jsonl")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "CIFAR10_DIR": str(cifar10_dir)})
+    try:
+        children = with_two_workers(proc, wait_until)
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+        wait_until(lambda: not any(alive(p) for p in children), 10,
+                   "the workers and resource trackers to end")
+    finally:
+        kill_group(proc)
+    assert (proc.returncode, stdout, stderr) == (128 + signal.SIGTERM, "", "stopped by SIGTERM\n")
+    assert shm_files_of(proc.pid) == []
+
+
+@pytest.mark.slow
+def test_search_with_a_diverged_trial_prints_no_warning(cifar10_dir, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "assignment3", "search", "--lam-range", "1e-3", "1e3",
+         "--coarse", "3", "--fine", "0", "--cycles", "0.05", "--jobs", "2", "--json",
+         "--out", str(tmp_path / "search.jsonl")],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "CIFAR10_DIR": str(cifar10_dir)})
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert any(trial["diverged"] for trial in json.loads(proc.stdout)["trials"])

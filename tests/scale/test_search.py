@@ -1,8 +1,10 @@
 """Lambda search: the grids and the coarse-to-fine logic on tiny trainings of the synthetic
 data, the record of its trials (`TrialLog`) from which a stopped search resumes, and the files
-that are no record of this search; on the real data (slow), the search command resuming after
-SIGKILL."""
+that are no record of this search; trials that diverge, recorded as such while the search goes
+on; on the real data (slow), the search command resuming after SIGKILL and reporting a diverged
+trial."""
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -14,14 +16,17 @@ import pytest
 from assignment3.cli import main
 from assignment3.config import Config
 from assignment3.data import DataError, Source
+from assignment3.nn.optim import DivergenceError, cyclic_lr
 from assignment3.scale.search import (
     SearchFileError,
+    StageDiverged,
     TrialLog,
     best_trial,
     coarse_to_fine,
     evaluate_lambdas,
     lambda_values,
 )
+from assignment3.training import train
 
 #: The tiny runs of the searches here (40 steps on the synthetic data).
 TINY = Config(hidden=(10,), n_s=20, cycles=1, n_batch=50)
@@ -53,6 +58,15 @@ def test_best_trial_uses_validation_only():
     trials = [{"lam": 1, "val_accuracy": 0.5, "test_accuracy": 0.9},
               {"lam": 2, "val_accuracy": 0.6, "test_accuracy": 0.1}]
     assert best_trial(trials)["lam"] == 2
+
+
+def test_best_trial_is_one_that_trained():
+    trials = [{"lam": 1, "val_accuracy": 0.5, "test_accuracy": 0.9, "diverged": None},
+              {"lam": 2, "val_accuracy": None, "test_accuracy": None,
+               "diverged": {"step": 3, "eta": 0.1}}]
+    assert best_trial(trials)["lam"] == 1
+    with pytest.raises(ValueError, match="no trial to choose from: every one diverged"):
+        best_trial(trials[1:])
 
 
 def test_coarse_to_fine_searches_around_the_best(synthetic):
@@ -146,6 +160,151 @@ def test_a_file_that_is_no_record_is_refused(tmp_path, text):
     assert path.read_text() == text
 
 
+#: A diverged trial's line in a record, and a trained one's (the format before diverged trials).
+DIVERGED_LINE = {"stage": "coarse", "lam": 1000.0, "val_accuracy": None, "test_accuracy": None,
+                 "seconds": 0.02, "diverged": {"step": 12, "eta": 0.055}}
+TRAINED_LINE = {"stage": "fine", "lam": 0.001, "val_accuracy": 0.15, "test_accuracy": 0.18,
+                "seconds": 0.07}
+
+
+def test_record_lines_of_both_kinds_are_read(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n"
+                            for line in ({"search": {}}, DIVERGED_LINE, TRAINED_LINE)))
+    log = TrialLog(path, {})
+    assert log.trials("coarse") == {1000.0: {**DIVERGED_LINE, "result": None}}
+    assert log.trials("fine") == {0.001: {**TRAINED_LINE, "diverged": None, "result": None}}
+
+
+@pytest.mark.parametrize("line", [
+    {**DIVERGED_LINE, "val_accuracy": 0.5},                    # a diverged trial with a score
+    {**DIVERGED_LINE, "diverged": {"step": "abc", "eta": 0.05}},
+    {**DIVERGED_LINE, "diverged": {"step": -5, "eta": 0.05}},
+    {**DIVERGED_LINE, "diverged": {"step": 1.5, "eta": 0.05}},
+    {**DIVERGED_LINE, "diverged": {"step": 12}},
+    {**DIVERGED_LINE, "diverged": {"step": 12, "eta": "fast"}},
+    {**DIVERGED_LINE, "diverged": True},
+    {**DIVERGED_LINE, "diverged": None},
+    {**DIVERGED_LINE, "lam": "1e3"},
+    {**DIVERGED_LINE, "lam": -1.0},
+    {**DIVERGED_LINE, "seconds": "0.02"},
+    {**DIVERGED_LINE, "stage": "medium"},
+    {**TRAINED_LINE, "val_accuracy": None},                   # no score, and not diverged
+    {**TRAINED_LINE, "test_accuracy": "0.18"},
+    {**TRAINED_LINE, "val_accuracy": 15.0},
+    {**TRAINED_LINE, "val_accuracy": True},
+    {**TRAINED_LINE, "seconds": None},
+])
+def test_a_trial_line_of_the_wrong_kind_is_refused(tmp_path, line):
+    path = tmp_path / "trials.jsonl"
+    text = json.dumps({"search": {}}) + "\n" + json.dumps(line) + "\n"
+    path.write_text(text)
+    with pytest.raises(SearchFileError, match=f"{re.escape(str(path))} is not a lambda search "
+                                              r"record \(line 2: .*give another --out file"):
+        TrialLog(path, {})
+    assert path.read_text() == text
+
+
+#: A coarse grid 1e-3, 1, 1e3 on which TINY trains at 1e-3 and 1 but diverges at 1e3 (its L2
+#: step 2 lam eta outgrows the weights within a few dozen steps).
+WIDE = (1e-3, 1e3)
+
+
+def _scores(trial):
+    return {k: trial[k] for k in ("stage", "lam", "val_accuracy", "test_accuracy", "diverged")}
+
+
+def test_a_diverged_trial_is_recorded_and_the_search_goes_on(synthetic, tmp_path):
+    """In two worker processes, as `search --jobs 2` runs them: the trial that diverges is kept
+    as diverged, in the record too, the others train and the best is one of them; the same
+    search again trains nothing (a trial trained again would be appended to the record)."""
+    out = tmp_path / "trials.jsonl"
+    search = coarse_to_fine(synthetic, TINY, coarse=WIDE, n_coarse=3, n_fine=0, n_jobs=2, out=out)
+    lo, mid, hi = search["coarse"]
+    assert [lo["lam"], mid["lam"], hi["lam"]] == pytest.approx([1e-3, 1, 1e3])
+    assert [t["result"].config for t in (lo, mid)] == [TINY.with_(lam=lo["lam"]),
+                                                       TINY.with_(lam=mid["lam"])]
+    assert lo["diverged"] is mid["diverged"] is None
+    assert hi["result"] is hi["val_accuracy"] is hi["test_accuracy"] is None
+    with pytest.raises(DivergenceError, match="training diverged at step"):
+        train(synthetic, TINY.with_(lam=hi["lam"]))          # the same run, in this process
+    # where it diverged: after a step (a NaN mini-batch cost) or at an evaluation that ended one
+    # (an infinite cost), whichever is noticed first, since evaluations run in a thread
+    step, eta = hi["diverged"]["step"], hi["diverged"]["eta"]
+    assert 0 < step <= 40 and eta in [cyclic_lr(t, TINY.eta_min, TINY.eta_max, TINY.n_s)
+                                      for t in (step - 1, step)]
+    assert search["best"] in (lo, mid)
+    assert search["best"]["val_accuracy"] == max(lo["val_accuracy"], mid["val_accuracy"])
+
+    lines = [json.loads(text) for text in out.read_text().splitlines()[1:]]
+    by_lam = {line["lam"]: line for line in lines}
+    assert len(lines) == 3 and set(by_lam) == {lo["lam"], mid["lam"], hi["lam"]}
+    assert by_lam[hi["lam"]] == {"stage": "coarse", "lam": hi["lam"], "val_accuracy": None,
+                                 "test_accuracy": None, "seconds": round(hi["seconds"], 2),
+                                 "diverged": hi["diverged"]}
+    for t in (lo, mid):            # a trained trial's line as before diverged trials were kept
+        assert by_lam[t["lam"]] == {"stage": "coarse", "lam": t["lam"],
+                                    "val_accuracy": t["val_accuracy"],
+                                    "test_accuracy": t["test_accuracy"],
+                                    "seconds": round(t["seconds"], 2)}
+
+    recorded = out.read_text()
+    again = coarse_to_fine(synthetic, TINY, coarse=WIDE, n_coarse=3, n_fine=0, n_jobs=2, out=out)
+    assert out.read_text() == recorded
+    assert [t["result"] for t in again["coarse"]] == [None] * 3
+    assert [_scores(t) for t in again["coarse"]] == [_scores(t) for t in (lo, mid, hi)]
+    assert _scores(again["best"]) == _scores(search["best"])
+    # a wider range is another search, and says so
+    with pytest.raises(SearchFileError, match=r"another search \(lam_range \[0\.001, 1000\.0\] "
+                                              r"there, \[1e-05, 1000\.0\] here\)"):
+        coarse_to_fine(synthetic, TINY, coarse=(1e-5, 1e3), n_coarse=3, n_fine=0, n_jobs=1,
+                       out=out)
+
+
+def test_the_fine_stage_centres_on_the_best_trial_that_trained(synthetic):
+    search = coarse_to_fine(synthetic, TINY, coarse=WIDE, n_coarse=3, n_fine=2, n_jobs=1)
+    assert [t["diverged"] is not None for t in search["coarse"]] == [False, False, True]
+    centre = np.log10(best_trial(search["coarse"][:2])["lam"])
+    assert np.allclose(np.log10([t["lam"] for t in search["fine"]]), [centre - 1, centre + 1])
+    every = search["coarse"] + search["fine"]
+    assert search["best"]["val_accuracy"] == max(t["val_accuracy"] for t in every
+                                                 if not t["diverged"])
+
+
+def test_a_stage_whose_every_trial_diverged_stops_the_search(synthetic, tmp_path):
+    """Recorded, so that the same search again stops at once, training nothing."""
+    out = tmp_path / "trials.jsonl"
+    message = ("every trial of the coarse stage diverged (all 2 values of lam, 100 to 1e+04): "
+               "none trained; lower eta_max, or search smaller values with the range of lam")
+    with pytest.raises(StageDiverged, match=f"^{re.escape(message)}$"):
+        coarse_to_fine(synthetic, TINY, coarse=(1e2, 1e4), n_coarse=2, n_fine=2, n_jobs=1,
+                       out=out)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(text)["diverged"] for text in lines[1:])
+    with pytest.raises(StageDiverged, match=f"^{re.escape(message)}$"):
+        coarse_to_fine(synthetic, TINY, coarse=(1e2, 1e4), n_coarse=2, n_fine=2, n_jobs=1,
+                       out=out)
+    assert out.read_text().splitlines() == lines
+
+
+def test_a_fine_stage_whose_every_trial_diverged_stops_the_search(synthetic, tmp_path):
+    """The fine trials of a finished search marked diverged in its record, as a search whose
+    fine trials diverged leaves it: the same search then stops after the coarse stage."""
+    out = tmp_path / "trials.jsonl"
+    whole = coarse_to_fine(synthetic, TINY, n_coarse=2, n_fine=2, n_jobs=1, out=out)
+    lines = [json.loads(text) for text in out.read_text().splitlines()]
+    marked = [{**line, "val_accuracy": None, "test_accuracy": None,
+               "diverged": {"step": 7, "eta": 0.01}} if line.get("stage") == "fine" else line
+              for line in lines]
+    out.write_text("".join(json.dumps(line) + "\n" for line in marked))
+    fine = sorted(t["lam"] for t in whole["fine"])
+    with pytest.raises(StageDiverged, match=re.escape(
+            f"every trial of the fine stage diverged (all 2 values of lam, {fine[0]:.3g} to "
+            f"{fine[1]:.3g}): none trained")):
+        coarse_to_fine(synthetic, TINY, n_coarse=2, n_fine=2, n_jobs=1, out=out)
+    assert [json.loads(text) for text in out.read_text().splitlines()] == marked
+
+
 def test_search_loads_a_source_itself(tmp_path):
     """A data.Source is loaded before the first trial: a missing folder stops the search."""
     with pytest.raises(DataError, match=f"the CIFAR-10 folder {tmp_path / 'nothing'} does not "
@@ -205,3 +364,55 @@ def test_out_of_another_search_stops_the_command(tmp_path, cifar10_dir, capsys):
     err = capsys.readouterr().err
     assert f"{out} records another search (hidden [20] there, [30] here)" in err
     assert out.read_text() == recorded
+
+
+def _search(*args):
+    """`python -m assignment3 search *args`, finished."""
+    return subprocess.run([sys.executable, "-m", "assignment3", "search", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_the_command_reports_a_diverged_trial_and_goes_on(tmp_path, cifar10_dir):
+    """The search of the issue that met it (lam 1e3 diverges within 0.05 cycles): a table row
+    says where it diverged, the best is a trial that trained, and the same search again with
+    --json trains nothing and gives the record's trials."""
+    out = tmp_path / "s.jsonl"
+    args = ["--lam-range", "1e-3", "1e3", "--coarse", "3", "--fine", "0", "--cycles", "0.05",
+            "--jobs", "2", "--data", str(cifar10_dir), "--out", str(out)]
+    table = _search(*args)
+    assert table.returncode == 0, table.stderr
+    assert "Traceback" not in table.stderr and "leaked" not in table.stderr
+    record = {line["lam"]: line for line in map(json.loads, out.read_text().splitlines()[1:])}
+    assert sorted(record) == pytest.approx([1e-3, 1, 1e3])
+    assert [lam for lam, line in record.items() if "diverged" in line] == [1e3]
+    step, eta = record[1e3]["diverged"]["step"], record[1e3]["diverged"]["eta"]
+    best = max((line for line in record.values() if "diverged" not in line),
+               key=lambda line: line["val_accuracy"])
+    rows = table.stdout.splitlines()
+    assert len(rows) == 4
+    assert rows[2] == f"coarse lam 1.000e+03: diverged at step {step} (learning rate {eta:.3g})"
+    assert rows[3] == (f"best lam {best['lam']:.3e}: validation accuracy "
+                       f"{100 * best['val_accuracy']:.2f}%, test accuracy "
+                       f"{100 * best['test_accuracy']:.2f}%")
+
+    recorded = out.read_text()
+    again = _search(*args, "--json")
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+    assert out.read_text() == recorded
+    report = json.loads(again.stdout)
+    assert report["best"] == {k: best[k] for k in ("lam", "val_accuracy", "test_accuracy")}
+    assert report["trials"] == [
+        {"stage": "coarse", "lam": lam, "val_accuracy": record[lam]["val_accuracy"],
+         "test_accuracy": record[lam]["test_accuracy"], "diverged": record[lam].get("diverged")}
+        for lam in sorted(record)]
+
+
+@pytest.mark.slow
+def test_the_command_fails_when_every_trial_of_a_stage_diverged(cifar10_dir):
+    failed = _search("--lam-range", "1e3", "1e5", "--coarse", "2", "--fine", "2", "--cycles",
+                     "0.05", "--jobs", "2", "--data", str(cifar10_dir), "--json")
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr == ("error: every trial of the coarse stage diverged (all 2 values of "
+                             "lam, 1e+03 to 1e+05): none trained; lower --eta-max, or search "
+                             "smaller values with --lam-range LO HI\n")

@@ -5,6 +5,7 @@ checkpoint of another configuration, other data, other maths, a damaged file or 
 refused and left as it is."""
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from assignment3.store.runfile import RunFileError
 from assignment3.store.runs import load_run, save_run
 from assignment3.training import MATH_VERSION, train
 from tests.conftest import make_synthetic
-from tests.store.test_runs import same_run
+from tests.store.test_runfile import deflated_zeros, members_of, npy_header, write_zip
+from tests.store.test_runs import HISTORY, MISSING, changed, craft, same_run
 
 #: A short run on the synthetic data with every random stream (shuffling, flips and shifts,
 #: dropout, MixUp) and momentum: 200 steps, an evaluation (and checkpoint) every 10.
@@ -141,8 +143,163 @@ def test_damaged_checkpoint_is_refused(synthetic, checkpoint, damage):
     else:
         arrays, meta = runfile.read(path)
         runfile.write(path, {**arrays, "W_0": arrays["W_0"][:, :-1]}, meta)
-    refused(synthetic, TINY, path, "shapes and dtype of this configuration's network; the file "
-                                   "is damaged" if damage == "wrong shapes" else "corrupt")
+    refused(synthetic, TINY, path, r"array W_0: expected shape \(10, 3072\) float32 \(its "
+                                   r"configuration's network\), got shape \(10, 3071\) float32; "
+                                   "the file is damaged" if damage == "wrong shapes" else "corrupt")
+
+
+#: TINY with momentum: its checkpoint holds the velocity.
+MOMENTUM = TINY.with_(momentum=0.9)
+
+
+@pytest.fixture(scope="module")
+def stored(synthetic, tmp_path_factory):
+    """{config: (arrays, meta)} of the checkpoints of the TINY run (10 steps, 6 mini-batches
+    an epoch, evaluations at steps 2, 4, ..., 10) and the MOMENTUM run."""
+    folder = tmp_path_factory.mktemp("stored")
+    made = {}
+    for name, config in (("tiny", TINY), ("momentum", MOMENTUM)):
+        train(synthetic, config, checkpoint=Checkpoint(folder / f"{name}.npz"))
+        made[config] = runfile.read(folder / f"{name}.npz")
+    return made
+
+
+STATE = r"expected a PCG64 random state, got "
+
+#: (field, value, one-line refusal) of the JSON of the TINY run's checkpoint.
+CHECKPOINT_FIELDS = [
+    ("step", -5, r"field 'step': expected an integer in 1..10 \(the steps of this run; a "
+                 r"checkpoint is written after a step\), got -5$"),
+    ("step", "abc", r"field 'step': expected an integer in 1..10 .*, got \"abc\"$"),
+    ("step", 0, r"field 'step': expected an integer in 1..10 .*, got 0$"),
+    ("step", 11, r"field 'step': expected an integer in 1..10 .*, got 11$"),
+    ("step", 10.0, r"field 'step': expected an integer in 1..10 .*, got 10.0$"),
+    ("step", MISSING, r"field 'step': missing \(expected an integer in 1..10"),
+    ("position", {"x": 1}, r"field 'position': expected an object with \"epoch\", \"batch\" and "
+                           r"\"streams\" \(where the input stream stands\), got \{\"x\": 1\}$"),
+    ("position", None, r"field 'position': expected an object .*, got null$"),
+    ("position.batch", 0, r"field 'position.batch': expected an integer in 1..6 \(the "
+                          r"mini-batches of an epoch\), got 0$"),
+    ("position.batch", 7, r"field 'position.batch': expected an integer in 1..6 .*, got 7$"),
+    ("position.batch", "1", r"field 'position.batch': expected an integer in 1..6 .*, got \"1\"$"),
+    ("position.epoch", "abc", f"field 'position.epoch': {STATE}\"abc\"$"),
+    ("position.epoch.bit_generator", "MT19937", f"field 'position.epoch': {STATE}"),
+    ("position.epoch.state.state", -1, f"field 'position.epoch': {STATE}"),
+    ("position.epoch.state.inc", 1.5, f"field 'position.epoch': {STATE}"),
+    ("position.epoch.has_uint32", 2, f"field 'position.epoch': {STATE}"),
+    ("position.streams.mixup", MISSING, r"field 'position.streams': expected an object with the "
+                                        "random states of shuffle, augment, dropout, mixup, got"),
+    ("position.streams.shuffle", 5, f"field 'position.streams.shuffle': {STATE}5$"),
+    ("history", "abc", f"field 'history': expected an object with the lists {HISTORY}, got "
+                       "\"abc\"$"),
+    ("history.loss_val", MISSING, "field 'history': expected an object with the lists"),
+    ("history.step", [2, 4, 6, 8, 9], r"field 'history.step': expected the evaluations of this "
+                                      r"run up to step 10 \(every 2 steps and at the last\), "
+                                      r"\[2, 4, 6, 8, 10\], got \[2, 4, 6, 8, 9\]$"),
+    ("history.step", [2, 4, 6, 8, 11], r"field 'history.step': expected increasing steps in "
+                                       r"1..10, got \[2, 4, 6, 8, 11\]$"),
+    ("history", {key: [] for key in HISTORY.split(", ")},
+     r"field 'history.step': expected the evaluations of this run up to step 10 .*, got \[\]$"),
+    ("seconds", "abc", "field 'seconds': expected a number >= 0, got \"abc\"$"),
+    ("seconds", -1, "field 'seconds': expected a number >= 0, got -1$"),
+    ("config", "abc", r"field 'config': expected an object \(a configuration\), got \"abc\"$"),
+    ("config", [1], r"field 'config': expected an object \(a configuration\), got \[1\]$"),
+    ("data", "abc", r"field 'data': expected an object \{\"sizes\": \[3 integers\], \"crc32\": "
+                    r"an integer\}, got \"abc\"$"),
+    ("data.sizes", [300, 100], r"field 'data': expected an object .*, got \{\"sizes\": "),
+    ("math_version", "1", "field 'math_version': expected an integer >= 0, got \"1\"$"),
+    ("kind", "figure", r"field 'kind': expected \"checkpoint\", got \"figure\"$"),
+    ("kind", MISSING, r"field 'kind': missing \(expected \"checkpoint\"\)$"),
+    ("code_version", 5, "field 'code_version': expected a string, got 5$"),
+    ("machine", "x", "field 'machine': expected an object, got \"x\"$"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", CHECKPOINT_FIELDS,
+                         ids=[f"{k}={v!r}"[:40] for k, v, _ in CHECKPOINT_FIELDS])
+def test_each_json_field_of_a_checkpoint_is_checked(synthetic, stored, tmp_path, key, value,
+                                                    message):
+    """Each field of the wrong type, out of range (a step of -5 was resumed, as another run),
+    missing, or not what this run can be at: refused in one line naming the field, the file
+    left as it is."""
+    arrays, meta = stored[TINY]
+    path = craft(tmp_path / "ckpt.npz", arrays, changed(meta, key, value))
+    refused(synthetic, TINY, path, f"^{path}: {message}")
+
+
+@pytest.mark.parametrize("arrays_of, message", [
+    (lambda a: {k: v for k, v in a.items() if k != "velocity"},
+     "misses the array velocity of its configuration's optimiser$"),
+    (lambda a: {**a, "velocity": a["velocity"][:-1]},
+     r"array velocity: expected shape \({n},\) float32 \(its configuration's optimiser\), got "
+     r"shape \({m},\) float32; the file is damaged or not of this run$"),
+    (lambda a: {**a, "W_1": a["W_1"].astype(np.float64)},
+     r"array W_1: expected shape \(10, 10\) float32 \(its configuration's network\), got shape "
+     r"\(10, 10\) float64"),
+    (lambda a: {**a, "W_2": a["W_1"]}, r"array W_2: not part of the network of its configuration "
+                                       r"\(2 layers, with batch norm\)"),
+])
+def test_arrays_of_a_checkpoint_are_checked(synthetic, stored, tmp_path, arrays_of, message):
+    """The optimiser's velocity missing or of another size, a W of another dtype, a layer more:
+    refused before the array is read."""
+    arrays, meta = stored[MOMENTUM]
+    path = craft(tmp_path / "ckpt.npz", arrays_of(dict(arrays)), meta)
+    n = arrays["velocity"].size                     # 30,860: the net's parameters
+    refused(synthetic, MOMENTUM, path, f"^{path}: " + message.replace("{n}", str(n))
+            .replace("{m}", str(n - 1)))
+
+
+def test_a_member_declaring_another_shape_is_refused_unread(synthetic, checkpoint, tmp_path):
+    """A W_0 declaring 160 MiB (of zeros, 160 kB compressed): refused from its header."""
+    members = members_of(checkpoint[0])
+    members["W_0.npy"] = deflated_zeros(npy_header((10, 1 << 22)), 10 << 24)
+    write_zip(tmp_path / "bomb.npz", members)
+    refused(synthetic, TINY, tmp_path / "bomb.npz",
+            r"array W_0: expected shape \(10, 3072\) float32 \(its configuration's network\), "
+            r"got shape \(10, 4194304\) float32")
+
+
+def test_what_is_no_file_is_named_and_never_blocks(synthetic, tmp_path):
+    """A folder, a FIFO (nobody writes to it), /dev/null and a link to nothing given as the
+    checkpoint: refused in one line saying what it is, in a thread that never blocks."""
+    os.mkfifo(tmp_path / "fifo.npz")
+    (tmp_path / "folder.npz").mkdir()
+    (tmp_path / "dangling.npz").symlink_to(tmp_path / "gone.npz")
+    for path, problem in ((tmp_path / "folder.npz", "is a folder, not a file"),
+                          (tmp_path / "fifo.npz", r"is a FIFO \(named pipe\), not a file"),
+                          (pathlib.Path("/dev/null"), "is a device, not a file"),
+                          (tmp_path / "dangling.npz", "is a symbolic link to a file that does "
+                                                      "not exist")):
+        raised: list[RunFileError] = []
+
+        def resume(path=path, raised=raised):
+            try:
+                train(synthetic, TINY, checkpoint=Checkpoint(path))
+            except RunFileError as err:
+                raised.append(err)
+        thread = threading.Thread(target=resume, daemon=True)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), f"resuming from {path} blocked"
+        with pytest.raises(RunFileError, match=f"^{path}: {problem}$"):
+            raise raised[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.npz", "fifo.npz",
+                                                          "folder.npz"]
+
+
+def test_train_refuses_such_checkpoint_paths_in_one_line(tmp_path):
+    """`train --checkpoint` of a folder, a FIFO or /dev/null: exit status 2, one line saying
+    what it is, before any data is loaded, and no process blocks."""
+    os.mkfifo(tmp_path / "fifo.npz")
+    (tmp_path / "folder.npz").mkdir()
+    running = {path: subprocess.Popen(
+        [sys.executable, "-m", "assignment3", "train", "--data", str(tmp_path / "no data"),
+         "--checkpoint", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for path in (tmp_path / "fifo.npz", tmp_path / "folder.npz", "/dev/null")}
+    for (path, proc), what in zip(running.items(), ("a FIFO", "a folder", "a device")):
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2 and out == "" and err.count("\n") == 1, err
+        assert f"--checkpoint {path} is {what}" in err and "Traceback" not in err
 
 
 def test_data_fingerprint_tells_data_apart(synthetic):
@@ -275,3 +432,31 @@ def test_refused_checkpoint_is_one_line_and_kept(cli, tmp_path, short_run):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "was written for another configuration (lam: 0.00025 there, 0.01 here)" in proc.stderr
     assert ckpt.read_bytes() == whole
+
+
+@pytest.mark.slow
+def test_resume_refuses_json_of_the_wrong_type_in_one_line(cli, tmp_path, short_run):
+    """`train --checkpoint` of the SHORT run's checkpoint (88 steps, 175 mini-batches an epoch)
+    with a step of -5 (before, resumed: as another run) or "abc", a history or seconds of the
+    wrong type, a position past the epoch's end: exit status 2, one line naming the file and
+    the field, the file as it was."""
+    arrays, meta = runfile.read(short_run[1])
+    cases = {("step", -5): "field 'step': expected an integer in 1..88 (the steps of this run; a "
+                           "checkpoint is written after a step), got -5",
+             ("step", "abc"): "field 'step': expected an integer in 1..88 (the steps of this run; "
+                              "a checkpoint is written after a step), got \"abc\"",
+             ("history", "abc"): f"field 'history': expected an object with the lists {HISTORY}, "
+                                 "got \"abc\"",
+             ("seconds", "abc"): "field 'seconds': expected a number >= 0, got \"abc\"",
+             ("position.batch", 176): "field 'position.batch': expected an integer in 1..175 (the "
+                                      "mini-batches of an epoch), got 176"}
+    files = {key: craft(tmp_path / f"{key[0]}-{i}.npz", arrays, changed(meta, *key))
+             for i, key in enumerate(cases)}
+    keys = list(cases)
+    for pair in (keys[i:i + 2] for i in range(0, len(keys), 2)):     # two runs at a time
+        running = {key: (files[key].read_bytes(),
+                         cli(*SHORT, "--checkpoint", files[key], popen=True)) for key in pair}
+        for key, (before, proc) in running.items():
+            out, err = proc.communicate(timeout=300)
+            assert (proc.returncode, out, err) == (2, "", f"error: {files[key]}: {cases[key]}\n")
+            assert files[key].read_bytes() == before

@@ -1,8 +1,16 @@
 """The run format: arrays and JSON in one .npz archive, written atomically, read without
-unpickling; every file that is not such a run file is refused, naming the file and why."""
+unpickling; every file that is not such a run file is refused, naming the file and why: a
+folder, FIFO or device by what it is (without blocking), members that would inflate or whose
+header does not match their size before any of their data is decompressed."""
+import io
 import json
+import os
 import pathlib
 import pickle
+import struct
+import threading
+import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -56,7 +64,7 @@ def test_failed_write_keeps_the_old_file_whole(stored):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        runfile.write_atomic(path, half_then_fail)
+        runfile.write_atomic(path, "run", half_then_fail)
     assert path.read_bytes() == old
     assert sorted(p.name for p in path.parent.iterdir()) == ["run.npz"]
 
@@ -138,7 +146,7 @@ def damaged(stored, tmp_path, how):
     ("damaged JSON", r"its JSON member is damaged \("),
     ("other format", f"is in run format {FORMAT_VERSION + 1}, this code reads format "
                      f"{FORMAT_VERSION}"),
-    ("meta not a dict", "is in run format None"),
+    ("meta not a dict", r"its JSON member holds \[1\], not an object; not a run file"),
 ])
 def test_file_that_is_no_run_file_is_refused(stored, tmp_path, how, message):
     path = damaged(stored, tmp_path, how)
@@ -149,8 +157,195 @@ def test_file_that_is_no_run_file_is_refused(stored, tmp_path, how, message):
     assert path.read_bytes() == before                                    # left as it is
 
 
-def test_missing_file_is_refused(tmp_path):
-    with pytest.raises(RunFileError, match="nope.npz: no such file"):
-        runfile.read(tmp_path / "nope.npz")
-    with pytest.raises(RunFileError, match="no such file"):              # a folder is no file
-        runfile.read(tmp_path)
+def read_in_thread(path):
+    """runfile.read(path) in a thread: (the error it raised, whether it was still blocked after
+    10 s)."""
+    raised = []
+
+    def read():
+        try:
+            runfile.read(path)
+        except RunFileError as err:
+            raised.append(err)
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(10)
+    return (raised[0] if raised else None), thread.is_alive()
+
+
+def test_what_is_not_a_run_file_is_named(stored, tmp_path):
+    """A missing path, a folder, a FIFO (read without blocking: no writer ever opens it), a
+    device, a link to nothing and an empty file, each named as what it is; a link to a run
+    file reads as the file."""
+    os.mkfifo(tmp_path / "fifo.npz")
+    (tmp_path / "folder.npz").mkdir()
+    (tmp_path / "dangling.npz").symlink_to(tmp_path / "gone.npz")
+    (tmp_path / "empty.npz").touch()
+    for path, problem in ((tmp_path / "nope.npz", "no such file"),
+                          (tmp_path / "folder.npz", "is a folder, not a file"),
+                          (tmp_path / "fifo.npz", r"is a FIFO \(named pipe\), not a file"),
+                          (pathlib.Path("/dev/null"), "is a device, not a file"),
+                          (tmp_path / "dangling.npz", "is a symbolic link to a file that does "
+                                                      "not exist"),
+                          (tmp_path / "empty.npz", "is empty, not a run file")):
+        err, blocked = read_in_thread(path)
+        assert not blocked, f"reading {path} blocked"
+        with pytest.raises(RunFileError, match=f"^{path}: {problem}$"):
+            raise err
+    (tmp_path / "link.npz").symlink_to(stored[0])
+    assert runfile.read(tmp_path / "link.npz")[1]["kind"] == "run"
+
+
+# ---------------------------------------------------------------------------------------------
+# Zip archives made member by member: compressed, lying about their sizes, with bad headers
+
+
+def npy(a):
+    """The .npy bytes of the array a."""
+    out = io.BytesIO()
+    np.lib.format.write_array(out, a, allow_pickle=False)
+    return out.getvalue()
+
+
+def npy_header(shape, descr="<f4"):
+    """The .npy header of an array of `shape` and `descr`, without its data."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": descr, "fortran_order": False,
+                                               "shape": shape})
+    return out.getvalue()
+
+
+def deflated_zeros(header, nbytes):
+    """A deflated zip member of `header` and `nbytes` zero bytes, as (compressed bytes,
+    size, CRC-32), made fast: one MiB of zeros compressed once (to about 1 kB) and repeated
+    (each copy ends on a full flush, so that the copies chain into one stream)."""
+    block = bytes(1 << 20)
+    assert nbytes % len(block) == 0
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = deflate.compress(header) + deflate.flush(zlib.Z_FULL_FLUSH)
+    body = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(header)
+    for _ in range(nbytes // len(block)):
+        crc = zlib.crc32(block, crc)
+    return head + body * (nbytes // len(block)) + deflate.flush(), len(header) + nbytes, crc
+
+
+def write_zip(path, members, declared=None):
+    """A zip archive of `members`: name -> bytes (stored) or (compressed bytes, size, crc)
+    (deflated); `declared`: name -> the size its headers declare (stored: both sizes), if not
+    its own."""
+    out, directory = bytearray(), bytearray()
+    for name, member in members.items():
+        if isinstance(member, bytes):
+            method, data, size, crc = 0, member, len(member), zlib.crc32(member)
+        else:
+            method, (data, size, crc) = 8, member
+        stored = len(data)
+        if name in (declared or {}):
+            size = declared[name]
+            stored = stored if method else size
+        encoded, offset = name.encode(), len(out)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 33, crc, stored, size,
+                           len(encoded), 0) + encoded + data
+        directory += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 33,
+                                 crc, stored, size, len(encoded), 0, 0, 0, 0, 0,
+                                 offset) + encoded
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members),
+                      len(directory), len(out), 0)
+    pathlib.Path(path).write_bytes(bytes(out + directory + end))
+
+
+def members_of(path):
+    """The members of the zip archive `path` (a small one), by name."""
+    with zipfile.ZipFile(path) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def test_zip_members_made_here_are_what_numpy_reads(tmp_path):
+    """The archives of `write_zip` are valid: numpy reads them, a deflated member included."""
+    meta = npy(np.array(json.dumps({"format": FORMAT_VERSION})))
+    write_zip(tmp_path / "ok.npz", {"meta.npy": meta, "W_0.npy": npy(np.eye(2)),
+                                    "z.npy": deflated_zeros(npy_header((1 << 18,)), 1 << 20)})
+    with np.load(tmp_path / "ok.npz") as f:
+        assert np.array_equal(f["W_0"], np.eye(2)) and f["z"].shape == (1 << 18,)
+        assert not f["z"].any()
+    arrays, _ = runfile.read(tmp_path / "ok.npz")            # 1 MiB of 1 kB: within the bound
+    assert not arrays["z"].any()
+
+
+@pytest.mark.parametrize("member, message", [
+    ("bomb", r"array z: [\d,]+ compressed bytes declare 33,554,560 bytes, more than arrays of a "
+             r"network compress \(16x\); refused unread"),
+    ("short data", r"array W_0: its member declares 4 bytes of data, its header's shape \(2, "
+                   r"2\) float64 needs 32; the file is damaged"),
+    ("long data", r"array W_0: its member declares 40 bytes of data, its header's shape \(2, "
+                  r"2\) float64 needs 32; the file is damaged"),
+    ("no npy", r"not a readable run file \(member W_0: ValueError: .*magic"),
+    ("npy version 9", r"not a readable run file \(member W_0: ValueError: npy format version "
+                      r"\(9, 0\)\); it may be truncated or corrupt"),
+    ("huge header", r"not a readable run file \(member W_0: ValueError: its .npy header "
+                    r"declares 1,073,741,824 bytes, "
+                    r"more than the 10,064 a header may take\); it may be truncated"),
+    ("beyond the file", r"array W_0: its member declares 4,000,128 bytes, more than the file "
+                        r"holds; the file is truncated"),
+    ("crc", r"not a readable run file \(member W_0: BadZipFile: Bad CRC-32"),
+])
+def test_member_is_checked_before_its_data_is_read(tmp_path, member, message):
+    """A member that would inflate 1000-fold (32 MiB of 32 kB), one whose zip size is not its
+    header's, one that is no .npy, a header of an unknown version or declaring a gigabyte (numpy
+    would read all of it before checking it), a member larger than the file, and stored bytes
+    that are not what the directory's CRC says."""
+    eye = npy(np.eye(2))
+    made = {"bomb": ("z.npy", deflated_zeros(npy_header((1 << 23,)), 1 << 25)),
+            "short data": ("W_0.npy", npy_header((2, 2), "<f8") + bytes(4)),
+            "long data": ("W_0.npy", eye + bytes(8)),
+            "no npy": ("W_0.npy", b"PK not an array at all"),
+            "npy version 9": ("W_0.npy", b"\x93NUMPY\x09\x00" + eye[8:]),
+            "huge header": ("W_0.npy", b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 30)
+                            + b"{" * 100),
+            "beyond the file": ("W_0.npy", npy_header((1000, 1000)) + bytes(100))}
+    name, data = made.get(member, ("W_0.npy", eye))
+    members = {"meta.npy": npy(np.array(json.dumps({"format": FORMAT_VERSION}))), name: data}
+    write_zip(tmp_path / "bad.npz", members,
+              declared={"W_0.npy": 4_000_128} if member == "beyond the file" else {})
+    if member == "crc":                        # the stored data changed after the CRC was taken
+        whole = (tmp_path / "bad.npz").read_bytes()
+        at = whole.index(eye) + len(eye) - 1
+        (tmp_path / "bad.npz").write_bytes(whole[:at] + b"\x01" + whole[at + 1:])
+    with pytest.raises(RunFileError, match=f"^{tmp_path / 'bad.npz'}: {message}"):
+        runfile.read(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("meta, message", [
+    (deflated_zeros(npy_header((), "<U20971520"), 5 << 24),
+     r"its JSON member 'meta' declares 83,886,208 bytes, more than the 67,108,864 a run file's "
+     r"JSON may take; refused unread"),
+    (deflated_zeros(npy_header((), "<U4194304"), 1 << 24),
+     r"its JSON member 'meta': [\d,]+ compressed bytes declare 16,777,344 bytes, more than a "
+     r"run's JSON compresses \(64x\); refused unread"),
+    (npy(np.array("[" * 100_000 + "]" * 100_000)), r"its JSON member is damaged \(nested too "
+                                                   r"deeply\)"),
+    (npy(np.array('{"format": 1, "seed": ' + "9" * 5000 + "}")),
+     r"its JSON member is damaged \(Exceeds the limit"),
+    (npy(np.array(["{}"])), "has no 'meta' member with JSON text; not a run file"),
+    (npy(np.array('{"kind": "run"}')), "field 'format': missing; not a run file"),
+    (npy(np.array('{"format": "1"}')), 'is in run format "1", this code reads format 1'),
+    (npy(np.array('{"format": true}')), "is in run format true, this code reads format 1"),
+    (npy(np.array('{"format": 1.0}')), r"is in run format 1.0, this code reads format 1"),
+])
+def test_json_member_is_checked(tmp_path, meta, message):
+    """A JSON member declaring 80 MiB (inflating from 80 kB), one declaring 16 MiB (within the
+    limit, but inflating 1000-fold from 16 kB), one nested too deeply for the parser,
+    with an integer of 5,000 digits, not a str scalar, without a format or of a format as
+    text."""
+    write_zip(tmp_path / "bad.npz", {"meta.npy": meta})
+    with pytest.raises(RunFileError, match=f"^{tmp_path / 'bad.npz'}: {message}"):
+        runfile.read(tmp_path / "bad.npz")
+
+
+def test_unknown_members_and_other_files_in_the_archive(stored, tmp_path):
+    """Members that are no .npy arrays (a note, a folder entry) are not arrays of the file."""
+    members = {**members_of(stored[0]), "notes.txt": b"hello", "folder/": b""}
+    write_zip(tmp_path / "more.npz", members)
+    arrays, meta = runfile.read(tmp_path / "more.npz")
+    assert sorted(arrays) == ["W_0", "b_0", "count"] and meta["kind"] == "run"

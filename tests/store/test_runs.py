@@ -1,6 +1,11 @@
 """Saved runs: save_run writes a Result to one run file that read_run and load_run give back
 exactly, with the code version, machine and notes; reevaluate scores it again."""
+import json
 import os
+import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +17,9 @@ from assignment3.store.provenance import code_version, machine
 from assignment3.store.runfile import RunFileError
 from assignment3.store.runs import load_run, read_run, reevaluate, save_run
 from assignment3.training import MATH_VERSION, train
+from tests.store.test_runfile import deflated_zeros, members_of, npy_header, write_zip
+
+PYTHON_M = [sys.executable, "-m", "assignment3"]
 
 
 def same_run(a, b):
@@ -74,19 +82,156 @@ def test_a_checkpoint_is_not_a_saved_run(synthetic, tmp_path):
         load_run(tmp_path / "ckpt.npz")
 
 
-def test_file_whose_json_is_no_run_is_refused(synthetic, tmp_path):
-    config = Config(hidden=(10,), n_s=10, cycles=0.5, n_batch=50)
-    save_run(tmp_path / "run.npz", train(synthetic, config))
-    arrays, meta = runfile.read(tmp_path / "run.npz")
-    for broken in ({k: v for k, v in meta.items() if k != "history"},
-                   {**meta, "config": {**meta["config"], "n_batch": 0}}):
-        runfile.write(tmp_path / "broken.npz", arrays, broken)
-        with pytest.raises(RunFileError, match="broken.npz: its JSON does not describe a run"):
-            read_run(tmp_path / "broken.npz")
-    del arrays["W_1"]
-    runfile.write(tmp_path / "broken.npz", arrays, meta)
-    with pytest.raises(RunFileError, match="misses the array W_1"):
-        read_run(tmp_path / "broken.npz")
+# ---------------------------------------------------------------------------------------------
+# Files that are no run: every JSON field and every array checked, one line naming what is wrong
+
+#: The run of the files made here: a 50-50 BN net of 10 steps, an evaluation after each.
+FIFTY = Config(hidden=(50, 50), n_s=5, cycles=1, n_batch=50)
+
+
+@pytest.fixture(scope="module")
+def saved(synthetic, tmp_path_factory):
+    """(path, Result, arrays, meta) of the FIFTY run saved by save_run."""
+    path = tmp_path_factory.mktemp("saved") / "run.npz"
+    result = train(synthetic, FIFTY)
+    save_run(path, result)
+    arrays, meta = runfile.read(path)
+    return path, result, arrays, meta
+
+
+def craft(path, arrays, meta):
+    """A run file of `arrays` and the JSON `meta` as given (format 1), written by numpy."""
+    np.savez(path, **arrays, meta=np.array(json.dumps({**meta, "format": 1})))
+    return path
+
+
+def changed(meta, key, value):
+    """`meta` with the field `key` (a dotted path: "history.step") set to `value`, or left out
+    if value is MISSING."""
+    meta = json.loads(json.dumps(meta))
+    *outer, last = key.split(".")
+    inner = meta
+    for k in outer:
+        inner = inner[k]
+    if value is MISSING:
+        del inner[last]
+    else:
+        inner[last] = value
+    return meta
+
+
+MISSING = object()
+HISTORY = "step, eta, cost_train, loss_train, acc_train, cost_val, loss_val, acc_val"
+
+#: (field, value, one-line refusal) of the JSON of a saved run: each field of the wrong type, out
+#: of range or missing.
+RUN_FIELDS = [
+    ("history", "abc", f"field 'history': expected an object with the lists {HISTORY}, got "
+                       '"abc"'),
+    ("history", MISSING, r"field 'history': missing \(expected an object with the lists "
+                         f"{HISTORY}"),
+    ("history.acc_val", MISSING, "field 'history': expected an object with the lists"),
+    ("history.acc_val", ["x"] * 10, r"field 'history.acc_val': expected a list of numbers, "
+                                    r'got \["x"'),
+    ("history.step", [True] * 10, r"field 'history.step': expected a list of integers, got \[true"),
+    ("history.eta", [0.1], "field 'history': expected lists of one length, got step 10, eta 1, "
+                           "cost_train 10"),
+    ("history.step", [2, 1, 3, 4, 5, 6, 7, 8, 9, 10],
+     r"field 'history.step': expected increasing steps in 1..10, got \[2, 1, 3"),
+    ("history.step", list(range(2, 12)), r"field 'history.step': expected increasing steps in "
+                                         r"1..10, got \[2, 3, 4"),
+    ("seconds", "abc", "field 'seconds': expected a number >= 0, got \"abc\""),
+    ("seconds", -1.0, "field 'seconds': expected a number >= 0, got -1.0"),
+    ("seconds", float("nan"), "field 'seconds': expected a number >= 0, got NaN"),
+    ("steps", "abc", "field 'steps': expected an integer >= 1, got \"abc\""),
+    ("steps", 0, "field 'steps': expected an integer >= 1, got 0"),
+    ("steps", 10.0, "field 'steps': expected an integer >= 1, got 10.0"),
+    ("steps", True, "field 'steps': expected an integer >= 1, got true"),
+    ("epochs", None, "field 'epochs': expected a number >= 0, got null"),
+    ("val_accuracy", 1.5, r"field 'val_accuracy': expected a number in \[0, 1\], got 1.5"),
+    ("test_accuracy", "0.5", r"field 'test_accuracy': expected a number in \[0, 1\], got \"0.5\""),
+    ("config", "abc", r"field 'config': expected an object \(a configuration\), got \"abc\""),
+    ("config", MISSING, r"field 'config': missing \(expected an object"),
+    ("config.n_batch", 0, r"field 'config': not a configuration this code accepts \(n_batch must "
+                          r"be an integer >= 1, got 0\)"),
+    ("config.hidden", "abc", r"field 'config': not a configuration this code accepts \(.*hidden"),
+    ("config.hidden", None, r"field 'config': not a configuration this code accepts \("),
+    ("config.colour", "red", r"field 'config': not a configuration this code accepts \(unknown "
+                             r"configuration fields \['colour'\]"),
+    ("kind", "figure", r"field 'kind': expected \"run\" \(a saved run\), got \"figure\""),
+    ("kind", MISSING, "field 'kind': missing"),
+    ("code_version", 5, "field 'code_version': expected a string, got 5"),
+    ("machine", [], r"field 'machine': expected an object, got \[\]"),
+    ("notes", "x", "field 'notes': expected an object, got \"x\""),
+    ("math_version", "1", "field 'math_version': expected an integer >= 0, got \"1\""),
+]
+
+
+@pytest.mark.parametrize("key, value, message", RUN_FIELDS,
+                         ids=[f"{k}={v!r}"[:40] for k, v, _ in RUN_FIELDS])
+def test_each_json_field_of_a_run_is_checked(saved, tmp_path, key, value, message):
+    path, _, arrays, meta = saved
+    bad = craft(tmp_path / "bad.npz", arrays, changed(meta, key, value))
+    with pytest.raises(RunFileError, match=f"^{bad}: {message}"):
+        read_run(bad)
+
+
+#: (what the file says, one-line refusal) for arrays that are not the configuration's network.
+RUN_ARRAYS = [
+    ({"config.hidden": [60, 50]}, r"array W_0: expected shape \(60, d\) \(hidden \[60, 50\] of its "
+                                  r"configuration\), got shape \(50, 3072\)$"),
+    ({"config.hidden": [50, 60]}, r"array W_2: expected shape \(K, 60\) \(hidden \[50, 60\] of its "
+                                  r"configuration\), got shape \(10, 50\)$"),
+    ({"config.hidden": [50, 50, 50]}, "misses the array W_3 of its configuration's network$"),
+    ({"config.hidden": [50]}, r"array W_2: not part of the network of its configuration \(2 "
+                              r"layers, with batch norm\); the file is damaged or not of this "
+                              "run$"),
+    ({"config.batch_norm": False}, r"array gamma_0: not part of the network of its configuration "
+                                   r"\(3 layers, no batch norm\)"),
+    ({"config.dtype": "float64"}, r"array W_0: expected shape \(50, 3072\) float64 \(its "
+                                  r"configuration's network\), got shape \(50, 3072\) float32; the "
+                                  "file is damaged or not of this run$"),
+    ({"W_1": lambda a: a[:, :-1]}, r"array W_1: expected shape \(50, 50\) float32 \(its "
+                                   r"configuration's network\), got shape \(50, 49\) float32"),
+    ({"b_0": lambda a: a[:, 0]}, r"array b_0: expected shape \(50, 1\) float32 .*, got shape "
+                                 r"\(50,\) float32"),
+    ({"v_1": lambda a: a.astype(np.float64)}, r"array v_1: expected shape \(50, 1\) float32 "
+                                              r".*, got shape \(50, 1\) float64"),
+    ({"mu_1": MISSING}, "misses the array mu_1 of its configuration's network$"),
+    ({"W_2": lambda a: np.array([None], dtype=object)},
+     r"holds a pickled object array, which loading would have to unpickle \(that can run "
+     r"arbitrary code\): array W_2; refused$"),
+]
+
+
+@pytest.mark.parametrize("change, message", RUN_ARRAYS,
+                         ids=[str(list(c.items())[0][0]) + str(i) for i, (c, _) in
+                              enumerate(RUN_ARRAYS)])
+def test_arrays_are_checked_against_the_configuration(saved, tmp_path, change, message):
+    """A configuration saying other layers (wider, narrower, more, fewer), no batch norm or
+    float64 over the run's arrays, and arrays of the wrong shape, dtype, missing or of objects:
+    refused before the array's data is read, naming it."""
+    path, _, arrays, meta = saved
+    arrays = dict(arrays)
+    for key, value in change.items():
+        if key.startswith("config."):
+            meta = changed(meta, key, value)
+        elif value is MISSING:
+            del arrays[key]
+        else:
+            arrays[key] = value(arrays[key])
+    bad = craft(tmp_path / "bad.npz", arrays, meta)
+    with pytest.raises(RunFileError, match=f"^{bad}: {message}"):
+        read_run(bad)
+
+
+def test_a_file_numpy_writes_of_the_same_run_loads(saved, tmp_path):
+    """The reader takes what np.savez_compressed writes of a run (deflated members of real
+    arrays) and ignores members the format does not define."""
+    path, result, arrays, meta = saved
+    np.savez_compressed(tmp_path / "run.npz", **arrays, extra=np.zeros(1000),
+                        meta=np.array(json.dumps(meta)))
+    same_run(load_run(tmp_path / "run.npz"), result)
 
 
 def check_reevaluate(data, config, tmp_path):
@@ -111,3 +256,135 @@ def test_reevaluate_fits_the_zca_whitening_again(synthetic, tmp_path):
     training split; a 3072 x 3072 eigendecomposition, hence slow)."""
     check_reevaluate(synthetic, Config(hidden=(16,), n_s=20, cycles=1, n_batch=50, zca=True),
                      tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Zip bombs and the command line
+
+
+@pytest.fixture(scope="module")
+def bombs(saved, tmp_path_factory):
+    """The saved FIFTY run with, each in a file of 1 to 3 MB: an unknown member of 2 GiB of
+    zeros ("junk"); a W_0 declaring 800 MiB of zeros, a network of 210 million parameters
+    ("wide"); a W_0 declaring 100 MiB of zeros, a network of 26 million parameters, which a
+    configuration allows ("zeros")."""
+    folder, members = tmp_path_factory.mktemp("bombs"), members_of(saved[0])
+    made = {"junk": {"junk.npy": deflated_zeros(npy_header((1 << 29,)), 1 << 31)},
+            "wide": {"W_0.npy": deflated_zeros(npy_header((50, 1 << 22)), 50 << 24)},
+            "zeros": {"W_0.npy": deflated_zeros(npy_header((50, 1 << 19)), 50 << 21)}}
+    for name, bomb in made.items():
+        write_zip(folder / f"{name}.npz", {**members, **bomb})
+    return {name: folder / f"{name}.npz" for name in made}
+
+
+#: Loads each run file given, then reads the first with runfile.read; prints what each did and
+#: how many MB the process's peak memory grew meanwhile.
+LOAD_EACH = """
+import json, resource, sys
+from assignment3.store import runfile
+from assignment3.store.runs import load_run
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+start, did = peak(), {}
+for path in sys.argv[1:]:
+    try:
+        did[path] = f"loaded, test accuracy {load_run(path).test_accuracy}"
+    except runfile.RunFileError as err:
+        did[path] = str(err)
+try:
+    runfile.read(sys.argv[1])
+except runfile.RunFileError as err:
+    did["read"] = str(err)
+did["grew"] = peak() - start
+print(json.dumps(did))
+"""
+
+
+def test_zip_bombs_are_never_inflated(saved, bombs):
+    """In a process of its own, whose peak memory grows less than 64 MB: the run with a 2 GiB
+    unknown member loads (the member is never read; runfile.read, which reads every member,
+    refuses it unread), a W_0 of a network larger than a configuration allows is refused from
+    its header, and a W_0 that would inflate 1000-fold from its compressed bytes."""
+    assert all(path.stat().st_size < 3_000_000 for path in bombs.values())
+    proc = subprocess.run([sys.executable, "-c", LOAD_EACH, *map(str, bombs.values())],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    did = json.loads(proc.stdout)
+    assert did.pop(str(bombs["junk"])) == f"loaded, test accuracy {saved[1].test_accuracy}"
+    assert re.fullmatch(rf"{bombs['junk']}: array junk: [\d,]+ compressed bytes declare "
+                        r"2,147,483,776 bytes, more than arrays of a network compress \(16x\); "
+                        "refused unread", did.pop("read"))
+    assert did.pop(str(bombs["wide"])) == (
+        f"{bombs['wide']}: arrays W_0 and W_2: a network of 209,718,310 parameters (4,194,304 "
+        "inputs, 10 classes), more than a configuration allows (50,000,000); refused unread")
+    assert re.fullmatch(rf"{bombs['zeros']}: array W_0: [\d,]+ compressed bytes declare "
+                        r"104,857,728 bytes, more than arrays of a network compress \(16x\); "
+                        "refused unread", did.pop(str(bombs["zeros"])))
+    assert did.pop("grew") < 64 and did == {}
+
+
+#: Runs a command (its arguments) and prints [exit status, stderr, its peak memory in MB].
+MEASURED = """
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(json.dumps([done.returncode, done.stderr,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024]))
+"""
+
+
+def test_the_command_line_refuses_each_in_one_line(saved, bombs, tmp_path):
+    """`evaluate` (or `plot`) of run files with JSON fields of the wrong type, a configuration
+    that is not its arrays', arrays of the wrong shape, a folder, a FIFO (nothing blocks),
+    /dev/null, a W_0 declaring 800 MiB: exit status 2 and one line naming the file and what
+    is wrong, before any data is loaded (the data folder given does not exist). `evaluate`
+    of the run with a 2 GiB unknown member reads the run (then misses the data) in under
+    150 MB."""
+    _, _, arrays, meta = saved
+    history = craft(tmp_path / "history.npz", arrays, changed(meta, "history", "abc"))
+    seconds = craft(tmp_path / "seconds.npz", arrays, changed(meta, "seconds", "abc"))
+    hidden = craft(tmp_path / "hidden.npz", arrays, changed(meta, "config.hidden", [60, 50]))
+    shape = craft(tmp_path / "shape.npz", {**arrays, "W_1": arrays["W_1"][:, :-1]}, meta)
+    os.mkfifo(tmp_path / "fifo.npz")
+    (tmp_path / "folder.npz").mkdir()
+    lines = {
+        history: f"field 'history': expected an object with the lists {HISTORY}, got \"abc\"",
+        seconds: "field 'seconds': expected a number >= 0, got \"abc\"",
+        hidden: "array W_0: expected shape (60, d) (hidden [60, 50] of its configuration), got "
+                "shape (50, 3072)",
+        shape: "array W_1: expected shape (50, 50) float32 (its configuration's network), got "
+               "shape (50, 49) float32; the file is damaged or not of this run",
+        tmp_path / "fifo.npz": "is a FIFO (named pipe), not a file",
+        tmp_path / "folder.npz": "is a folder, not a file",
+        pathlib.Path("/dev/null"): "is a device, not a file",
+        bombs["wide"]: "arrays W_0 and W_2: a network of 209,718,310 parameters (4,194,304 "
+                       "inputs, 10 classes), more than a configuration allows (50,000,000); "
+                       "refused unread"}
+    no_data = ["--data", str(tmp_path / "no data")]
+    plotted = (seconds, shape, tmp_path / "folder.npz")
+    commands = {("evaluate", path): ["evaluate", path, *no_data] for path in lines
+                if path not in plotted}
+    commands.update({("plot", path): ["plot", path] for path in plotted})
+    running = {key: subprocess.Popen([*PYTHON_M, *map(str, args)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+               for key, args in commands.items()}
+    junk = subprocess.run([sys.executable, "-c", MEASURED, *PYTHON_M, "evaluate",
+                           str(bombs["junk"]), *no_data], capture_output=True, text=True,
+                          timeout=120)
+    for (command, path), proc in running.items():
+        out, err = proc.communicate(timeout=120)
+        assert (proc.returncode, out, err) == (2, "", f"error: {path}: {lines[path]}\n"), command
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".png"] == []
+    status, err, peak = json.loads(junk.stdout)
+    assert status == 2 and err.startswith("error: the CIFAR-10 folder ") and peak < 150, err
+
+
+def test_reevaluate_refuses_a_run_of_other_data(synthetic):
+    """A run whose network takes 40 inputs, scored on 3072-dimensional images: one line, not a
+    traceback from deep inside numpy."""
+    from tests.conftest import make_synthetic
+    small = make_synthetic(n_train=60, n_val=20, n_test=20, d=40)
+    result = train(small, Config(hidden=(8,), n_batch=20, n_s=3, cycles=0.5))
+    with pytest.raises(ValueError, match="the run's network takes 40 inputs and 10 classes, the "
+                                         "data has 3072 and 10: evaluate it on the data it was "
+                                         "trained on"):
+        reevaluate(synthetic, result)

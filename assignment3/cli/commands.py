@@ -1,0 +1,200 @@
+"""What each command does: train (and search) a network, save it (or, failing that, keep it
+elsewhere), evaluate and plot a saved run, and search for lam."""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config, ConfigError
+from ..data import DataError, Source, load_cifar10
+from ..env import EnvironmentValueError
+from ..nn.optim import DivergenceError
+from ..scale.cluster import ClusterError, worker_wait
+from ..scale.search import SearchFileError, StageDiverged, coarse_to_fine
+from ..store.checkpoints import Checkpoint
+from ..store.outputs import OutputError, check_output, write_atomic
+from ..store.provenance import code_version
+from ..store.runs import load_run, reevaluate, save_run
+from ..training import Result, train
+from .options import cli_words, config_from_args
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """The train and search commands."""
+    config = config_from_args(args, args.parser)
+    paths = [Path(p).resolve() for p in (args.save, args.checkpoint) if p]
+    if len(paths) == 2 and paths[0] == paths[1]:
+        args.parser.error("--save and --checkpoint need different paths: a checkpoint holds the "
+                          "training state, a saved run the finished run")
+    outputs = (("--save", args.save, "run"), ("--checkpoint", args.checkpoint, "checkpoint"),
+               ("--out", getattr(args, "out", None), "search"))
+    for option, path, kind in outputs:         # every output place checked before any work
+        if path:
+            try:
+                check_output(path, kind)
+            except OutputError as err:
+                args.parser.error(f"{option} {err}")
+    quiet = args.json or args.quiet
+    try:
+        if args.command == "search":
+            with worker_wait(args.wait_workers):
+                return search_command(args, config)
+        version = code_version()               # the code that trains, not the one at the end
+        data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not quiet)
+        checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
+        result = train(data, config, progress=not quiet, checkpoint=checkpoint)
+    except ConfigError as err:                 # the run does not fit the data or the machine
+        given = {k for k, v in vars(args).items() if v is not None}
+        args.parser.error(err.worded(cli_words(given, args.preset)))
+    except (DataError, EnvironmentValueError, ClusterError, SearchFileError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except DivergenceError as err:
+        print(f"error: {err.message('--eta-max', '--lam', '--init')}", file=sys.stderr)
+        return 1
+    except OutputError as err:                 # a checkpoint could not be written
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    failed = save_or_fallback(args.save, result, version) if args.save else None
+    if failed:
+        args.save = None                       # the summary does not say "saved to"
+    if args.json:
+        print(json.dumps({**result.summary(), "resumed_from_step": result.resumed_from_step}))
+    else:
+        resumed = (f" (resumed from step {result.resumed_from_step})"
+                   if result.resumed_from_step else "")
+        print(f"{'BN' if config.batch_norm else 'no BN'} net, hidden {list(config.hidden)}, "
+              f"lam {config.lam}, {result.steps} steps{resumed} in {result.seconds:.1f} s: "
+              f"validation accuracy {100 * result.val_accuracy:.2f}%, "
+              f"test accuracy {100 * result.test_accuracy:.2f}%"
+              + (f"; saved to {args.save}" if args.save else ""))
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def save_or_fallback(path: str, result: Result, version: str) -> str | None:
+    """Save the run to `path`; if that fails, to a file in the temporary folder or the home
+    folder. None if `path` was written, else what happened, in one line: a finished run is
+    never lost because its write failed, or the message says so."""
+    try:
+        save_run(path, result, version=version)
+        return None
+    except (OSError, OutputError, TypeError, ValueError) as err:
+        reason = f"{err.strerror}" if isinstance(err, OSError) and err.strerror else str(err)
+    name = f"assignment3-unsaved-{Path(path).stem}-{os.getpid()}.npz"
+    tried = []
+    for folder in (Path(tempfile.gettempdir()), Path.home()):
+        fallback = folder / name
+        try:
+            save_run(fallback, result, version=version)
+        except (OSError, OutputError, TypeError, ValueError):
+            tried.append(str(folder))
+            continue
+        return (f"could not write --save {path} ({reason}); the run was written to {fallback} "
+                "instead")
+    return (f"could not write --save {path} ({reason}), nor a copy in {' or '.join(tried)}: "
+            f"the run was not kept (its accuracies are above)")
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    result = load_run(args.path)
+    try:
+        data = load_cifar10(args.data, dtype=np.dtype(result.config.dtype),
+                            progress=not args.json)
+    except (DataError, EnvironmentValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        scores = reevaluate(data, result, flip_average=args.flip_average)
+    except ValueError as err:                  # a run of other data
+        print(f"error: {args.path}: {err}", file=sys.stderr)
+        return 2
+    summary = {**result.summary(), "test_accuracy": scores["test"], "val_accuracy": scores["val"]}
+    if args.flip_average:
+        summary["test_accuracy_flip_averaged"] = scores["test, flip-averaged"]
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        flip = (f", flip-averaged {100 * scores['test, flip-averaged']:.2f}%"
+                if args.flip_average else "")
+        print(f"{args.path}: validation accuracy {100 * scores['val']:.2f}%, test accuracy "
+              f"{100 * scores['test']:.2f}%{flip} (stored with the run: "
+              f"{100 * result.val_accuracy:.2f}%, {100 * result.test_accuracy:.2f}%)")
+    return 0
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from ..report.plots import plot_curves
+
+    out = Path(args.out or Path(args.path).with_suffix(".png"))
+    fmt, formats = out.suffix.lstrip(".").lower(), FigureCanvasBase.get_supported_filetypes()
+    if fmt not in formats:
+        args.parser.error(f"cannot write a figure as {out.name!r}: give --out a name ending in "
+                          f"one of {', '.join(sorted(formats))}")
+    if fmt == "pgf" and not any(shutil.which(tex) for tex in ("xelatex", "lualatex", "pdflatex")):
+        args.parser.error(f"cannot write {out.name!r}: matplotlib writes .pgf with LaTeX, which "
+                          f"is not installed; give --out a .pdf or .svg name")
+    try:
+        check_output(out, "figure")
+    except OutputError as err:
+        args.parser.error(f"--out {err}" if args.out else f"{err} (the default --out is PATH "
+                          f"with .png: give --out)")
+    result = load_run(args.path)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    label = Path(args.path).stem
+    for ax, quantity in zip(axes, ("loss", "acc")):
+        plot_curves({label: result}, quantity, ax=ax)
+    fig.tight_layout()
+    try:
+        write_atomic(out, "figure", lambda f: fig.savefig(f, format=fmt))
+    except OSError as err:
+        print(f"error: could not write {out} ({err.strerror or err})", file=sys.stderr)
+        return 1
+    print(f"learning curves of {args.path} written to {out}")
+    return 0
+
+
+def search_command(args: argparse.Namespace, config: Config) -> int:
+    """The search command: run it, print the trials and the best one."""
+    if args.lam is not None:
+        args.parser.error("search chooses lam: give the range it searches with --lam-range LO HI")
+    lo, hi = args.lam_range
+    if not lo < hi:
+        args.parser.error(f"--lam-range needs LO < HI, got {lo} {hi}")
+    try:
+        out = coarse_to_fine(Source(args.data, dtype=config.dtype), config, coarse=(lo, hi),
+                             n_coarse=args.coarse, n_fine=args.fine, random=args.random,
+                             seed=args.seed, n_jobs=args.jobs, scheduler=args.scheduler,
+                             out=args.out, progress=not args.json)
+    except StageDiverged as err:
+        print(f"error: {err.message('--eta-max', '--lam-range LO HI')}", file=sys.stderr)
+        return 1
+    fields = ("lam", "val_accuracy", "test_accuracy")
+    trials = out["coarse"] + out["fine"]
+    if args.json:                              # a diverged trial: accuracies null
+        print(json.dumps({"best": {k: out["best"][k] for k in fields},
+                          "trials": [{k: t[k] for k in ("stage", *fields, "diverged")}
+                                     for t in trials]}))
+        return 0
+    for t in trials:
+        print(f"{t['stage']:6s} lam {t['lam']:.3e}: " + (
+            f"diverged at step {t['diverged']['step']} (learning rate "
+            f"{t['diverged']['eta']:.3g})" if t["diverged"] else
+            f"validation accuracy {100 * t['val_accuracy']:.2f}%, test accuracy "
+            f"{100 * t['test_accuracy']:.2f}%"))
+    best = out["best"]
+    print(f"best lam {best['lam']:.3e}: validation accuracy {100 * best['val_accuracy']:.2f}%, "
+          f"test accuracy {100 * best['test_accuracy']:.2f}%")
+    return 0

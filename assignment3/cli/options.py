@@ -1,0 +1,172 @@
+"""The options of the command line: those that set a `Config` field (from `config.LIMITS`),
+the search's own, the data folder, and how `Config`'s messages name them here."""
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Container, Mapping
+from typing import Any, NoReturn
+
+from .. import env
+from ..config import LIMITS, PRESETS, Config, ConfigError, Limit, checked_hidden
+from ..scale.cluster import WAIT_WORKERS
+
+#: The options of `train` that set a `Config` field: option -> (field, help).
+TRAIN_OPTIONS = {
+    "--hidden": ("hidden", "hidden layer sizes, e.g. 50,50"),
+    "--bn": ("batch_norm", "batch normalization"),
+    "--bn-order": ("bn_order", "BN before or after the ReLU"),
+    "--lam": ("lam", "L2 strength on the weights"),
+    "--batch": ("n_batch", "mini-batch size"),
+    "--schedule": ("schedule", "learning-rate schedule"),
+    "--cycles": ("cycles", "cycles of the cyclical schedule"),
+    "--epochs": ("epochs", "length of a one-cycle run"),
+    "--eta-max": ("eta_max", "peak learning rate"),
+    "--momentum": ("momentum", "momentum (0: plain gradient descent)"),
+    "--nesterov": ("nesterov", "Nesterov momentum"),
+    "--dropout": ("dropout", "drop probability of hidden units"),
+    "--flip": ("flip", "random horizontal flips of training images"),
+    "--max-shift": ("max_shift", "random shifts of training images by up to this many pixels"),
+    "--zca": ("zca", "ZCA whitening"),
+    "--label-smoothing": ("label_smoothing", "label smoothing eps: targets (1 - eps) y + eps / 10"),
+    "--mixup": ("mixup", "MixUp alpha: mix pairs of training images, lam ~ Beta(alpha, alpha)"),
+    "--threads": ("blas_threads", "BLAS threads (at most the machine's cores)"),
+    "--init": ("init", "he, xavier or a sigma"),
+    "--dtype": ("dtype", "float32 or float64"),
+    "--seed": ("seed", "seed of the init, shuffling, augmentation, dropout and MixUp (0)"),
+}
+
+#: The option that sets each field: how the command line names it in Config's messages.
+OPTION_OF = {field: option for option, (field, _) in TRAIN_OPTIONS.items()}
+
+#: What the search command's own numeric options accept.
+SEARCH_LIMITS = {"lam_range": Limit(float, 0, lo_open=True), "coarse": Limit(int, 1, 1000),
+                 "fine": Limit(int, 0, 1000), "jobs": Limit(int, 1, os.cpu_count() or 1)}
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line: what is wrong, where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def typed(field: str, limits: Mapping[str, Limit] = LIMITS) -> Callable[[str], object]:
+    """An argparse type for `field`: the text as a value of its kind, if limits[field] accepts
+    it (one of its `choices` as it is)."""
+    limit = limits[field]
+
+    def parse(text: str) -> object:
+        if text in limit.choices:
+            return text
+        try:
+            value = limit.kind(text)
+            limit.check(field, value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {limit.describe()}, got {text!r}") from None
+        return value
+    return parse
+
+
+def hidden_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(m) for m in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes such as 50,50, "
+                                         f"got {text!r}") from None
+    try:
+        return checked_hidden(sizes)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(err.worded(lambda *_: repr(text))) from None
+
+
+def config_options() -> Parser:
+    """The options of a run (the preset, the Config fields, the data, --json), shared by the
+    commands as an argparse parent parser."""
+    t = Parser(add_help=False)                     # the class of the parsers it is a parent of
+    t.add_argument("--preset", choices=sorted(PRESETS), default="assignment",
+                   help="starting configuration (assignment)")
+    for option, (field, help_text) in TRAIN_OPTIONS.items():
+        limit = LIMITS[field]
+        kind: dict[str, Any]                        # add_argument's keyword arguments
+        if field == "hidden":
+            kind = {"type": hidden_sizes}
+        elif limit.kind is bool:
+            kind = {"action": argparse.BooleanOptionalAction}
+        elif limit.kind is str:
+            kind = {"choices": limit.choices}
+        else:
+            kind = {"type": typed(field)}
+        t.add_argument(option, dest=field, help=help_text, **kind)
+    t.set_defaults(seed=0)
+    add_data(t)
+    t.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
+    return t
+
+
+def add_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="folder with the CIFAR-10 python batches (default: $CIFAR10_DIR, "
+                             "else a per-user cache, downloaded if missing)")
+
+
+def search_options(s: argparse.ArgumentParser) -> None:
+    """The search command's own options, added to its parser `s`."""
+    s.add_argument("--lam-range", nargs=2, type=typed("lam_range", SEARCH_LIMITS),
+                   default=(1e-5, 1e-1), metavar=("LO", "HI"),
+                   help="range of the coarse stage (1e-5 1e-1)")
+    s.add_argument("--coarse", type=typed("coarse", SEARCH_LIMITS), default=8, metavar="N",
+                   help="lam values of the coarse stage (8)")
+    s.add_argument("--fine", type=typed("fine", SEARCH_LIMITS), default=8, metavar="N",
+                   help="lam values of the fine stage (8; 0: no fine stage)")
+    s.add_argument("--random", action="store_true",
+                   help="draw the values log-uniformly (with --seed) instead of a grid")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=typed("jobs", SEARCH_LIMITS), metavar="N",
+                       help="local worker processes (default: $ASSIGNMENT3_JOBS, else one per "
+                            "core)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help=f"a Dask scheduler, e.g. tcp://host:8786 (default: "
+                            f"${env.SCHEDULER}; unset: local processes)")
+    s.add_argument("--wait-workers", metavar="SECONDS",
+                   type=typed("wait_workers", {"wait_workers": Limit(float, 0, lo_open=True)}),
+                   help=f"on a Dask cluster, how long trials wait for a scheduler without "
+                        f"workers before the search fails (default: ${env.WAIT_WORKERS}, else "
+                        f"{WAIT_WORKERS:g})")
+    s.add_argument("--out", metavar="FILE", help="record each trial in FILE (JSON lines) as it "
+                                                 "finishes; if FILE exists, resume its search")
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
+    """The preset's Config with every option given on the command line replacing its field;
+    settings that do not fit together are a usage error of `parser`."""
+    fields = {f.name for f in dataclasses.fields(Config)}
+    changes = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    preset = PRESETS[args.preset]
+    if changes.get("schedule") == "cyclic" and "epochs" not in changes:
+        changes["epochs"] = None                    # a one-cycle preset's length
+    try:
+        config = preset.with_(**changes)
+    except ConfigError as err:
+        parser.error(err.worded(cli_words(changes, args.preset)))
+    if "cycles" in changes and config.schedule == "one_cycle":
+        parser.error(f"--cycles counts the cycles of a cyclic run, and this run is one-cycle "
+                     f"(--preset {args.preset}): give its length with --epochs")
+    return config
+
+
+def cli_words(given: Container[str], preset: str) -> Callable[..., str]:
+    """How Config's messages name a field here: its option (with a value: as it is typed), and
+    where its value came from if not from the command line."""
+    def word(field: str, *value: object) -> str:
+        option = OPTION_OF.get(field)
+        if option is None:
+            return f"the {field} of --preset {preset}" + (f" ({value[0]})" if value else "")
+        if not value:
+            return option
+        v = value[0]
+        if isinstance(v, bool):
+            text = option if v else f"--no-{option[2:]}"
+        else:
+            text = f"{option} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+        return text if field in given else f"{text} (from --preset {preset})"
+    return word

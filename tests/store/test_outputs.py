@@ -1,0 +1,135 @@
+"""store.outputs: which paths may receive which output, on real files, folders, FIFOs and
+devices; and the atomic write, whose cleanup never hides the write's own error."""
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from assignment3.store import runfile
+from assignment3.store.outputs import OTHER, OutputError, check_output, kind_of, write_atomic
+
+
+@pytest.fixture
+def files(tmp_path):
+    """One file of each kind this package writes, and some it does not."""
+    made = {}
+    for kind in ("run", "checkpoint"):
+        made[kind] = tmp_path / f"{kind}.npz"
+        runfile.write(made[kind], {"W_0": np.zeros((2, 2))}, {"kind": kind})
+    made["search"] = tmp_path / "search.jsonl"
+    made["search"].write_text(json.dumps({"search": {"lam_range": [1e-5, 0.1]}}) + "\n")
+    made["record"] = tmp_path / "runs.json"
+    made["record"].write_text(json.dumps({"ablation": [], "best": [], "machine": {}}))
+    made["figure"] = tmp_path / "fig.png"
+    made["figure"].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    made["pdf"] = tmp_path / "report.pdf"
+    made["pdf"].write_bytes(b"%PDF-1.7\n" + bytes(100))
+    made["batch"] = tmp_path / "data_batch_1"
+    with open(made["batch"], "wb") as f:
+        pickle.dump({b"batch_label": b"training batch 1 of 5", b"labels": [1]}, f, protocol=2)
+    made["text"] = tmp_path / "notes.txt"
+    made["text"].write_text("my notes\n")
+    made["empty"] = tmp_path / "empty"
+    made["empty"].touch()
+    return made
+
+
+def test_each_file_is_told_apart(files):
+    assert {name: kind_of(path) for name, path in files.items()} == {
+        "run": "run", "checkpoint": "checkpoint", "search": "search", "record": "record",
+        "figure": "figure", "pdf": "pdf", "batch": "a CIFAR-10 data batch", "text": OTHER,
+        "empty": "empty"}
+
+
+@pytest.mark.parametrize("kind", ["run", "checkpoint", "search", "record", "figure", "pdf"])
+def test_a_file_of_ours_may_be_replaced_by_one_of_its_kind_only(files, kind):
+    assert check_output(files[kind], kind) == files[kind]
+    assert check_output(files["empty"], kind) == files["empty"]
+    assert check_output(files[kind].with_name("new"), kind).name == "new"
+    for other in files:
+        if other not in (kind, "empty"):
+            with pytest.raises(OutputError, match=f"^{files[other]} is .*: give another path"):
+                check_output(files[other], kind)
+
+
+def test_a_checkpoint_where_a_run_is_wanted_says_so(files):
+    with pytest.raises(OutputError, match="is a checkpoint, not a saved run: give another path, "
+                                          "or delete the file$"):
+        check_output(files["checkpoint"], "run")
+    with pytest.raises(OutputError, match="is a CIFAR-10 data batch, not a saved run: give "
+                                          "another path$"):
+        check_output(files["batch"], "run")
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda p: p.mkdir(), "a folder"),
+    (os.mkfifo, "a FIFO"),
+    (lambda p: p.symlink_to("/dev/null"), "a symbolic link"),
+])
+def test_folders_fifos_and_links_are_refused(tmp_path, make, what):
+    path = tmp_path / "out.npz"
+    make(path)
+    with pytest.raises(OutputError, match=f"out.npz is {what}, not a saved run"):
+        check_output(path, "run")
+
+
+def test_a_device_is_refused_and_left_as_it_is():
+    with pytest.raises(OutputError, match="^/dev/null is a device, not a saved run"):
+        check_output("/dev/null", "run")
+    with pytest.raises(OutputError, match="is a device"):
+        write_atomic("/dev/null", "run", lambda f: f.write(b"x"))
+    assert not os.path.isfile("/dev/null")
+
+
+def test_the_folder_must_exist(tmp_path):
+    with pytest.raises(OutputError, match=r"the folder .*missing does not exist; create it first"):
+        check_output(tmp_path / "missing" / "run.npz", "run")
+    (tmp_path / "file").touch()
+    with pytest.raises(OutputError, match=r"the folder .*file is not a folder"):
+        check_output(tmp_path / "file" / "run.npz", "run")
+
+
+def test_write_atomic_writes_whole_files_and_refuses_others(files):
+    write_atomic(files["figure"], "figure", lambda f: f.write(b"\x89PNG new"))
+    assert files["figure"].read_bytes() == b"\x89PNG new"
+    with pytest.raises(OutputError, match="is a file that assignment3 did not write"):
+        write_atomic(files["text"], "figure", lambda f: f.write(b"\x89PNG"))
+    assert files["text"].read_text() == "my notes\n"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_partial(files):
+    def fail(f):
+        f.write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    old = files["figure"].read_bytes()
+    with pytest.raises(OSError, match="No space left on device"):
+        write_atomic(files["figure"], "figure", fail)
+    assert files["figure"].read_bytes() == old
+    assert not files["figure"].with_name("fig.png.partial").exists()
+
+
+def test_cleanup_never_hides_the_error_of_the_write(tmp_path):
+    """`<path>.partial` is a folder holding a file: opening it for writing fails, and so does
+    removing it (a folder); the error raised is the write's, not the cleanup's."""
+    partial = tmp_path / "run.npz.partial"
+    partial.mkdir()
+    (partial / "inside").touch()
+    with pytest.raises(IsADirectoryError) as caught:
+        write_atomic(tmp_path / "run.npz", "run", lambda f: f.write(b"x"))
+    assert caught.value.__context__ is None      # not raised while handling another error
+    assert (partial / "inside").exists()
+
+
+def test_a_damaged_run_file_may_be_replaced_by_a_run_or_checkpoint_only(files):
+    """A run file cut short, or with its first bytes lost, is still ours: the reader of a
+    checkpoint says what is wrong with it; a figure never replaces it."""
+    whole = files["run"].read_bytes()
+    for damaged in (whole[:len(whole) // 2], b"\0" * 100 + whole[100:]):
+        files["run"].write_bytes(damaged)
+        assert kind_of(files["run"]) == "a damaged run file"
+        assert check_output(files["run"], "checkpoint") == check_output(files["run"], "run")
+        with pytest.raises(OutputError, match="is a damaged run file, not a figure"):
+            check_output(files["run"], "figure")
