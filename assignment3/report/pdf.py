@@ -31,7 +31,6 @@ STYLE = """
 #show table: set par(justify: false)
 #show table.cell: set align(left)
 #set text(hyphenate: false)
-#show heading.where(level: 1): it => { if it.numbering != none { pagebreak(weak: true) }; it }
 #show outline.entry.where(level: 1): set block(above: 1em)
 """.strip()
 
