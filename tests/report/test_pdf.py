@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 nbformat = pytest.importorskip("nbformat", reason="the report extra is missing")
@@ -204,12 +205,18 @@ def pypdf():
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, pypdf):
-    """The report built from the committed notebooks: (pypdf reader, normalised text)."""
+def report_pdf(tmp_path_factory, pypdf):
+    """The report built from the committed notebooks: its path."""
     output = tmp_path_factory.mktemp("report") / "report.pdf"
     done = build(NOTEBOOKS, output)
     assert done.returncode == 0, done.stderr
-    reader = pypdf.PdfReader(output)
+    return output
+
+
+@pytest.fixture(scope="module")
+def report(report_pdf, pypdf):
+    """The report built from the committed notebooks: (pypdf reader, normalised text)."""
+    reader = pypdf.PdfReader(report_pdf)
     return reader, normal("\n".join(page.extract_text() for page in reader.pages))
 
 
@@ -328,3 +335,39 @@ def test_build_refuses_an_output_that_is_not_a_pdf_before_building(tmp_path):
                            "--output", str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stderr == f"error: {out} {what}: give another path\n"
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+
+#: At most this many pages: the report (title block, summary, contents, six sections with their
+#: figures and tables) fits in about 12 A4 pages when sections run on and figures are grouped
+#: into panels; more means white space or repeated content to look at again.
+MAX_PAGES = 14
+#: The page's margins (pdf.title_block: 2.2 cm of 21 cm left and right, 2.4 cm of 29.7 cm top
+#: and bottom), as fractions of the page.
+MARGIN_X, MARGIN_Y = 2.2 / 21, 2.4 / 29.7
+
+
+def page_ink(path, dpi=50):
+    """Per page of the PDF at `path`, rendered: (lowest, leftmost, rightmost) ink of the page
+    above its footer (the page number), as fractions of its height and width."""
+    pdfium = pytest.importorskip("pypdfium2")
+    pages = []
+    for page in pdfium.PdfDocument(path):
+        img = np.asarray(page.render(scale=dpi / 72, grayscale=True).to_pil().convert("L"))
+        body = img[:int(img.shape[0] * (1 - MARGIN_Y))] < 200
+        rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
+        pages.append(((rows[-1] + 1) / img.shape[0], cols[0] / img.shape[1],
+                      (cols[-1] + 1) / img.shape[1]) if rows.size else (0.0, 0.5, 0.5))
+    return pages
+
+
+@pytest.mark.slow
+def test_pages_are_filled_and_nothing_crosses_the_margins(report_pdf):
+    """No page but the last ends before half of it, the report keeps to MAX_PAGES, and no
+    figure (with its panels and legend) or table reaches into the margins."""
+    pages = page_ink(report_pdf)
+    assert len(pages) <= MAX_PAGES, f"{len(pages)} pages"
+    half_empty = [number for number, (low, _, _) in enumerate(pages[:-1], 1) if low < 0.5]
+    assert not half_empty, f"pages less than half filled: {half_empty}"
+    for number, (_, left, right) in enumerate(pages, 1):
+        assert left >= MARGIN_X - 0.01 and right <= 1 - MARGIN_X + 0.01, f"page {number}"
