@@ -89,7 +89,8 @@ def plot_by_compute(runs: dict[str, dict[str, Any]], quantity: str = "acc",
     ax.set_ylabel(f"validation {QUANTITIES[quantity]}{' (%)' if quantity == 'acc' else ''}")
     ax.set_title(title or f"Validation {QUANTITIES[quantity]} by compute")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=2,
+              frameon=False)                     # below the axes: clear of the curves
     return ax
 
 
