@@ -117,7 +117,7 @@ def test_config_stores_hidden_as_a_tuple_of_ints():
 
 def test_config_is_frozen_and_with_makes_checked_copies():
     config = Config()
-    with pytest.raises(FrozenInstanceError):
+    with pytest.raises(FrozenInstanceError, match="cannot assign to field 'lam'"):
         config.lam = 0.1
     other = config.with_(lam=0.1, hidden=[30])
     assert other.lam == 0.1 and other.hidden == (30,) and config.lam == 0.005

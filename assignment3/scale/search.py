@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..data import CIFAR10, Source
-from ..store.outputs import write_atomic
+from ..store.outputs import check_output, write_atomic
 from ..training import Diverged, Result
 from .parallel import scheduler_address, train_each
 
@@ -195,7 +195,7 @@ class TrialLog:
     search is stopped."""
 
     def __init__(self, path: str | os.PathLike[str], search: dict[str, Any]) -> None:
-        self.path = Path(path)
+        self.path = check_output(path, "search")   # OutputError unless a record may go there
         if self.path.exists():
             self.lines = self._read()
             _check_same(self.path, self.lines[0]["search"], search)

@@ -26,6 +26,7 @@ from assignment3.scale.search import (
     evaluate_lambdas,
     lambda_values,
 )
+from assignment3.store.outputs import OutputError
 from assignment3.training import train
 
 #: The tiny runs of the searches here (40 steps on the synthetic data).
@@ -149,13 +150,15 @@ def test_record_of_another_search_is_refused(synthetic, tmp_path):
     assert again["best"]["result"] is None and out.read_text() == recorded
 
 
-@pytest.mark.parametrize("text", ["", "not json\n", '{"trials": []}\n',
-                                  '{"search": {}}\n{"lam": 0.1}\n', "[1, 2]\n"])
-def test_a_file_that_is_no_record_is_refused(tmp_path, text):
+@pytest.mark.parametrize("text, error", [
+    ("", SearchFileError), ('{"search": {}}\n{"lam": 0.1}\n', SearchFileError),
+    ("not json\n", OutputError), ('{"trials": []}\n', OutputError), ("[1, 2]\n", OutputError)])
+def test_a_file_that_is_no_record_is_refused(tmp_path, text, error):
+    """A file whose first line is not a record's is not ours (store.outputs refuses it); one
+    that starts as a record but goes on otherwise is a damaged record."""
     path = tmp_path / "trials.jsonl"
     path.write_text(text)
-    with pytest.raises(SearchFileError, match=f"{path} is .*not a lambda search record.*give "
-                                              "another --out file"):
+    with pytest.raises(error, match=f"{path} is .*not a lambda search record.*give another"):
         TrialLog(path, {})
     assert path.read_text() == text
 
@@ -416,3 +419,16 @@ def test_the_command_fails_when_every_trial_of_a_stage_diverged(cifar10_dir):
     assert failed.stderr == ("error: every trial of the coarse stage diverged (all 2 values of "
                              "lam, 1e+03 to 1e+05): none trained; lower --eta-max, or search "
                              "smaller values with --lam-range LO HI\n")
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda p: p.mkdir(), "is a folder, not a lambda search record"),
+    (lambda p: p.write_bytes(b"PK\x03\x04 a zip"), "not a lambda search record"),
+])
+def test_the_record_of_a_search_goes_only_where_a_record_may(tmp_path, make, what):
+    """The library refuses as the command line does: no UnicodeDecodeError or
+    IsADirectoryError from deep inside."""
+    out = tmp_path / "s.jsonl"
+    make(out)
+    with pytest.raises(OutputError, match=what):
+        TrialLog(out, {"config": {}})
