@@ -156,9 +156,7 @@ class _Workers:
             n = self.client.sync(self.client.scheduler.identity, n_workers=0,
                                  callback_timeout=CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT)["n_workers"]
         except (OSError, asyncio.TimeoutError) as err:
-            raise ClusterError(f"lost the connection to the Dask scheduler at {self.address} "
-                               f"({_why(err)}): check that it still runs, then run again") \
-                from None
+            raise _lost(self.address, err) from None
         if n:
             self.seen()
             return
@@ -228,8 +226,7 @@ def _connect(address: str) -> Any:
     try:
         return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, asyncio.TimeoutError) as err:
-        raise ClusterError(f"lost the connection to the Dask scheduler at {address} "
-                           f"({_why(err)}): check that it still runs, then run again") from None
+        raise _lost(address, err) from None
 
 
 def _run_in_a_thread(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -269,6 +266,14 @@ def _check_address(address: str) -> None:
                            f"it as tcp://HOST:PORT with --scheduler or ${env.SCHEDULER}") from None
 
 
+def _lost(address: str, err: BaseException | None = None) -> ClusterError:
+    """The error of a connection to the scheduler at `address` lost during the runs (`err`:
+    how, if known)."""
+    how = f" ({_why(err)})" if err else ""
+    return ClusterError(f"lost the connection to the Dask scheduler at {address}{how}: check "
+                        f"that it still runs, then run again")
+
+
 def _why(err: BaseException) -> str:
     """An exception in a few words: its message, else its type's name; at most one line."""
     text = " ".join(str(err).split()) or type(err).__name__
@@ -286,8 +291,7 @@ def _result(future: Any, address: str) -> Result | Diverged:
         raise ClusterError(f"the workers running a task kept dying ({err}); see the logs of "
                            f"the workers of {address} (memory limit, killed jobs)") from None
     except CancelledError:                  # the client lost its scheduler
-        raise ClusterError(f"lost the connection to the Dask scheduler at {address}: check that "
-                           f"it still runs, then run again") from None
+        raise _lost(address) from None
 
 
 def _train_task(source: Source, config: Config, diverged: bool) -> Result | Diverged:

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..data import CIFAR10, Source
+from ..store.fields import integer, number
 from ..store.outputs import check_output, write_atomic
 from ..training import Diverged, Result
 from .parallel import scheduler_address, train_each
@@ -248,22 +249,16 @@ def _is_record_line(line: object, first: bool) -> bool:
         return set(line) == {"search"} and isinstance(line["search"], dict)
     if set(line) not in ({*TRIAL_FIELDS}, {*TRIAL_FIELDS, "diverged"}):
         return False
-    if not (line["stage"] in ("coarse", "fine") and _number(line["lam"]) and line["lam"] > 0
-            and _number(line["seconds"]) and line["seconds"] >= 0):
+    if not (line["stage"] in ("coarse", "fine") and number(0)(line["lam"]) and line["lam"] > 0
+            and number(0)(line["seconds"])):
         return False
     accuracies = (line["val_accuracy"], line["test_accuracy"])
     if "diverged" not in line:
-        return all(_number(a) and 0 <= a <= 1 for a in accuracies)
+        return all(map(number(0, 1), accuracies))
     diverged = line["diverged"]                # a diverged trial's line (`TrialLog.append`)
     return (accuracies == (None, None) and isinstance(diverged, dict)
-            and set(diverged) == {"step", "eta"} and type(diverged["step"]) is int
-            and diverged["step"] >= 0 and _number(diverged["eta"]))
-
-
-def _number(value: object) -> bool:
-    """Whether a JSON value is a finite number (not a bool)."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+            and set(diverged) == {"step", "eta"} and integer(0)(diverged["step"])
+            and number(-math.inf)(diverged["eta"]))
 
 
 def _check_same(path: Path, found: dict[str, Any], wanted: dict[str, Any]) -> None:

@@ -23,6 +23,11 @@ KINDS = {"run": "a saved run", "checkpoint": "a checkpoint", "search": "a lambda
 FIGURE_MAGIC = (b"\x89PNG", b"%PDF", b"%!PS", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*",
                 b"<?xml", b"<svg", b"\x1f\x8b", b"%% Creator: Matplotlib", b"GIF8", b"RIFF")
 
+#: What a path is that is not a regular file, by its st_mode (a link: by lstat's).
+SPECIAL_FILES = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"),
+                 (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+                 (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
 #: What a file is that this package did not write.
 OTHER = "a file that assignment3 did not write"
 
@@ -67,11 +72,9 @@ def kind_of(path: Path) -> str | None:
         return None
     except OSError as err:
         return f"not readable ({err.strerror})"
-    for test, what in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"),
-                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
-                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return what
+    special = special_file(mode)
+    if special:
+        return special
     try:
         with path.open("rb") as f:
             head = f.read(1 << 16)
@@ -108,6 +111,12 @@ def _has_run_directory(path: Path) -> bool:
             return "meta.npy" in z.namelist()
     except (OSError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError):
         return False
+
+
+def special_file(mode: int) -> str | None:
+    """What a file of st_mode `mode` is ("a folder", "a FIFO (named pipe)", "a device", "a
+    socket", or from lstat "a symbolic link"), or None for a regular file."""
+    return next((what for test, what in SPECIAL_FILES if test(mode)), None)
 
 
 def _run_file_kind(path: Path) -> str:
@@ -152,8 +161,7 @@ def write_atomic(path: str | os.PathLike[str], kind: str,
             write_to(f)
             f.flush()
             os.fsync(f.fileno())
-        if kind_of(path) not in (None, "empty", kind):   # replaced by something else meanwhile
-            check_output(path, kind)
+        check_output(path, kind)                # not replaced by something else meanwhile
         os.replace(partial, path)
     except BaseException:
         try:

@@ -27,7 +27,7 @@ from numpy.typing import DTypeLike
 from ..config import MAX_PARAMETERS
 from ..nn.checks import PARAM_NAMES, is_int
 from ..nn.types import Array, Params, Stats
-from .outputs import MAX_META_BYTES, write_atomic
+from .outputs import MAX_META_BYTES, special_file, write_atomic
 
 #: Version of the file layout; a file of another version is refused.
 FORMAT_VERSION = 1
@@ -293,15 +293,11 @@ def path_problem(path: Path) -> str | None:
 
 
 def _mode_problem(mode: int) -> str | None:
-    """None for a regular file's st_mode, else what the file is instead."""
+    """None for a regular file's st_mode, else what the file is instead (`special_file`)."""
     if stat.S_ISREG(mode):
         return None
-    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return f"is {what}, not a file"
-    return "is not a regular file"
+    what = special_file(mode)
+    return f"is {what}, not a file" if what else "is not a regular file"
 
 
 def param_arrays(params: Params, stats: Stats) -> dict[str, Array]:

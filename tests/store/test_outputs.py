@@ -65,7 +65,7 @@ def test_a_checkpoint_where_a_run_is_wanted_says_so(files):
 
 @pytest.mark.parametrize("make, what", [
     (lambda p: p.mkdir(), "a folder"),
-    (os.mkfifo, "a FIFO"),
+    (os.mkfifo, r"a FIFO \(named pipe\)"),
     (lambda p: p.symlink_to("/dev/null"), "a symbolic link"),
 ])
 def test_folders_fifos_and_links_are_refused(tmp_path, make, what):
