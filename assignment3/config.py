@@ -131,6 +131,7 @@ LIMITS = {
     "blas_threads": Limit(int, 1),
     "label_smoothing": Limit(float, 0, 1, hi_open=True),
     "mixup": Limit(float, 0, 100),
+    "swa": Limit(float, 0, 1),
 }
 
 
@@ -165,6 +166,8 @@ class Config:
     blas_threads: int = 1             # BLAS threads of the training steps
     label_smoothing: float = 0.0      # targets (1 - eps) y + eps / K
     mixup: float = 0.0                # MixUp of mini-batch pairs, lam ~ Beta(mixup, mixup); 0: off
+    swa: float = 0.0                  # average the weights of each epoch's end in the run's last
+                                      # swa part (SWA, `nn.swa`), scored beside them; 0: off
 
     def __post_init__(self) -> None:
         for name in LIMITS:                    # numpy scalars as Python values, for JSON

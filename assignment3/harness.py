@@ -81,7 +81,8 @@ class Run:
         d, K = data.train.X.shape[0], data.train.Y.shape[0]
         params = init_params([d, *config.hidden, K], batch_norm=config.batch_norm,
                              init=config.init, seed=config.seed, dtype=config.dtype)
-        run = cls(FlatParams(params, momentum=config.momentum > 0), started=started)
+        flat = FlatParams(params, momentum=config.momentum > 0, average=config.swa > 0)
+        run = cls(flat, started=started)
         state = checkpoint.load(config, data, run.flat.params, run.flat.vectors()) \
             if checkpoint is not None else None
         if state:

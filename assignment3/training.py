@@ -22,6 +22,7 @@ from .harness import Checkpointer, Harness, History, Run
 from .nn.checks import check_data
 from .nn.cost import evaluate_unchecked
 from .nn.optim import DivergenceError, cyclic_lr, one_cycle_lr, step, update_moving_averages
+from .nn.swa import bn_statistics, snapshot_steps
 from .nn.types import Params, Stats
 
 #: Version of the numbers a configuration and seed give. Bump it with every change that changes
@@ -31,10 +32,21 @@ MATH_VERSION = 1
 
 
 @dataclass
+class Averaged:
+    """A run's averaged weights (`Config.swa`): the parameters, the BN statistics recomputed for
+    them on the training set (`nn.swa.bn_statistics`) and their final scores."""
+    params: Params
+    stats: Stats
+    val_accuracy: float
+    test_accuracy: float
+
+
+@dataclass
 class Result:
     """What a run returns: the trained parameters, the BN moving averages, the history (one
     entry per evaluation: step, eta, cost/loss/accuracy on train and val) and the final scores.
-    `resumed_from_step`: the step a checkpoint resumed the run from (0 for a fresh start)."""
+    `resumed_from_step`: the step a checkpoint resumed the run from (0 for a fresh start).
+    `averaged`: the averaged weights and their scores, for a run with `Config.swa`."""
     config: Config
     params: Params
     stats: Stats
@@ -45,10 +57,14 @@ class Result:
     val_accuracy: float = float("nan")
     test_accuracy: float = float("nan")
     resumed_from_step: int = 0
+    averaged: Averaged | None = None
 
     def summary(self) -> dict[str, Any]:
-        """The run's scalar results and its configuration, as plain JSON-ready values."""
-        return {"test_accuracy": self.test_accuracy, "val_accuracy": self.val_accuracy,
+        """The run's scalar results and its configuration, as plain JSON-ready values (with the
+        averaged weights' scores as swa_test_accuracy and swa_val_accuracy, if any)."""
+        swa = {} if self.averaged is None else {"swa_test_accuracy": self.averaged.test_accuracy,
+                                                "swa_val_accuracy": self.averaged.val_accuracy}
+        return {"test_accuracy": self.test_accuracy, "val_accuracy": self.val_accuracy, **swa,
                 "steps": self.steps, "epochs": self.epochs, "seconds": round(self.seconds, 2),
                 "config": config_dict(self.config)}
 
@@ -57,7 +73,8 @@ def train(data: CIFAR10, config: Config = Config(), progress: bool = False,
           cores: int | None = None, checkpoint: Checkpointer | None = None) -> Result:
     """Train a network on `data` (a `CIFAR10`: train, val, test splits, X d x n) with mini-batch
     gradient descent and the learning rate of `config`. Evaluates on train and val about
-    `evals_per_cycle` times per cycle with the BN moving averages, then on test.
+    `evals_per_cycle` times per cycle with the BN moving averages, then on test. With
+    `config.swa`, also averages the weights (`nn.swa`) and scores them on val and test.
 
     `progress` shows a bar over the steps on stderr (a widget in a notebook). `checkpoint` (a
     `store.Checkpoint`): the run's state is written there at every evaluation, and a run it
@@ -76,6 +93,7 @@ def train(data: CIFAR10, config: Config = Config(), progress: bool = False,
     check_run(config, data.train.n)
     batches = data.train.n // config.n_batch     # a last partial mini-batch is dropped
     total, eval_every, learning_rate = schedule(config, batches)
+    snapshots = snapshot_steps(total, batches, config.swa) if config.swa else {}
     run = Run.start(data, config, checkpoint)    # fresh, or where the checkpoint stopped
     resumed_from = run.step
     if config.zca:
@@ -90,18 +108,34 @@ def train(data: CIFAR10, config: Config = Config(), progress: bool = False,
             run.step, run.position = run.step + 1, position
             if batch_stats:
                 run.stats = update_moving_averages(run.stats, batch_stats)
+            if run.step in snapshots:
+                run.flat.add_to_average(snapshots[run.step])
             if run.step % eval_every == 0 or run.step == total:
                 harness.evaluate(eta)            # on train and val, in the background
             harness.step_done(eta)               # progress; a stop signal ends the run here
         # the test set while the last evaluation on train and val finishes in the background
         test = evaluate_unchecked(run.flat.params, data.test.X, data.test.y, 0.0, run.stats,
                                   bn_order=config.bn_order)
+        averaged = scored_average(run.flat.averaged, data, config) if config.swa else None
         harness.finish(learning_rate(total - 1))
 
     return Result(config=config, params=run.flat.params, stats=run.stats or [],
                   history=run.history, steps=total, epochs=total / batches,
                   seconds=run.seconds(), val_accuracy=run.history["acc_val"][-1],
-                  test_accuracy=test["accuracy"], resumed_from_step=resumed_from)
+                  test_accuracy=test["accuracy"], resumed_from_step=resumed_from,
+                  averaged=averaged)
+
+
+def scored_average(params: Params | None, data: CIFAR10, config: Config) -> Averaged:
+    """The averaged weights `params` of a run of `config` on `data` with their BN statistics
+    recomputed on the training set and their accuracies on val and test."""
+    assert params is not None                   # a run with config.swa keeps an average
+    params = {name: [P.copy() for P in arrays] for name, arrays in params.items()}
+    stats = bn_statistics(params, data.train.X, config.n_batch, config.bn_order)
+    val, test = (evaluate_unchecked(params, split.X, split.y, 0.0, stats or None,
+                                    bn_order=config.bn_order)["accuracy"]
+                 for split in (data.val, data.test))
+    return Averaged(params, stats, val, test)
 
 
 @dataclass(frozen=True)

@@ -71,12 +71,20 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"{'BN' if config.batch_norm else 'no BN'} net, hidden {list(config.hidden)}, "
               f"lam {config.lam}, {result.steps} steps{resumed} in {result.seconds:.1f} s: "
               f"validation accuracy {100 * result.val_accuracy:.2f}%, "
-              f"test accuracy {100 * result.test_accuracy:.2f}%"
+              f"test accuracy {100 * result.test_accuracy:.2f}%" + averaged_scores(result)
               + (f"; saved to {args.save}" if args.save else ""))
     if failed:
         print(f"error: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def averaged_scores(result: Result) -> str:
+    """The scores of a run's averaged weights for its summary line ("" without SWA)."""
+    if result.averaged is None:
+        return ""
+    return (f"; averaged weights (SWA): validation {100 * result.averaged.val_accuracy:.2f}%, "
+            f"test {100 * result.averaged.test_accuracy:.2f}%")
 
 
 def save_or_fallback(path: str, result: Result, version: str) -> str | None:
@@ -117,6 +125,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(f"error: {args.path}: {err}", file=sys.stderr)
         return 2
     summary = {**result.summary(), "test_accuracy": scores["test"], "val_accuracy": scores["val"]}
+    if result.averaged is not None:
+        summary["swa_test_accuracy"] = scores["test, averaged"]
+        summary["swa_val_accuracy"] = scores["val, averaged"]
     if args.flip_average:
         summary["test_accuracy_flip_averaged"] = scores["test, flip-averaged"]
     if args.json:
@@ -126,7 +137,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
                 if args.flip_average else "")
         print(f"{args.path}: validation accuracy {100 * scores['val']:.2f}%, test accuracy "
               f"{100 * scores['test']:.2f}%{flip} (stored with the run: "
-              f"{100 * result.val_accuracy:.2f}%, {100 * result.test_accuracy:.2f}%)")
+              f"{100 * result.val_accuracy:.2f}%, {100 * result.test_accuracy:.2f}%)"
+              + ("" if result.averaged is None else
+                 f"; averaged weights (SWA): validation {100 * scores['val, averaged']:.2f}%, "
+                 f"test {100 * scores['test, averaged']:.2f}%"))
     return 0
 
 

@@ -4,6 +4,7 @@ import numpy as np
 
 from .checks import PARAM_NAMES
 from .network import backward, forward_unchecked, softmax
+from .swa import add_to_average
 from .types import Array, Params, Stats
 
 #: Decay of the BN moving averages: mu_av = a mu_av + (1 - a) mu, the same for v.
@@ -69,19 +70,31 @@ def update_moving_averages(stats_av: Stats | None, batch_stats: Stats,
 class FlatParams:
     """The parameters as views into one vector theta (the weights W first: `weights` views them
     all), and the gradients as views into a vector grad laid out the same, so that one
-    operation updates every array. With `momentum`, also the velocity vector of that layout."""
+    operation updates every array. With `momentum`, also the velocity vector of that layout;
+    with `average`, the vector of the averaged weights (`nn.swa`), `averaged` its dict of
+    views."""
 
-    def __init__(self, params: Params, momentum: bool = False) -> None:
+    def __init__(self, params: Params, momentum: bool = False, average: bool = False) -> None:
         self.theta, self.params = _flat_copy(params)
         self.grad, self.grads = _flat_copy(params)
         n_weights = sum(W.size for W in params["W"])
         self.weights, self.weight_grad = self.theta[:n_weights], self.grad[:n_weights]
         self.velocity = np.zeros_like(self.theta) if momentum else None
+        self.average: Array | None = None
+        self.averaged: Params | None = None
+        if average:
+            self.average, self.averaged = _flat_copy(params)
 
     def vectors(self) -> dict[str, Array]:
         """The optimiser's state vectors, by name, that a checkpoint keeps with the parameters:
-        the momentum velocity, if any."""
-        return {"velocity": self.velocity} if self.velocity is not None else {}
+        the momentum velocity and the averaged weights, if any."""
+        return {name: v for name, v in (("velocity", self.velocity), ("average", self.average))
+                if v is not None}
+
+    def add_to_average(self, k: int) -> None:
+        """Make the averaged weights the mean of k snapshots of theta, this one the k-th."""
+        assert self.average is not None, "FlatParams(..., average=True) keeps an average"
+        add_to_average(self.average, self.theta, k)
 
     def assign(self, params: Params, vectors: dict[str, Array]) -> None:
         """Copy the arrays of `params` and of the dict `vectors` (as `vectors()`) into place."""

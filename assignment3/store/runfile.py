@@ -55,8 +55,11 @@ NPY_HEADER_LENGTH = {(1, 0): "<H", (2, 0): "<I"}
 
 Shape = tuple[int, ...]
 
-#: The names of the arrays of a network (`param_arrays`).
-NETWORK_ARRAY = re.compile(rf"({'|'.join((*PARAM_NAMES, *STAT_NAMES))})_\d+")
+#: The prefix of the arrays of a run's averaged weights (`training.Averaged`).
+AVERAGED = "swa_"
+
+#: The names of the arrays of a network (`param_arrays`): (prefix, name)_l.
+NETWORK_ARRAY = re.compile(rf"((?:{AVERAGED})?)(?:{'|'.join((*PARAM_NAMES, *STAT_NAMES))})_\d+")
 
 
 class RunFileError(ValueError):
@@ -300,27 +303,29 @@ def _mode_problem(mode: int) -> str | None:
     return f"is {what}, not a file" if what else "is not a regular file"
 
 
-def param_arrays(params: Params, stats: Stats) -> dict[str, Array]:
+def param_arrays(params: Params, stats: Stats, prefix: str = "") -> dict[str, Array]:
     """The arrays of `params` and the BN moving averages `stats` ([(mu, v)] per BN layer) as
-    one flat dict: W_0, ..., b_0, ..., gamma_0, ..., beta_0, ..., mu_0, v_0, ..."""
-    arrays = {f"{name}_{l}": P for name in PARAM_NAMES for l, P in enumerate(params[name])}
-    arrays.update({f"{key}_{l}": a for l, stat in enumerate(stats)
+    one flat dict: W_0, ..., b_0, ..., gamma_0, ..., beta_0, ..., mu_0, v_0, ..., each name
+    after `prefix` (AVERAGED for averaged weights)."""
+    arrays = {f"{prefix}{name}_{l}": P for name in PARAM_NAMES for l, P in enumerate(params[name])}
+    arrays.update({f"{prefix}{key}_{l}": a for l, stat in enumerate(stats)
                    for key, a in zip(STAT_NAMES, stat)})
     return arrays
 
 
 def params_from(arrays: dict[str, Array], layers: int, bn_layers: int,
-                path: str | os.PathLike[str]) -> tuple[Params, Stats]:
-    """(params, stats) from the dict of `param_arrays`, for a net of `layers` layers with
-    `bn_layers` BN layers; RunFileError (naming `path`) if an array is missing."""
+                path: str | os.PathLike[str], prefix: str = "") -> tuple[Params, Stats]:
+    """(params, stats) from the dict of `param_arrays` (without a prefix), for a net of
+    `layers` layers with `bn_layers` BN layers; RunFileError (naming `path` and the array
+    with its `prefix`) if an array is missing."""
     counts = {"W": layers, "b": layers, "gamma": bn_layers, "beta": bn_layers}
     try:
         params = {name: [arrays[f"{name}_{l}"] for l in range(counts[name])]
                   for name in PARAM_NAMES}
         stats = [(arrays[f"mu_{l}"], arrays[f"v_{l}"]) for l in range(bn_layers)]
     except KeyError as err:
-        raise RunFileError(path, f"misses the array {err.args[0]} of its configuration's "
-                                 "network") from None
+        raise RunFileError(path, f"misses the array {prefix}{err.args[0]} of its "
+                                 "configuration's network") from None
     return params, stats
 
 
@@ -360,22 +365,24 @@ def network_dims(f: RunFile, hidden: Sequence[int]) -> list[int]:
     return dims
 
 
-def read_network(f: RunFile, dims: Sequence[int], batch_norm: bool,
-                 dtype: DTypeLike) -> tuple[Params, Stats]:
-    """(params, stats) of the network of layer sizes `dims` stored in `f`: its arrays and only
-    those, each checked (`RunFile.array`) to be of its `network_shapes` shape and of `dtype`
-    before it is read; RunFileError if `f` holds arrays of another network (a layer more, or
-    batch norm where `batch_norm` is False)."""
-    shapes = network_shapes(dims, batch_norm)
+def read_network(f: RunFile, dims: Sequence[int], batch_norm: bool, dtype: DTypeLike,
+                 prefix: str = "") -> tuple[Params, Stats]:
+    """(params, stats) of the network of layer sizes `dims` stored in `f` (its arrays named
+    after `prefix`, as `param_arrays` names them): those arrays and only those, each checked
+    (`RunFile.array`) to be of its `network_shapes` shape and of `dtype` before it is read;
+    RunFileError if `f` holds arrays of another network (a layer more, or batch norm where
+    `batch_norm` is False)."""
+    shapes = {prefix + name: shape for name, shape in network_shapes(dims, batch_norm).items()}
     layers = len(dims) - 1
-    extra = [name for name in f.names() if NETWORK_ARRAY.fullmatch(name) and name not in shapes]
+    extra = [name for name in f.names() if (match := NETWORK_ARRAY.fullmatch(name))
+             and match.group(1) == prefix and name not in shapes]
     if extra:
         raise RunFileError(f.path, (
             f"array {extra[0]}: not part of the network of its configuration ({layers} layers"
             f"{', with' if batch_norm else ', no'} batch norm); the file is damaged or not of "
             "this run"))
-    arrays = {name: f.array(name, shape, dtype) for name, shape in shapes.items()}
-    return params_from(arrays, layers, layers - 1 if batch_norm else 0, f.path)
+    arrays = {name[len(prefix):]: f.array(name, shape, dtype) for name, shape in shapes.items()}
+    return params_from(arrays, layers, layers - 1 if batch_norm else 0, f.path, prefix)
 
 
 def shown(value: Any, limit: int = 60) -> str:

@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..config import config_dict
+from ..config import Config, config_dict
 from ..data import CIFAR10, zca_whiten
 from ..nn.augment import flipped
 from ..nn.cost import evaluate, test_scores
 from ..nn.network import softmax
-from ..training import MATH_VERSION, Result
+from ..training import MATH_VERSION, Averaged, Result
 from . import provenance, runfile
 from .fields import check_history, config_field, field, integer, number
 from .runfile import RunFileError
@@ -28,12 +28,20 @@ def save_run(path: Path_, result: Result, notes: dict[str, Any] | None = None,
              version: str | None = None, machine: dict[str, Any] | None = None) -> None:
     """Write `result` to the file `path` (by convention `.npz`), with `notes` (a JSON-ready dict
     kept with it, e.g. what the run shows), the code version that trained it and the machine it
-    ran on (default: this code's and this machine)."""
+    ran on (default: this code's and this machine). The averaged weights of a run with SWA are
+    kept beside its weights (arrays named after `runfile.AVERAGED`), their scores in "swa"."""
+    arrays = runfile.param_arrays(result.params, result.stats)
+    swa = {}
+    if result.averaged is not None:
+        averaged = result.averaged
+        arrays.update(runfile.param_arrays(averaged.params, averaged.stats, runfile.AVERAGED))
+        swa = {"swa": {"val_accuracy": averaged.val_accuracy,
+                       "test_accuracy": averaged.test_accuracy}}
     meta = {"kind": "run", "math_version": MATH_VERSION, "config": config_dict(result.config),
             "history": result.history, **{key: getattr(result, key) for key in SCALARS},
             "code_version": version or provenance.code_version(),
-            "machine": machine or provenance.machine(), "notes": notes or {}}
-    runfile.write(path, runfile.param_arrays(result.params, result.stats), meta)
+            "machine": machine or provenance.machine(), "notes": notes or {}, **swa}
+    runfile.write(path, arrays, meta)
 
 
 def read_run(path: Path_) -> tuple[Result, dict[str, Any]]:
@@ -59,9 +67,21 @@ def read_run(path: Path_) -> tuple[Result, dict[str, Any]]:
         field(path, meta, "code_version", lambda v: isinstance(v, str), "a string")
         for key in ("machine", "notes"):
             field(path, meta, key, lambda v: isinstance(v, dict), "an object")
-        params, stats = runfile.read_network(f, runfile.network_dims(f, config.hidden),
-                                             config.batch_norm, config.dtype)
-    return Result(config=config, params=params, stats=stats, history=history, **scalars), meta
+        dims = runfile.network_dims(f, config.hidden)
+        params, stats = runfile.read_network(f, dims, config.batch_norm, config.dtype)
+        averaged = _averaged(f, dims, config) if config.swa else None
+    return Result(config=config, params=params, stats=stats, history=history, **scalars,
+                  averaged=averaged), meta
+
+
+def _averaged(f: runfile.RunFile, dims: list[int], config: Config) -> Averaged:
+    """The averaged weights stored in `f` by a run of `config`, with their scores."""
+    scores = field(f.path, f.meta, "swa", lambda v: isinstance(v, dict)
+                   and all(number(0, 1)(v.get(key)) for key in ("val_accuracy", "test_accuracy")),
+                   'an object of "val_accuracy" and "test_accuracy", numbers in [0, 1]')
+    params, stats = runfile.read_network(f, dims, config.batch_norm, config.dtype,
+                                         runfile.AVERAGED)
+    return Averaged(params, stats, scores["val_accuracy"], scores["test_accuracy"])
 
 
 def load_run(path: Path_) -> Result:
@@ -74,8 +94,9 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
     ZCA whitening refitted on the training split if the run used it, and the run's BLAS
     threads, so that they are the run's own numbers), and with `flip_average` the test
     accuracy with flip averaging: the mean of the probabilities of each test image and its
-    mirror image (a test-time augmentation; the training is the same). ValueError if the run's
-    network does not fit the data (another input size or number of classes)."""
+    mirror image (a test-time augmentation; the training is the same). A run with averaged
+    weights also gets their scores, "val, averaged" and "test, averaged". ValueError if the
+    run's network does not fit the data (another input size or number of classes)."""
     d, K = result.params["W"][0].shape[1], result.params["W"][-1].shape[0]
     if (data.train.X.shape[0], data.train.Y.shape[0]) != (d, K):
         raise ValueError(f"the run's network takes {d} inputs and {K} classes, the data has "
@@ -87,6 +108,11 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
     with threadpool_limits(result.config.blas_threads, user_api="blas"):
         scores = {name: evaluate(params, split.X, split.y, 0.0, stats, bn_order=order)["accuracy"]
                   for name, split in (("val", data.val), ("test", data.test))}
+        if result.averaged is not None:
+            avg = result.averaged
+            scores.update({f"{name}, averaged": evaluate(avg.params, split.X, split.y, 0.0,
+                                                         avg.stats, bn_order=order)["accuracy"]
+                           for name, split in (("val", data.val), ("test", data.test))})
         if flip_average:
             P = (softmax(test_scores(params, data.test.X, stats, bn_order=order))
                  + softmax(test_scores(params, flipped(data.test.X), stats, bn_order=order)))
