@@ -2,7 +2,8 @@
 CPU cores. Part one: the path from the assignment's net to 72% in 20 minutes (`PART_ONE`), one
 change at a time. Part two: within twice that net's training compute, what each ingredient of a
 candidate (`CANDIDATE`) gives at the full budget (`leave_one_out`), and the best net found
-(`BEST`). The runs are stored
+(`BEST`). Part three: other ways of spending the same budget (`part_three`), each run with its
+weights averaged as well (SWA, which costs no training steps). The runs are stored
 with the code version, machine and seeds that made them, so that the report can show and
 re-check them without retraining for hours."""
 import json
@@ -33,9 +34,17 @@ INGREDIENTS = ("mixup", "label_smoothing", "epochs")
 #: Training images of CIFAR-10's training split as this module uses it (the rest is validation).
 N_TRAIN = 45_000
 
-#: The compute budget of part two: twice the training compute of part one's net.
-assert PART_ONE.epochs is not None                  # a one-cycle run has its length in epochs
-BUDGET_FLOP = 2 * training_flop(PART_ONE, int(PART_ONE.epochs) * (N_TRAIN // PART_ONE.n_batch))
+
+
+def budget(part_one: Config) -> int:
+    """The compute budget of part two for part one's net `part_one`: twice its training compute
+    (FLOP, `compute.training_flop`) on the N_TRAIN training images."""
+    assert part_one.epochs is not None              # a one-cycle run has its length in epochs
+    return 2 * training_flop(part_one, int(part_one.epochs) * (N_TRAIN // part_one.n_batch))
+
+
+#: The compute budget of parts two and three: twice the training compute of part one's net.
+BUDGET_FLOP = budget(PART_ONE)
 
 #: Length of the short runs of the ablation path.
 ABLATION_EPOCHS = 20
@@ -53,8 +62,13 @@ RESULTS_DIR = Path(__file__).resolve().parents[2] / "results" / "beyond"
 RECORD = "runs.json"
 
 #: The lists of runs of a record: part one's ablation path, the alternatives tried beside it and
-#: its net's seeds; part two's screening runs, its best net's seeds and its leave-one-out.
-RUN_LISTS = ("ablation", "alternatives", "part_one", "screening", "best", "leave_one_out")
+#: its net's seeds; part two's screening runs, its best net's seeds and its leave-one-out; part
+#: three's runs.
+RUN_LISTS = ("ablation", "alternatives", "part_one", "screening", "best", "leave_one_out",
+             "part_three")
+
+#: The last part of a run over which part three's runs average their weights (`Config.swa`).
+SWA = 0.25
 
 #: Fields of a run's record that its run file holds in its own right (the rest are its notes).
 FROM_RESULT = ("test_accuracy", "val_accuracy", "steps", "epochs", "seconds", "config",
@@ -140,6 +154,26 @@ def leave_one_out(candidate: Config = CANDIDATE,
             for field in INGREDIENTS]
 
 
+def epochs_within(config: Config, budget: float = BUDGET_FLOP) -> int:
+    """The most whole epochs of `config`'s net on the N_TRAIN training images within `budget`
+    FLOP of training compute."""
+    return int(budget // training_flop(config, N_TRAIN // config.n_batch))
+
+
+def part_three(best: Config = BEST, swa: float = SWA,
+               budget: float = BUDGET_FLOP) -> list[tuple[str, str, Config]]:
+    """[(file, change, Config)]: part three's runs, each one change to `best` at the full
+    `budget` (seed 0), each with its weights averaged over the last `swa` of the run: random
+    crops of the image padded by one pixel more (a shift with zero fill is such a crop), and a
+    first hidden layer half as wide, for as many more epochs as the budget buys."""
+    narrow = best.with_(hidden=(best.hidden[0] // 2, *best.hidden[1:]))
+    narrow = narrow.with_(epochs=epochs_within(narrow, budget))
+    return [("crops-seed-0.npz", f"random crops with padding {best.max_shift + 1} instead of "
+             f"{best.max_shift}", best.with_(max_shift=best.max_shift + 1, swa=swa)),
+            ("narrow-seed-0.npz", f"first layer {narrow.hidden[0]} wide, {narrow.epochs:g} "
+             "epochs", narrow.with_(swa=swa))]
+
+
 def screening(candidate: Config = CANDIDATE, part_one: Config = PART_ONE,
               lengths: tuple[float, float] = SCREENING_EPOCHS) -> list[tuple[str, Config]]:
     """[(change, Config)]: short runs of part one's net, at `lengths[0]` epochs as it is, with
@@ -175,15 +209,16 @@ def best_record(data: CIFAR10, change: str, result: Result,
 def make_record(ablation: list[dict[str, Any]], alternatives: list[dict[str, Any]],
                 part_one: list[dict[str, Any]], screened: list[dict[str, Any]] | tuple[()] = (),
                 best: list[dict[str, Any]] | tuple[()] = (),
-                left_out: list[dict[str, Any]] | tuple[()] = ()) -> dict[str, Any]:
+                left_out: list[dict[str, Any]] | tuple[()] = (),
+                third: list[dict[str, Any]] | tuple[()] = ()) -> dict[str, Any]:
     """The stored record from run records: part one's ablation path (closed by the first run of
     its net), the alternatives tried beside it and its net's runs (one per seed), part two's
-    `screening` runs, its best net's runs and the candidate's run and `leave_one_out` runs, and
-    the `machine` they ran on."""
+    `screening` runs, its best net's runs and the candidate's run and `leave_one_out` runs,
+    part three's runs, and the `machine` they ran on."""
     return {"seeds": [run["config"]["seed"] for run in best or part_one],
             "ablation": list(ablation) + list(part_one[:1]), "alternatives": list(alternatives),
             "part_one": list(part_one), "screening": list(screened), "best": list(best),
-            "leave_one_out": list(left_out), "machine": machine()}
+            "leave_one_out": list(left_out), "part_three": list(third), "machine": machine()}
 
 
 def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLATION_EPOCHS,
@@ -194,7 +229,8 @@ def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLA
     """Train every run of section 6 with seed `seeds[0]` unless said otherwise, one after
     another (each uses the machine's cores): part one's ablation path to `part_one` (`epochs`
     epochs per step), the alternatives, `part_one` for every seed; the `screening` runs
-    (`screening_epochs` long), `best` for every seed, `candidate` and its `leave_one_out`. A
+    (`screening_epochs` long), `best` for every seed, `candidate` and its `leave_one_out`, and
+    the runs of `part_three`. A
     configuration is trained once for all the lists of runs of its kind (short or long) it is in
     (`best` is one of the leave-one-out). Each run's record has the machine's `matmul_rate`
     just before and after it.
@@ -238,7 +274,10 @@ def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLA
     left_out += [trained(f"leave-one-out-{i}.npz", f"without {ingredient}",
                          config.with_(seed=first), long_run)
                  for i, (ingredient, config) in enumerate(leave_one_out(candidate, part_one))]
-    return make_record(ablation, alternative, part_one_runs, screened, best_runs, left_out), runs
+    third = [trained(name, change, config, long_run)
+             for name, change, config in part_three(best, budget=budget(part_one))]
+    return (make_record(ablation, alternative, part_one_runs, screened, best_runs, left_out,
+                        third), runs)
 
 
 def save(directory: str | os.PathLike[str], record: dict[str, Any],
@@ -262,8 +301,39 @@ def save(directory: str | os.PathLike[str], record: dict[str, Any],
     def reduced(entry: dict[str, Any]) -> dict[str, Any]:
         return ({"run": entry["run"], "change": entry["change"]}
                 if entry.get("run") in stored else entry)
-    text = json.dumps({key: [reduced(e) for e in value] if key in RUN_LISTS else value
-                       for key, value in record.items()}, indent=1)
+    _write_record(directory, {key: [reduced(e) for e in value] if key in RUN_LISTS else value
+                              for key, value in record.items()})
+
+
+def trained_apart(data: CIFAR10, path: str | os.PathLike[str], change: str,
+                  matmul_gflops: list[float], how: str) -> tuple[dict[str, Any], Result]:
+    """(entry, Result) of a long run trained apart from `run_all` and saved at `path` (on the
+    command line: `train ... --checkpoint ... --save PATH`): its `best_record` with the code
+    version and machine its file holds, the matmul rates measured around it and `how` it was
+    trained."""
+    result, meta = read_run(path)
+    return ({**best_record(data, change, result, meta["code_version"]), "run": Path(path).name,
+             "machine": meta["machine"], "matmul_gflops": matmul_gflops, "how": how}, result)
+
+
+def add_run(directory: str | os.PathLike[str], key: str, entry: dict[str, Any],
+            result: Result) -> None:
+    """Add one run (`trained_apart`) to the record stored in `directory`, as `save` stores it:
+    its run file `entry["run"]`, with the fields of `entry` the file does not hold as its
+    notes, then {"run", "change"} at the end of the list `key` of the record (in place of an
+    entry of the same file)."""
+    directory = Path(directory)
+    record = json.loads((directory / RECORD).read_text())
+    notes = {k: v for k, v in entry.items() if k not in FROM_RESULT}
+    save_run(directory / entry["run"], result, notes, version=entry["code_version"],
+             machine=entry["machine"])
+    kept = [e for e in record.get(key, []) if e.get("run") != entry["run"]]
+    record[key] = kept + [{"run": entry["run"], "change": entry["change"]}]
+    _write_record(directory, record)
+
+
+def _write_record(directory: Path, record: dict[str, Any]) -> None:
+    text = json.dumps(record, indent=1)
     write_atomic(directory / RECORD, "record", lambda f: f.write(text.encode()))
 
 

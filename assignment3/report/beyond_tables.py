@@ -31,9 +31,12 @@ def provenance(record: Record) -> str:
 
     lines = []
     for title, keys in (("Part one", ("ablation", "alternatives", "part_one")),
-                        ("Screening", ("screening",)), ("Part two", ("best", "leave_one_out"))):
+                        ("Screening", ("screening",)), ("Part two", ("best", "leave_one_out")),
+                        ("Part three", ("part_three",))):
         runs = list({run.get("run") or id(run): run
-                     for key in keys for run in record[key]}.values())        # each run once
+                     for key in keys for run in record.get(key, [])}.values())  # each run once
+        if not runs:
+            continue
         machines = sorted({describe(run.get("machine") or record["machine"]) for run in runs})
         rates = [rate for run in runs for rate in run.get("matmul_gflops", [])]
         lines.append(
@@ -92,21 +95,45 @@ def leave_one_out_table(record: Record) -> Rows:
     reference = record["leave_one_out"][0]["test_accuracy"]
 
     def row(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-        def mean(key: str, scale: float = 1) -> float:
-            return float(np.mean([scale * run[key] for run in runs]))
-        rates = [r for run in runs for r in run.get("matmul_gflops", [])]
-        return {"run": name, "seeds": ", ".join(str(run["config"]["seed"]) for run in runs),
-                "test acc. (%)": mean("test_accuracy", 100),
-                "to the candidate (points)": mean("test_accuracy", 100) - 100 * reference,
-                "val. acc. (%)": mean("val_accuracy", 100),
-                "flip-averaged (%)": mean("test_accuracy_flip_averaged", 100),
-                "compute (TFLOP)": mean("training_flop", 1e-12),
-                "training minutes": mean("minutes"),
-                "matmul GFLOP/s": float(np.mean(rates)) if rates else float("nan")}
+        return long_run_row(name, runs, reference, "to the candidate (points)")
     return ([row(run["change"], [run]) for run in record["leave_one_out"]] +
             [row("the best net", record["best"]),
              row(f"part one's net ({record['part_one'][0]['epochs']:g} epochs, no MixUp, no "
                  "label smoothing)", record["part_one"])])
+
+
+def part_three_table(record: Record) -> Rows:
+    """Part three at full budget: the best net (seed 0) and each of part three's runs (seed 0):
+    the columns of `leave_one_out_table`, the difference to the best net, and the validation
+    and test accuracy of the averaged weights (SWA) where a run has them."""
+    reference = record["best"][0]
+    rows = [long_run_row(name, [run], reference["test_accuracy"], "to the best net (points)")
+            for name, run in [("the best net", reference)]
+            + [(run["change"], run) for run in record.get("part_three", [])]]
+    for row, run in zip(rows, [reference, *record.get("part_three", [])]):
+        for split, column in (("test", "test acc., SWA (%)"), ("val", "val. acc., SWA (%)")):
+            row[column] = (100 * run[f"swa_{split}_accuracy"] if f"swa_{split}_accuracy" in run
+                           else "")
+    return rows
+
+
+def long_run_row(name: str, runs: list[dict[str, Any]], reference: float,
+                 to: str) -> dict[str, Any]:
+    """A table row of long runs (their means): test accuracy, its difference to `reference`
+    (column `to`), validation and flip-averaged test accuracy, training compute (TFLOP),
+    minutes and the machine's matmul rate (mean of the rates measured before and after each
+    run)."""
+    def mean(key: str, scale: float = 1) -> float:
+        return float(np.mean([scale * run[key] for run in runs]))
+    rates = [r for run in runs for r in run.get("matmul_gflops", [])]
+    return {"run": name, "seeds": ", ".join(str(run["config"]["seed"]) for run in runs),
+            "test acc. (%)": mean("test_accuracy", 100),
+            to: mean("test_accuracy", 100) - 100 * reference,
+            "val. acc. (%)": mean("val_accuracy", 100),
+            "flip-averaged (%)": mean("test_accuracy_flip_averaged", 100),
+            "compute (TFLOP)": mean("training_flop", 1e-12),
+            "training minutes": mean("minutes"),
+            "matmul GFLOP/s": float(np.mean(rates)) if rates else float("nan")}
 
 
 def published_table(record: Record) -> Rows:

@@ -113,6 +113,9 @@ class Checkpoint:
                 "checkpoint path"))
         theirs = field(path, meta, "config", lambda v: isinstance(v, dict),
                        "an object (a configuration)")
+        # a field added to Config since the checkpoint was written has its default there: the
+        # older code did what the default does
+        theirs = {**config_dict(Config()), **theirs}
         if theirs != mine["config"]:
             diff = "; ".join(f"{k}: {shown(theirs.get(k), 40)} there, {shown(v, 40)} here"
                              for k, v in {**theirs, **mine["config"]}.items()

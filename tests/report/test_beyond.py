@@ -77,6 +77,53 @@ def test_the_best_net_keeps_to_the_budget():
         assert compute.training_flop(config, 360 * 175) <= beyond.BUDGET_FLOP
 
 
+def test_part_three_changes_one_thing_each_within_the_budget():
+    """Each run of part three is the best net with one change (and SWA, which trains nothing
+    more): crops padded by 4, or a first layer half as wide for the most epochs the budget buys."""
+    (_, crops_change, crops), (_, narrow_change, narrow) = beyond.part_three()
+    assert changed_fields(BEST, crops) == {"max_shift", "swa"} and crops.max_shift == 4
+    assert changed_fields(BEST, narrow) == {"hidden", "epochs", "swa"}
+    assert narrow.hidden == (512, 512, 256) and crops.swa == narrow.swa == beyond.SWA
+    assert "padding 4 instead of 3" in crops_change and "512 wide, 695 epochs" in narrow_change
+    for config in (crops, narrow):
+        batches = 45_000 // config.n_batch
+        assert compute.training_flop(config, config.epochs * batches) <= beyond.BUDGET_FLOP
+    assert compute.training_flop(narrow, (narrow.epochs + 1) * 175) > beyond.BUDGET_FLOP
+    assert beyond.epochs_within(BEST) == 360 and beyond.budget(PART_ONE) == beyond.BUDGET_FLOP
+
+
+def test_a_run_trained_apart_joins_the_stored_record(synthetic, tmp_path):
+    """A run trained on the command line and saved (with SWA) is added to a stored record: its
+    file with the matmul rates and how it was made as notes, its entry at the end of its list;
+    adding it again replaces it; the record's other runs stay as they were."""
+    from assignment3.store.runs import save_run
+    config = Config(hidden=(20,), schedule="one_cycle", epochs=2, n_batch=50, swa=0.5)
+    base = train(synthetic, config.with_(swa=0.0))
+    base_entry = {"run": "best-seed-0.npz", **beyond.best_record(synthetic, "best", base, "v0")}
+    beyond.save(tmp_path, beyond.make_record([], [], [base_entry], best=[base_entry]),
+                {"best-seed-0.npz": base})
+    apart = train(synthetic, config)
+    save_run(tmp_path / "trained.npz", apart, version="v1")
+    entry, result = beyond.trained_apart(synthetic, tmp_path / "trained.npz", "with SWA",
+                                         [90.0, 95.0], "on the command line")
+    assert entry["run"] == "trained.npz" and entry["code_version"] == "v1"
+    beyond.add_run(tmp_path, "part_three", {**entry, "run": "swa-seed-0.npz"}, result)
+    beyond.add_run(tmp_path, "part_three", {**entry, "run": "swa-seed-0.npz"}, result)
+    record, runs = beyond.load(tmp_path)
+    assert [r["run"] for r in record["part_three"]] == ["swa-seed-0.npz"]
+    third = record["part_three"][0]
+    assert third["matmul_gflops"] == [90.0, 95.0] and third["how"] == "on the command line"
+    assert third["swa_test_accuracy"] == apart.averaged.test_accuracy
+    assert runs["swa-seed-0.npz"].averaged.val_accuracy == apart.averaged.val_accuracy
+    assert record["best"][0]["test_accuracy"] == base.test_accuracy
+    rows = tables.part_three_table(record)
+    assert [r["run"] for r in rows] == ["the best net", "with SWA"]
+    assert rows[0]["test acc., SWA (%)"] == "" and rows[0]["to the best net (points)"] == 0
+    assert rows[1]["test acc., SWA (%)"] == pytest.approx(100 * apart.averaged.test_accuracy)
+    assert rows[1]["compute (TFLOP)"] == pytest.approx(
+        compute.training_flop(config, apart.steps) / 1e12)
+
+
 def test_make_record_names_the_seeds_and_the_machine():
     runs = [{"config": {"seed": s}, "change": f"run {s}"} for s in (3, 4)]
     record = beyond.make_record([{"change": "a step"}], [], runs)
@@ -217,6 +264,11 @@ def test_run_all_trains_every_run_of_section_6(synthetic, tmp_path):
     assert loo[3]["compute (TFLOP)"] == pytest.approx(
         compute.training_flop(candidate, runs["leave-one-out-2.npz"].steps) / 1e12)
     assert loo[0]["to the candidate (points)"] == 0
+    third = tables.part_three_table(record)
+    assert [r["run"] for r in third][1:] == [change for _, change, _ in beyond.part_three(
+        best, budget=beyond.budget(tiny))]
+    assert all(isinstance(r["test acc., SWA (%)"], float) for r in third[1:])
+    assert all(run["training_flop"] <= beyond.budget(tiny) for run in record["part_three"])
     beyond.save(tmp_path / "stored", record, runs)
     assert beyond.load(tmp_path / "stored")[0] == json.loads(json.dumps(record))
     again, again_runs = beyond.run_all(synthetic, **kwargs)

@@ -114,6 +114,21 @@ def test_checkpoint_of_another_configuration_is_refused(synthetic, checkpoint):
             r"another configuration \(hidden: \[10\] there, \[12\] here; seed: 0 there, 3 here\)")
 
 
+def test_checkpoint_from_before_a_new_config_field_is_resumed(synthetic, checkpoint):
+    """A checkpoint written before Config had a field (here `swa`) holds a configuration
+    without it: the field's default is what that code did, so a run with the default resumes
+    it, and a run with another value refuses it, naming the field."""
+    path = checkpoint[0]
+    arrays, meta = runfile.read(path)
+    older = {key: value for key, value in meta["config"].items() if key != "swa"}
+    runfile.write(path, arrays, {**meta, "config": older})
+    refused(synthetic, TINY.with_(swa=0.5), path,
+            r"another configuration \(swa: 0.0 there, 0.5 here\)")
+    resumed = train(synthetic, TINY, checkpoint=Checkpoint(path))
+    assert resumed.resumed_from_step == resumed.steps
+    same_run(resumed, train(synthetic, TINY))
+
+
 def test_checkpoint_of_other_data_is_refused(checkpoint):
     refused(make_synthetic(seed=1), TINY, checkpoint[0], "was written for other data")
     refused(make_synthetic(n_train=350), TINY, checkpoint[0], "was written for other data")
