@@ -132,6 +132,7 @@ LIMITS = {
     "label_smoothing": Limit(float, 0, 1, hi_open=True),
     "mixup": Limit(float, 0, 100),
     "swa": Limit(float, 0, 1),
+    "linear": Limit(int, 0),
 }
 
 
@@ -168,6 +169,8 @@ class Config:
     mixup: float = 0.0                # MixUp of mini-batch pairs, lam ~ Beta(mixup, mixup); 0: off
     swa: float = 0.0                  # average the weights of each epoch's end in the run's last
                                       # swa part (SWA, `nn.swa`), scored beside them; 0: off
+    linear: int = 0                   # the first `linear` hidden layers have no ReLU: a linear
+                                      # bottleneck (Lin et al. 2015); 0: every layer has one
 
     def __post_init__(self) -> None:
         for name in LIMITS:                    # numpy scalars as Python values, for JSON
@@ -189,6 +192,10 @@ class Config:
         if self.batch_norm and self.n_batch < 2:
             raise ConfigError("{0} normalises each unit over the mini-batch, so it needs {1} >= 2",
                               ("batch_norm", True), "n_batch")
+        if self.linear >= len(self.hidden):
+            raise ConfigError("{0} leaves no hidden layer with a ReLU ({n} hidden layers): the "
+                              "network would be linear", ("linear", self.linear),
+                              n=len(self.hidden))
         if self.nesterov and not self.momentum:
             raise ConfigError("{0} needs {1} > 0", ("nesterov", True), "momentum")
 

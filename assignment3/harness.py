@@ -121,9 +121,9 @@ class Evaluations:
 
     MAX_PENDING = 2
 
-    def __init__(self, data: CIFAR10, lam: float, bn_order: str, history: History,
+    def __init__(self, data: CIFAR10, config: Config, history: History,
                  checkpoint: Checkpointer | None = None) -> None:
-        self.data, self.lam, self.bn_order = data, lam, bn_order
+        self.data, self.config = data, config
         self.history, self.checkpoint = history, checkpoint
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.pending: deque[Future[None]] = deque()
@@ -147,12 +147,11 @@ class Evaluations:
             self.pending.popleft().result()
 
     def _evaluate(self, eta: float, state: State) -> None:
-        stats = state.stats or None
+        stats, config = state.stats or None, self.config
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            tr = evaluate_unchecked(state.params, self.data.train.X, self.data.train.y, self.lam,
-                                    stats, bn_order=self.bn_order)
-            va = evaluate_unchecked(state.params, self.data.val.X, self.data.val.y, self.lam,
-                                    stats, bn_order=self.bn_order)
+            tr, va = (evaluate_unchecked(state.params, split.X, split.y, config.lam, stats,
+                                         bn_order=config.bn_order, linear=config.linear)
+                      for split in (self.data.train, self.data.val))
         if not np.isfinite(tr["cost"]):
             raise DivergenceError(state.step, tr["cost"], eta)
         _append(self.history, state.step, eta, tr, va)
@@ -188,8 +187,8 @@ class Harness:
         enter = self._stack.enter_context
         enter(np.errstate(over="ignore", invalid="ignore", divide="ignore"))
         enter(threadpool_limits(self.config.blas_threads, user_api="blas"))
-        self.evals = enter(Evaluations(self.data, self.config.lam, self.config.bn_order,
-                                       self.run.history, self.checkpoint))
+        self.evals = enter(Evaluations(self.data, self.config, self.run.history,
+                                       self.checkpoint))
         self.pool = enter(ThreadPoolExecutor(max_workers=1))
         self.signals = enter(StopSignals())
         self.bar = enter(tqdm(total=self.total, initial=self.run.step, disable=not self.progress,

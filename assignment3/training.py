@@ -104,7 +104,7 @@ def train(data: CIFAR10, config: Config = Config(), progress: bool = False,
             eta = learning_rate(run.step)
             batch_stats = step(run.flat, Xb, Yb, eta, lam=config.lam, momentum=config.momentum,
                                nesterov=config.nesterov, bn_order=config.bn_order, masks=masks,
-                               t=run.step)
+                               t=run.step, linear=config.linear)
             run.step, run.position = run.step + 1, position
             if batch_stats:
                 run.stats = update_moving_averages(run.stats, batch_stats)
@@ -115,7 +115,7 @@ def train(data: CIFAR10, config: Config = Config(), progress: bool = False,
             harness.step_done(eta)               # progress; a stop signal ends the run here
         # the test set while the last evaluation on train and val finishes in the background
         test = evaluate_unchecked(run.flat.params, data.test.X, data.test.y, 0.0, run.stats,
-                                  bn_order=config.bn_order)
+                                  bn_order=config.bn_order, linear=config.linear)
         averaged = scored_average(run.flat.averaged, data, config) if config.swa else None
         harness.finish(learning_rate(total - 1))
 
@@ -131,9 +131,9 @@ def scored_average(params: Params | None, data: CIFAR10, config: Config) -> Aver
     recomputed on the training set and their accuracies on val and test."""
     assert params is not None                   # a run with config.swa keeps an average
     params = {name: [P.copy() for P in arrays] for name, arrays in params.items()}
-    stats = bn_statistics(params, data.train.X, config.n_batch, config.bn_order)
+    stats = bn_statistics(params, data.train.X, config.n_batch, config.bn_order, config.linear)
     val, test = (evaluate_unchecked(params, split.X, split.y, 0.0, stats or None,
-                                    bn_order=config.bn_order)["accuracy"]
+                                    bn_order=config.bn_order, linear=config.linear)["accuracy"]
                  for split in (data.val, data.test))
     return Averaged(params, stats, val, test)
 

@@ -86,7 +86,7 @@ def test_evaluations_append_the_history_in_order(synthetic, tmp_path):
     checkpoint = Checkpoint(tmp_path / "run.ckpt")
     checkpoint.load(CONFIG, synthetic, states[0].params, states[0].vectors)   # no file: None
     etas = [0.1, 0.2, 0.3, 0.4, 0.5]
-    with Evaluations(synthetic, CONFIG.lam, "before", history, checkpoint) as evals:
+    with Evaluations(synthetic, CONFIG, history, checkpoint) as evals:
         for eta, state in zip(etas, states):
             evals.submit(eta, state)
             assert len(evals.pending) <= Evaluations.MAX_PENDING
@@ -108,7 +108,7 @@ def test_evaluations_raise_divergence_for_a_non_finite_cost(synthetic):
     states = trained_states(synthetic, 2)
     states[1].params["W"][0][:] = np.inf
     history = {key: [] for key in HISTORY_KEYS}
-    with Evaluations(synthetic, CONFIG.lam, "before", history) as evals:
+    with Evaluations(synthetic, CONFIG, history) as evals:
         evals.submit(0.1, states[0])
         evals.submit(0.7, states[1])
         with pytest.raises(DivergenceError, match=r"training diverged at step 2: mini-batch cost "

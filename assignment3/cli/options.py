@@ -29,6 +29,8 @@ TRAIN_OPTIONS = {
     "--zca": ("zca", "ZCA whitening"),
     "--label-smoothing": ("label_smoothing", "label smoothing eps: targets (1 - eps) y + eps / 10"),
     "--mixup": ("mixup", "MixUp alpha: mix pairs of training images, lam ~ Beta(alpha, alpha)"),
+    "--linear": ("linear", "leave out the ReLU of this many first hidden layers (a linear "
+                           "bottleneck)"),
     "--swa": ("swa", "also average the weights of each epoch's end over this last part of the "
                      "run (SWA) and score them"),
     "--threads": ("blas_threads", "BLAS threads (at most the machine's cores)"),

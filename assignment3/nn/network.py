@@ -12,12 +12,14 @@ plain dict shared by the optimiser and the gradient check::
 Hidden layer l: s = W_l x + b_l; with BN s_hat = (s - mu) / sqrt(v + BN_EPS),
 s_tilde = gamma_l * s_hat + beta_l; x = max(0, s_tilde). Last layer: s = W x + b, p = softmax(s).
 
-Two options beyond the assignment (keyword arguments of `forward`, `compute_cost`,
+Three options beyond the assignment (keyword arguments of `forward`, `compute_cost`,
 `compute_gradients`, `evaluate`): `bn_order="after"` puts BN after the ReLU (x = BN(max(0, s)))
-instead of before it, and `masks` applies inverted dropout in training mode: one m_l x n mask per
-hidden layer, entries 0 (dropped) or 1/(1 - p), multiplies that layer's output x. Masks are
-passed in, not drawn here, so that a gradient check can hold them fixed (`dropout_masks` draws
-them). Test mode uses no masks: inverted dropout needs no rescaling there.
+instead of before it; `linear=j` leaves out the ReLU of the first j hidden layers (x = s_tilde:
+a linear bottleneck, Lin, Memisevic and Konda 2015); and `masks` applies inverted dropout in
+training mode: one m_l x n mask per hidden layer, entries 0 (dropped) or 1/(1 - p), multiplies
+that layer's output x. Masks are passed in, not drawn here, so that a gradient check can hold
+them fixed (`dropout_masks` draws them). Test mode uses no masks: inverted dropout needs no
+rescaling there.
 
 BN statistics ("stats") are a list with one (mu, v) pair of m_l x 1 arrays per hidden layer. In
 training mode (`stats=None`) each forward pass computes them from the mini-batch (variance divided
@@ -36,6 +38,7 @@ from .checks import (
     check_bn_order,
     check_input,
     check_lam,
+    check_linear,
     check_masks,
     check_stats,
     checked_float_dtype,
@@ -110,7 +113,8 @@ def uses_bn(params: Params) -> bool:
 class LayerCache(NamedTuple):
     """What `backward` needs of layer l: its input H (m_(l-1) x n); for a hidden layer also its
     BN values D = (BN input) - mu and inv_std = (v + eps)^-1/2 (None without BN), its ReLU
-    output R, its dropout mask (or None) and whether BN comes after the ReLU."""
+    output R (None in a layer without a ReLU), its dropout mask (or None) and whether BN comes
+    after the ReLU."""
     H: Array
     D: Array | None = None
     inv_std: Array | None = None
@@ -120,22 +124,25 @@ class LayerCache(NamedTuple):
 
 
 def forward(params: Params, X: Array, stats: Stats | None = None, *, bn_order: str = "before",
-            masks: list[Array] | None = None) -> tuple[Array, list[LayerCache], Stats]:
+            masks: list[Array] | None = None, linear: int = 0
+            ) -> tuple[Array, list[LayerCache], Stats]:
     """Forward pass of X (d x n) to the scores S (K x n, before the softmax).
 
     Training mode (`stats=None`): BN uses the mini-batch statistics. Test mode: BN uses `stats`,
-    a list of (mu, v) moving averages, never modified. `bn_order` and `masks` (dropout): see the
-    module docstring. Returns (S, cache, batch_stats): the cache (one `LayerCache` per layer)
-    holds what `backward` needs, `batch_stats` the (mu, v) the pass used, one pair per BN layer.
+    a list of (mu, v) moving averages, never modified. `bn_order`, `linear` and `masks`
+    (dropout): see the module docstring. Returns (S, cache, batch_stats): the cache (one
+    `LayerCache` per layer) holds what `backward` needs, `batch_stats` the (mu, v) the pass
+    used, one pair per BN layer.
     """
     check_input(params, X)
     check_stats(params, stats)
-    return forward_unchecked(params, X, stats, bn_order=bn_order, masks=masks)
+    check_linear(linear, params)
+    return forward_unchecked(params, X, stats, bn_order=bn_order, masks=masks, linear=linear)
 
 
 def forward_unchecked(params: Params, X: Array, stats: Stats | None = None, *,
-                      bn_order: str = "before", masks: list[Array] | None = None
-                      ) -> tuple[Array, list[LayerCache], Stats]:
+                      bn_order: str = "before", masks: list[Array] | None = None,
+                      linear: int = 0) -> tuple[Array, list[LayerCache], Stats]:
     """`forward` without the checks of its inputs that cost a pass over X (for the training
     loop, whose inputs `train` checked once)."""
     W, b, gamma, beta = (params[name] for name in PARAM_NAMES)
@@ -151,14 +158,14 @@ def forward_unchecked(params: Params, X: Array, stats: Stats | None = None, *,
         D = inv_std = None
         if bn and not bn_after:
             S, D, inv_std = _bn_forward(S, gamma[l], beta[l], stats, l, batch_stats)
-        R = relu(S)                                          # in place
+        R = relu(S) if l >= linear else S                    # in place
         A = R
         if bn and bn_after:
             A, D, inv_std = _bn_forward(R, gamma[l], beta[l], stats, l, batch_stats)
         mask = None if masks is None else masks[l]
         if mask is not None:
             A = A * mask
-        cache.append(LayerCache(H, D, inv_std, R, mask, bn_after))
+        cache.append(LayerCache(H, D, inv_std, R if l >= linear else None, mask, bn_after))
         H = A
     S = W[-1] @ H
     S += b[-1]
@@ -276,8 +283,8 @@ def backward(params: Params, Y: Array, P: Array, cache: list[LayerCache], lam: f
             G *= c.mask                                       # dropout
         if c.D is not None and c.bn_after:
             G = _bn_backward(G, c, gamma[l - 1], grads, l - 1, n)
-        assert c.R is not None                                # a hidden layer's cache
-        G *= c.R > 0                                          # ReLU mask: x > 0
+        if c.R is not None:                                   # no ReLU in a linear layer
+            G *= c.R > 0                                      # ReLU mask: x > 0
         if c.D is not None and not c.bn_after:
             G = _bn_backward(G, c, gamma[l - 1], grads, l - 1, n)
     return grads
@@ -306,11 +313,13 @@ def _bn_backward(G: Array, layer_cache: LayerCache, gamma: Array, grads: Params,
 
 
 def compute_gradients(params: Params, X: Array, Y: Array, lam: float, *,
-                      bn_order: str = "before", masks: list[Array] | None = None) -> Params:
+                      bn_order: str = "before", masks: list[Array] | None = None,
+                      linear: int = 0) -> Params:
     """Analytic gradients of the cost on the mini-batch X (d x n), Y (K x n), BN in training
-    mode (mini-batch statistics), with the given dropout masks (or none). Returns a dict with
-    the structure of `params`."""
+    mode (mini-batch statistics), with the given dropout masks (or none) and `linear` hidden
+    layers without a ReLU. Returns a dict with the structure of `params`."""
     check_input(params, X, Y)
     check_lam(lam)
-    S, cache, _ = forward_unchecked(params, X, bn_order=bn_order, masks=masks)
+    check_linear(linear, params)
+    S, cache, _ = forward_unchecked(params, X, bn_order=bn_order, masks=masks, linear=linear)
     return backward(params, Y, softmax(S), cache, lam)

@@ -124,17 +124,18 @@ def _flat_copy(params: Params) -> tuple[Array, Params]:
 
 def step(flat: FlatParams, Xb: Array, Yb: Array, eta: float, *, lam: float,
          momentum: float = 0.0, nesterov: bool = False, bn_order: str = "before",
-         masks: list[Array] | None = None, t: int = 0) -> Stats:
+         masks: list[Array] | None = None, t: int = 0, linear: int = 0) -> Stats:
     """One update of `flat` on the mini-batch Xb (d x n), Yb (K x n) with the gradient g of the
     cost (dropout `masks` or None; t: the step's 0-based number, for the divergence message).
-    Returns the mini-batch's BN statistics.
+    `linear`: hidden layers without a ReLU. Returns the mini-batch's BN statistics.
 
     Plain gradient descent: theta -= eta g. The cost's gradient is the loss's (`backward` with
     lam = 0) plus 2 lam W for the weights; that second term is applied as W *= 1 - 2 eta lam:
     the same update, without a temporary the size of W_1 (benchmarks/RESULTS.md, micro).
     With momentum mu: v = mu v + g, then theta -= eta v, or with Nesterov theta -= eta (g + mu v)
     (the form PyTorch's SGD uses)."""
-    S, cache, batch_stats = forward_unchecked(flat.params, Xb, bn_order=bn_order, masks=masks)
+    S, cache, batch_stats = forward_unchecked(flat.params, Xb, bn_order=bn_order, masks=masks,
+                                              linear=linear)
     P = softmax(S)
     check_finite(P, t, eta)
     backward(flat.params, Yb, P, cache, 0.0, out=flat.grads)  # gradient of the loss

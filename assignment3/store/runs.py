@@ -104,17 +104,19 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
                          f"the data it was trained on")
     if result.config.zca:
         data = zca_whiten(data)
-    params, stats, order = result.params, result.stats, result.config.bn_order
-    with threadpool_limits(result.config.blas_threads, user_api="blas"):
-        scores = {name: evaluate(params, split.X, split.y, 0.0, stats, bn_order=order)["accuracy"]
-                  for name, split in (("val", data.val), ("test", data.test))}
+    params, stats, config = result.params, result.stats, result.config
+    net: dict[str, Any] = {"bn_order": config.bn_order, "linear": config.linear}
+    splits = (("val", data.val), ("test", data.test))
+    with threadpool_limits(config.blas_threads, user_api="blas"):
+        scores = {name: evaluate(params, split.X, split.y, 0.0, stats, **net)["accuracy"]
+                  for name, split in splits}
         if result.averaged is not None:
             avg = result.averaged
             scores.update({f"{name}, averaged": evaluate(avg.params, split.X, split.y, 0.0,
-                                                         avg.stats, bn_order=order)["accuracy"]
-                           for name, split in (("val", data.val), ("test", data.test))})
+                                                         avg.stats, **net)["accuracy"]
+                           for name, split in splits})
         if flip_average:
-            P = (softmax(test_scores(params, data.test.X, stats, bn_order=order))
-                 + softmax(test_scores(params, flipped(data.test.X), stats, bn_order=order)))
+            P = (softmax(test_scores(params, data.test.X, stats, **net))
+                 + softmax(test_scores(params, flipped(data.test.X), stats, **net)))
             scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
     return scores
