@@ -193,9 +193,9 @@ class Config:
             raise ConfigError("{0} normalises each unit over the mini-batch, so it needs {1} >= 2",
                               ("batch_norm", True), "n_batch")
         if self.linear >= len(self.hidden):
-            raise ConfigError("{0} leaves no hidden layer with a ReLU ({n} hidden layers): the "
-                              "network would be linear", ("linear", self.linear),
-                              n=len(self.hidden))
+            raise ConfigError("{0} leaves no hidden layer with a ReLU ({n} hidden "
+                              "layer{s}): the network would be linear", ("linear", self.linear),
+                              n=len(self.hidden), s="s" if len(self.hidden) > 1 else "")
         if self.nesterov and not self.momentum:
             raise ConfigError("{0} needs {1} > 0", ("nesterov", True), "momentum")
 

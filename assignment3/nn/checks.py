@@ -159,7 +159,7 @@ def check_linear(linear: object, params: Params) -> int:
                         f"{linear!r}")
     if not 0 <= linear <= hidden:
         raise ValueError(f"linear must be in [0, {hidden}] for a network of {hidden} hidden "
-                         f"layers, got {linear}")
+                         f"layer{'s' if hidden != 1 else ''}, got {linear}")
     return int(linear)
 
 

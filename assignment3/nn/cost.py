@@ -77,8 +77,8 @@ def evaluate_unchecked(params: Params, X: Array, y: Labels, lam: float, stats: S
 
 def test_scores(params: Params, X: Array, stats: Stats | None, *,
                 bn_order: str = "before", linear: int = 0) -> Array:
-    """Scores S (K x n) of X (d x n) in BN test mode (moving averages `stats`), in chunks of
-    EVAL_CHUNK columns."""
+    """Scores S (K x n) of X (d x n) in BN test mode (moving averages `stats`; `linear` hidden
+    layers without a ReLU), in chunks of EVAL_CHUNK columns."""
     check_input(params, X)
     check_stats(params, stats)
     check_linear(linear, params)
