@@ -70,6 +70,10 @@ RUN_LISTS = ("ablation", "alternatives", "part_one", "screening", "best", "leave
 #: The last part of a run over which part three's runs average their weights (`Config.swa`).
 SWA = 0.25
 
+#: Part three's linear bottleneck between the image and the first hidden layer has 1/BOTTLENECK
+#: of that layer's units.
+BOTTLENECK = 4
+
 #: Fields of a run's record that its run file holds in its own right (the rest are its notes).
 FROM_RESULT = ("test_accuracy", "val_accuracy", "steps", "epochs", "seconds", "config",
                "history", "code_version", "machine", "run")
@@ -109,27 +113,31 @@ def gradient_checks(data: CIFAR10, hidden: tuple[int, ...] = (50, 30), n: int = 
     """Worst relative error of the analytic gradients of the new network options (BN before or
     after the ReLU, without and with fixed dropout masks, one-hot or soft targets: MixUp with
     `mixup_alpha` and label smoothing) against centred differences, float64, on the first n
-    training images and their first d dimensions. One row per option triple."""
+    training images and their first d dimensions. One row per option triple, with a ReLU in
+    every hidden layer; then, for each BN placement, one row of a linear first hidden layer
+    (`Config.linear`) with dropout and soft targets."""
     X = np.ascontiguousarray(data.train.X[:d, :n], dtype=np.float64)
     Y = one_hot(data.train.y[:n], dtype=np.float64)
     rng = np.random.default_rng(seed)
     X_mixed, Y_soft = mixup(X, smooth_labels(Y, label_smoothing), rng, mixup_alpha)
     params = init_params([d, *hidden, Y.shape[0]], batch_norm=True, seed=seed)
     masks = dropout_masks(params, n, dropout, rng)
+    cases = [(bn_order, drop, soft, 0) for bn_order in ("before", "after")
+             for drop in (None, masks) for soft in (False, True)]
+    cases += [(bn_order, masks, True, 1) for bn_order in ("before", "after")]
     rows = []
-    for bn_order in ("before", "after"):
-        for drop in (None, masks):
-            for soft in (False, True):
-                X_in, Y_in = (X_mixed, Y_soft) if soft else (X, Y)
-                errors = check_gradients(params, X_in, Y_in, lam, bn_order=bn_order, masks=drop)
-                rows.append({
-                    "BN": bn_order + " the ReLU",
-                    "dropout": f"{dropout} (fixed masks)" if drop else "none",
-                    "targets": (f"MixUp {mixup_alpha:g} + label smoothing {label_smoothing:g}"
-                                if soft else "one-hot"),
-                    "worst relative error": max(r["max_rel_error"] for r in errors),
-                    "median relative error": float(np.median([r["median_rel_error"]
-                                                              for r in errors]))})
+    for bn_order, drop, soft, linear in cases:
+        X_in, Y_in = (X_mixed, Y_soft) if soft else (X, Y)
+        errors = check_gradients(params, X_in, Y_in, lam, bn_order=bn_order, masks=drop,
+                                 linear=linear)
+        rows.append({
+            "BN": bn_order + " the ReLU",
+            "ReLU": "not in layer 1 (linear)" if linear else "every hidden layer",
+            "dropout": f"{dropout} (fixed masks)" if drop else "none",
+            "targets": (f"MixUp {mixup_alpha:g} + label smoothing {label_smoothing:g}"
+                        if soft else "one-hot"),
+            "worst relative error": max(r["max_rel_error"] for r in errors),
+            "median relative error": float(np.median([r["median_rel_error"] for r in errors]))})
     return rows
 
 
@@ -164,14 +172,19 @@ def part_three(best: Config = BEST, swa: float = SWA,
                budget: float = BUDGET_FLOP) -> list[tuple[str, str, Config]]:
     """[(file, change, Config)]: part three's runs, each one change to `best` at the full
     `budget` (seed 0), each with its weights averaged over the last `swa` of the run: random
-    crops of the image padded by one pixel more (a shift with zero fill is such a crop), and a
-    first hidden layer half as wide, for as many more epochs as the budget buys."""
+    crops of the image padded by one pixel more (a shift with zero fill is such a crop); a
+    first hidden layer half as wide; a linear bottleneck before it, 1/BOTTLENECK as wide (Lin,
+    Memisevic and Konda 2015); the last two for as many more epochs as the budget buys."""
     narrow = best.with_(hidden=(best.hidden[0] // 2, *best.hidden[1:]))
     narrow = narrow.with_(epochs=epochs_within(narrow, budget))
+    bottleneck = best.with_(hidden=(best.hidden[0] // BOTTLENECK, *best.hidden), linear=1)
+    bottleneck = bottleneck.with_(epochs=epochs_within(bottleneck, budget))
     return [("crops-seed-0.npz", f"random crops with padding {best.max_shift + 1} instead of "
              f"{best.max_shift}", best.with_(max_shift=best.max_shift + 1, swa=swa)),
             ("narrow-seed-0.npz", f"first layer {narrow.hidden[0]} wide, {narrow.epochs:g} "
-             "epochs", narrow.with_(swa=swa))]
+             "epochs", narrow.with_(swa=swa)),
+            ("bottleneck-seed-0.npz", f"a linear bottleneck of {bottleneck.hidden[0]} units "
+             f"before the first layer, {bottleneck.epochs:g} epochs", bottleneck.with_(swa=swa))]
 
 
 def screening(candidate: Config = CANDIDATE, part_one: Config = PART_ONE,

@@ -79,16 +79,22 @@ def test_the_best_net_keeps_to_the_budget():
 
 def test_part_three_changes_one_thing_each_within_the_budget():
     """Each run of part three is the best net with one change (and SWA, which trains nothing
-    more): crops padded by 4, or a first layer half as wide for the most epochs the budget buys."""
-    (_, crops_change, crops), (_, narrow_change, narrow) = beyond.part_three()
+    more): crops padded by 4, a first layer half as wide or a linear bottleneck before it, the
+    last two for the most epochs the budget buys."""
+    (_, crops_change, crops), (_, narrow_change, narrow), (_, neck_change, neck) = \
+        beyond.part_three()
     assert changed_fields(BEST, crops) == {"max_shift", "swa"} and crops.max_shift == 4
     assert changed_fields(BEST, narrow) == {"hidden", "epochs", "swa"}
     assert narrow.hidden == (512, 512, 256) and crops.swa == narrow.swa == beyond.SWA
     assert "padding 4 instead of 3" in crops_change and "512 wide, 695 epochs" in narrow_change
-    for config in (crops, narrow):
+    assert changed_fields(BEST, neck) == {"hidden", "linear", "epochs", "swa"}
+    assert neck.hidden == (256, 1024, 512, 256) and neck.linear == 1 and neck.swa == beyond.SWA
+    assert "bottleneck of 256 units" in neck_change and "802 epochs" in neck_change
+    for config in (crops, narrow, neck):
         batches = 45_000 // config.n_batch
         assert compute.training_flop(config, config.epochs * batches) <= beyond.BUDGET_FLOP
-    assert compute.training_flop(narrow, (narrow.epochs + 1) * 175) > beyond.BUDGET_FLOP
+    for config in (narrow, neck):
+        assert compute.training_flop(config, (config.epochs + 1) * 175) > beyond.BUDGET_FLOP
     assert beyond.epochs_within(BEST) == 360 and beyond.budget(PART_ONE) == beyond.BUDGET_FLOP
 
 
@@ -134,9 +140,11 @@ def test_make_record_names_the_seeds_and_the_machine():
 
 
 def check_new_options(rows):
-    assert [(r["BN"], r["dropout"] != "none", r["targets"] != "one-hot") for r in rows] == [
-        (bn, drop, soft) for bn in ("before the ReLU", "after the ReLU")
-        for drop in (False, True) for soft in (False, True)]
+    assert [(r["BN"], r["dropout"] != "none", r["targets"] != "one-hot", r["ReLU"])
+            for r in rows] == [
+        (bn, drop, soft, "every hidden layer") for bn in ("before the ReLU", "after the ReLU")
+        for drop in (False, True) for soft in (False, True)] + [
+        (bn, True, True, "not in layer 1 (linear)") for bn in ("before the ReLU", "after the ReLU")]
     assert all(r["worst relative error"] < 1e-6 for r in rows), rows
     assert all(r["median relative error"] <= r["worst relative error"] for r in rows)
 
