@@ -139,3 +139,20 @@ def no_shared_memory_left_behind():
     before = shm_files_of(os.getpid())
     yield
     assert shm_files_of(os.getpid()) == before == [], "files left in /dev/shm"
+
+
+@pytest.fixture
+def cli_synthetic(synthetic, monkeypatch, capsys):
+    """The command line in this process on the `synthetic` data: `run(*args)` -> (exit status,
+    stdout, stderr) of `main(args)`, with the commands' load_cifar10 giving `synthetic` (the
+    small data set; a CIFAR-10 folder of synthetic batches is 740 MB in float32)."""
+    from assignment3.cli import main
+
+    monkeypatch.setattr("assignment3.cli.commands.load_cifar10",
+                        lambda *args, **kwargs: synthetic)
+
+    def run(*args):
+        status = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return status, out, err
+    return run

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from assignment3.cli import main
 from assignment3.config import Config, ConfigError, ConfigTypeError, config_dict, config_from_dict
 from assignment3.nn.augment import flipped
 from assignment3.nn.cost import evaluate
@@ -216,40 +215,27 @@ def test_checkpoint_resumes_only_with_its_linear(synthetic, tmp_path, runs):
 # The command line (the data loader gives the synthetic data: the CIFAR-10 folder is not read)
 
 
-@pytest.fixture
-def cli(synthetic, monkeypatch, capsys):
-    """`main(args)` -> (exit status, stdout, stderr), with load_cifar10 giving `synthetic`."""
-    monkeypatch.setattr("assignment3.cli.commands.load_cifar10",
-                        lambda *args, **kwargs: synthetic)
-
-    def run(*args):
-        status = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return status, out, err
-    return run
-
-
 SHORT = ["train", "--hidden", "20,10", "--schedule", "one_cycle", "--epochs", "3", "--batch",
          "50", "--quiet", "--data", "unused"]
 
 
-def test_linear_option_reaches_the_config(cli, runs, tmp_path):
+def test_linear_option_reaches_the_config(cli_synthetic, runs, tmp_path):
     """train --linear 1 --json: config.linear is 1 and the scores are those of RUN; the saved
     run has linear 1 and evaluate gives its scores back."""
     path = tmp_path / "run.npz"
-    status, out, err = cli(*SHORT, "--linear", "1", "--json", "--save", path)
+    status, out, err = cli_synthetic(*SHORT, "--linear", "1", "--json", "--save", path)
     assert status == 0, err
     summary = json.loads(out)
     assert summary["config"] == config_dict(RUN) and summary["config"]["linear"] == 1
     assert (summary["val_accuracy"], summary["test_accuracy"]) == \
         (runs["linear"].val_accuracy, runs["linear"].test_accuracy)
     assert load_run(path).config.linear == 1
-    status, out, err = cli("evaluate", path, "--json", "--data", "unused")
+    status, out, err = cli_synthetic("evaluate", path, "--json", "--data", "unused")
     assert status == 0, err
     again = json.loads(out)
     assert (again["val_accuracy"], again["test_accuracy"]) == \
         (summary["val_accuracy"], summary["test_accuracy"])
-    status, out, err = cli(*SHORT, "--json")
+    status, out, err = cli_synthetic(*SHORT, "--json")
     assert status == 0, err
     assert json.loads(out)["config"]["linear"] == 0
 
@@ -262,12 +248,12 @@ def test_linear_option_reaches_the_config(cli, runs, tmp_path):
     (["--linear", "1.5"], r"argument --linear: expected an integer >= 0, got '1.5'"),
     (["--linear", "x"], r"argument --linear: expected an integer >= 0, got 'x'"),
 ])
-def test_bad_linear_is_a_one_line_usage_error(cli, capsys, monkeypatch, args, message):
+def test_bad_linear_is_a_one_line_usage_error(cli_synthetic, capsys, monkeypatch, args, message):
     """Exit status 2 and one line on stderr naming --linear, before any data is loaded."""
     loads = []
     monkeypatch.setattr("assignment3.cli.commands.load_cifar10", lambda *a, **k: loads.append(a))
     with pytest.raises(SystemExit, match="2"):
-        cli(*SHORT, *args)
+        cli_synthetic(*SHORT, *args)
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and re.search(message, err), err
     assert loads == []

@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 
-from assignment3.cli import main
 from assignment3.config import Config
 from assignment3.nn.checks import PARAM_NAMES
 from assignment3.nn.cost import evaluate
@@ -370,28 +369,15 @@ def test_reevaluate_without_swa_has_no_averaged_scores(runs, synthetic64):
 # The command line (the data loader gives the synthetic data: the CIFAR-10 folder is not read)
 
 
-@pytest.fixture
-def cli(synthetic, monkeypatch, capsys):
-    """`main(args)` -> (exit status, stdout, stderr), with load_cifar10 giving `synthetic`."""
-    monkeypatch.setattr("assignment3.cli.commands.load_cifar10",
-                        lambda *args, **kwargs: synthetic)
-
-    def run(*args):
-        status = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return status, out, err
-    return run
-
-
 SHORT = ["train", "--hidden", "20", "--schedule", "one_cycle", "--epochs", "3", "--batch", "50",
          "--quiet", "--data", "unused"]
 
 
-def test_train_line_says_the_averaged_scores(cli, tmp_path):
+def test_train_line_says_the_averaged_scores(cli_synthetic, tmp_path):
     """With --swa the summary line ends with the averaged weights' scores (those saved with the
     run), before "saved to"; without it, it does not mention them."""
     path = tmp_path / "run.npz"
-    status, out, err = cli(*SHORT, "--swa", "0.5", "--save", path)
+    status, out, err = cli_synthetic(*SHORT, "--swa", "0.5", "--save", path)
     assert status == 0, err
     averaged = load_run(path).averaged
     assert load_run(path).config.swa == 0.5
@@ -399,41 +385,41 @@ def test_train_line_says_the_averaged_scores(cli, tmp_path):
         f"test accuracy {100 * load_run(path).test_accuracy:.2f}%; averaged weights (SWA): "
         f"validation {100 * averaged.val_accuracy:.2f}%, test "
         f"{100 * averaged.test_accuracy:.2f}%; saved to {path}")
-    status, out, err = cli(*SHORT)
+    status, out, err = cli_synthetic(*SHORT)
     assert status == 0, err
     assert "averaged" not in out and "SWA" not in out and out.startswith("BN net, hidden [20]")
 
 
-def test_train_json_and_evaluate_give_the_averaged_scores(cli, tmp_path):
+def test_train_json_and_evaluate_give_the_averaged_scores(cli_synthetic, tmp_path):
     """train --json has swa_val_accuracy and swa_test_accuracy; evaluate (--json and its line)
     re-scores the saved averaged weights to the same numbers."""
     path = tmp_path / "run.npz"
-    status, out, err = cli(*SHORT, "--swa", "1", "--json", "--save", path)
+    status, out, err = cli_synthetic(*SHORT, "--swa", "1", "--json", "--save", path)
     assert status == 0, err
     summary = json.loads(out)
     averaged = load_run(path).averaged
     assert (summary["swa_val_accuracy"], summary["swa_test_accuracy"]) == \
         (averaged.val_accuracy, averaged.test_accuracy)
-    status, out, err = cli("evaluate", path, "--json", "--data", "unused")
+    status, out, err = cli_synthetic("evaluate", path, "--json", "--data", "unused")
     assert status == 0, err
     again = json.loads(out)
     assert (again["swa_val_accuracy"], again["swa_test_accuracy"]) == \
         (averaged.val_accuracy, averaged.test_accuracy)
-    status, out, err = cli("evaluate", path, "--data", "unused")
+    status, out, err = cli_synthetic("evaluate", path, "--data", "unused")
     assert status == 0, err
     assert out.rstrip("\n").endswith(f"; averaged weights (SWA): validation "
                                      f"{100 * averaged.val_accuracy:.2f}%, test "
                                      f"{100 * averaged.test_accuracy:.2f}%")
-    status, out, err = cli(*SHORT, "--json")
+    status, out, err = cli_synthetic(*SHORT, "--json")
     assert status == 0, err
     assert not {"swa_val_accuracy", "swa_test_accuracy"} & set(json.loads(out))
 
 
-def test_evaluate_refuses_a_swa_run_without_its_averaged_arrays(cli, saved, tmp_path):
+def test_evaluate_refuses_a_swa_run_without_its_averaged_arrays(cli_synthetic, saved, tmp_path):
     """One line and exit status 2 naming the missing array."""
     arrays = runfile.read(saved[0])[0]
     path = rewritten(saved, tmp_path, drop=[n for n in arrays if n.startswith("swa_")])
-    status, out, err = cli("evaluate", path, "--data", "unused")
+    status, out, err = cli_synthetic("evaluate", path, "--data", "unused")
     assert status == 2 and out == ""
     assert err.count("\n") == 1 and "misses the array swa_W_0" in err
 
@@ -442,9 +428,9 @@ def test_evaluate_refuses_a_swa_run_without_its_averaged_arrays(cli, saved, tmp_
     ("1.5", "argument --swa: expected a number in [0, 1], got '1.5'"),
     ("-0.1", "argument --swa: expected a number in [0, 1]"),
     ("x", "argument --swa")])
-def test_swa_out_of_range_is_a_usage_error(cli, capsys, value, message):
+def test_swa_out_of_range_is_a_usage_error(cli_synthetic, capsys, value, message):
     """Exit status 2 and one line naming --swa, before any data is loaded."""
     with pytest.raises(SystemExit, match="2"):
-        cli(*SHORT, "--swa", value)
+        cli_synthetic(*SHORT, "--swa", value)
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and message in err, err
