@@ -89,6 +89,19 @@ def synthetic64():
     return make_synthetic(dtype=np.float64)
 
 
+def equal_params(a, b):
+    """Whether two parameter dicts hold the same arrays, bit for bit and of the same dtypes."""
+    return a.keys() == b.keys() and all(
+        len(a[n]) == len(b[n]) and all(x.dtype == y.dtype and np.array_equal(x, y)
+                                       for x, y in zip(a[n], b[n])) for n in a)
+
+
+def equal_stats(a, b):
+    """Whether two lists of BN statistics (mu, v) hold the same arrays, bit for bit."""
+    return len(a) == len(b) and all(np.array_equal(x, y) for s, t in zip(a, b)
+                                    for x, y in zip(s, t))
+
+
 def _wait_until(condition, timeout, what):
     """Poll `condition()` until it is true; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout

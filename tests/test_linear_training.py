@@ -20,21 +20,11 @@ from assignment3.store.checkpoints import Checkpoint
 from assignment3.store.runfile import RunFileError
 from assignment3.store.runs import load_run, read_run, reevaluate, save_run
 from assignment3.training import train
+from tests.conftest import equal_params, equal_stats
 
 #: 300 training images / 50 = 6 steps an epoch, 3 epochs: 18 steps; the first of the two
 #: hidden layers without a ReLU.
 RUN = Config(hidden=(20, 10), schedule="one_cycle", epochs=3, n_batch=50, linear=1)
-
-
-def equal_params(a, b):
-    return a.keys() == b.keys() and all(
-        len(a[n]) == len(b[n]) and all(x.dtype == y.dtype and np.array_equal(x, y)
-                                       for x, y in zip(a[n], b[n])) for n in a)
-
-
-def equal_stats(a, b):
-    return len(a) == len(b) and all(np.array_equal(x, y) for s, t in zip(a, b)
-                                    for x, y in zip(s, t))
 
 
 def accuracy(params, stats, split, linear, bn_order="before"):

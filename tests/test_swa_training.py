@@ -22,6 +22,7 @@ from assignment3.store.checkpoints import Checkpoint
 from assignment3.store.runfile import RunFileError
 from assignment3.store.runs import load_run, read_run, reevaluate, save_run
 from assignment3.training import train
+from tests.conftest import equal_params, equal_stats
 
 #: 300 training images / 50 = 6 steps an epoch, 3 epochs: 18 steps, an evaluation (so a
 #: checkpoint) after every step. SWA 0.5 averages steps 12 and 18, SWA 1 steps 6, 12 and 18.
@@ -36,17 +37,6 @@ def copied(params):
 def flat(params):
     """The params as one vector, in the layout of `FlatParams` (W, b, gamma, beta)."""
     return np.concatenate([P.ravel() for name in PARAM_NAMES for P in params[name]])
-
-
-def equal_params(a, b):
-    return a.keys() == b.keys() and all(
-        len(a[n]) == len(b[n]) and all(x.dtype == y.dtype and np.array_equal(x, y)
-                                       for x, y in zip(a[n], b[n])) for n in a)
-
-
-def equal_stats(a, b):
-    return len(a) == len(b) and all(np.array_equal(x, y) for s, t in zip(a, b)
-                                    for x, y in zip(s, t))
 
 
 def same_averaged(a, b):
