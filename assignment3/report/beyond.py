@@ -170,8 +170,9 @@ def epochs_within(config: Config, budget: float = BUDGET_FLOP) -> int:
 
 def part_three(best: Config = BEST, swa: float = SWA,
                budget: float = BUDGET_FLOP) -> list[tuple[str, str, Config]]:
-    """[(file, change, Config)]: part three's runs, each one change to `best` at the full
-    `budget` (seed 0), each with its weights averaged over the last `swa` of the run: random
+    """[(file, change, Config)]: part three's runs at the full `budget` (seed 0), each with its
+    weights averaged over the last `swa` of the run: `best` itself, then one change to it each:
+    random
     crops of the image padded by one pixel more (a shift with zero fill is such a crop); a
     first hidden layer half as wide; a linear bottleneck before it, 1/BOTTLENECK as wide (Lin,
     Memisevic and Konda 2015); the last two for as many more epochs as the budget buys."""
@@ -179,7 +180,8 @@ def part_three(best: Config = BEST, swa: float = SWA,
     narrow = narrow.with_(epochs=epochs_within(narrow, budget))
     bottleneck = best.with_(hidden=(best.hidden[0] // BOTTLENECK, *best.hidden), linear=1)
     bottleneck = bottleneck.with_(epochs=epochs_within(bottleneck, budget))
-    return [("crops-seed-0.npz", f"random crops with padding {best.max_shift + 1} instead of "
+    return [("swa-seed-0.npz", "the best net, trained again", best.with_(swa=swa)),
+            ("crops-seed-0.npz", f"random crops with padding {best.max_shift + 1} instead of "
              f"{best.max_shift}", best.with_(max_shift=best.max_shift + 1, swa=swa)),
             ("narrow-seed-0.npz", f"first layer {narrow.hidden[0]} wide, {narrow.epochs:g} "
              "epochs", narrow.with_(swa=swa)),

@@ -81,8 +81,9 @@ def test_part_three_changes_one_thing_each_within_the_budget():
     """Each run of part three is the best net with one change (and SWA, which trains nothing
     more): crops padded by 4, a first layer half as wide or a linear bottleneck before it, the
     last two for the most epochs the budget buys."""
-    (_, crops_change, crops), (_, narrow_change, narrow), (_, neck_change, neck) = \
-        beyond.part_three()
+    (_, again_change, again), (_, crops_change, crops), (_, narrow_change, narrow), \
+        (_, neck_change, neck) = beyond.part_three()
+    assert changed_fields(BEST, again) == {"swa"} and again_change == "the best net, trained again"
     assert changed_fields(BEST, crops) == {"max_shift", "swa"} and crops.max_shift == 4
     assert changed_fields(BEST, narrow) == {"hidden", "epochs", "swa"}
     assert narrow.hidden == (512, 512, 256) and crops.swa == narrow.swa == beyond.SWA
@@ -90,7 +91,7 @@ def test_part_three_changes_one_thing_each_within_the_budget():
     assert changed_fields(BEST, neck) == {"hidden", "linear", "epochs", "swa"}
     assert neck.hidden == (256, 1024, 512, 256) and neck.linear == 1 and neck.swa == beyond.SWA
     assert "bottleneck of 256 units" in neck_change and "802 epochs" in neck_change
-    for config in (crops, narrow, neck):
+    for config in (again, crops, narrow, neck):
         batches = 45_000 // config.n_batch
         assert compute.training_flop(config, config.epochs * batches) <= beyond.BUDGET_FLOP
     for config in (narrow, neck):
