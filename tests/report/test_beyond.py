@@ -222,6 +222,12 @@ def test_stored_runs_of_section_6_load():
     assert [config_from_dict(run["config"]) for run in record["leave_one_out"]] == [
         config.with_(blas_threads=1) for config in configs]
     assert record["best"][0]["run"] in [run.get("run") for run in record["leave_one_out"]]
+    # part three: runs of its configurations (one BLAS thread each), with averaged weights
+    planned = {name: config for name, _, config in beyond.part_three()}
+    for run in record["part_three"]:
+        assert runs[run["run"]].config == planned[run["run"]].with_(blas_threads=1)
+        assert runs[run["run"]].averaged.test_accuracy == run["swa_test_accuracy"]
+        assert run["training_flop"] <= beyond.BUDGET_FLOP and len(run["matmul_gflops"]) == 2
 
 
 @pytest.mark.slow
