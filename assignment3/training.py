@@ -2,8 +2,9 @@
 reshuffling every epoch, BN moving averages, and the history of cost, loss and accuracy.
 
 Beyond the assignment, as options of the same `Config` and loop (all off by default): a one-cycle
-schedule, momentum / Nesterov momentum, BN after the ReLU, dropout, flips and shifts of every
-mini-batch, MixUp and label smoothing, ZCA whitening, and more BLAS threads for wide networks.
+schedule, momentum / Nesterov momentum, BN after the ReLU, a linear bottleneck, dropout, flips and
+shifts of every mini-batch, MixUp and label smoothing, ZCA whitening, weight averaging (SWA), and
+more BLAS threads for wide networks.
 
 The contract: `train(data, config)` takes a `CIFAR10` (X d x n per split) and a `Config`, and
 returns a `Result`: the trained parameters (the dict of `nn.network`), the BN moving averages, the
