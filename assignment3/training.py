@@ -131,7 +131,6 @@ def scored_average(params: Params | None, data: CIFAR10, config: Config) -> Aver
     """The averaged weights `params` of a run of `config` on `data` with their BN statistics
     recomputed on the training set and their accuracies on val and test."""
     assert params is not None                   # a run with config.swa keeps an average
-    params = {name: [P.copy() for P in arrays] for name, arrays in params.items()}
     stats = bn_statistics(params, data.train.X, config.n_batch, config.bn_order, config.linear)
     val, test = (evaluate_unchecked(params, split.X, split.y, 0.0, stats or None,
                                     bn_order=config.bn_order, linear=config.linear)["accuracy"]

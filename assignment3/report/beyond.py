@@ -172,21 +172,29 @@ def part_three(best: Config = BEST, swa: float = SWA,
                budget: float = BUDGET_FLOP) -> list[tuple[str, str, Config]]:
     """[(file, change, Config)]: part three's runs at the full `budget` (seed 0), each with its
     weights averaged over the last `swa` of the run: `best` itself, then one change to it each:
-    random
-    crops of the image padded by one pixel more (a shift with zero fill is such a crop); a
-    first hidden layer half as wide; a linear bottleneck before it, 1/BOTTLENECK as wide (Lin,
-    Memisevic and Konda 2015); the last two for as many more epochs as the budget buys."""
-    narrow = best.with_(hidden=(best.hidden[0] // 2, *best.hidden[1:]))
-    narrow = narrow.with_(epochs=epochs_within(narrow, budget))
-    bottleneck = best.with_(hidden=(best.hidden[0] // BOTTLENECK, *best.hidden), linear=1)
-    bottleneck = bottleneck.with_(epochs=epochs_within(bottleneck, budget))
+    random crops of the image padded by one pixel more (a shift with zero fill is such a crop);
+    a first hidden layer half as wide; a linear bottleneck before it, 1/BOTTLENECK as wide (Lin,
+    Memisevic and Konda 2015); shallower and wider (two hidden layers as wide as the first);
+    deeper (each hidden layer after the first twice); all but the first two for as many epochs
+    as the budget buys."""
+    first, rest = best.hidden[0], best.hidden[1:]
+    narrow = best.with_(hidden=(first // 2, *rest))
+    bottleneck = best.with_(hidden=(first // BOTTLENECK, *best.hidden), linear=1)
+    shallow = best.with_(hidden=(first, first))
+    deep = best.with_(hidden=(first, *[width for width in rest for _ in range(2)]))
+    narrow, bottleneck, shallow, deep = (config.with_(epochs=epochs_within(config, budget))
+                                         for config in (narrow, bottleneck, shallow, deep))
     return [("swa-seed-0.npz", "the best net, trained again", best.with_(swa=swa)),
             ("crops-seed-0.npz", f"random crops with padding {best.max_shift + 1} instead of "
              f"{best.max_shift}", best.with_(max_shift=best.max_shift + 1, swa=swa)),
             ("narrow-seed-0.npz", f"first layer {narrow.hidden[0]} wide, {narrow.epochs:g} "
              "epochs", narrow.with_(swa=swa)),
             ("bottleneck-seed-0.npz", f"a linear bottleneck of {bottleneck.hidden[0]} units "
-             f"before the first layer, {bottleneck.epochs:g} epochs", bottleneck.with_(swa=swa))]
+             f"before the first layer, {bottleneck.epochs:g} epochs", bottleneck.with_(swa=swa)),
+            ("shallow-seed-0.npz", f"shallower and wider: hidden layers {shallow.hidden}, "
+             f"{shallow.epochs:g} epochs", shallow.with_(swa=swa)),
+            ("deep-seed-0.npz", f"deeper: hidden layers {deep.hidden}, {deep.epochs:g} epochs",
+             deep.with_(swa=swa))]
 
 
 def screening(candidate: Config = CANDIDATE, part_one: Config = PART_ONE,

@@ -79,10 +79,12 @@ def test_the_best_net_keeps_to_the_budget():
 
 def test_part_three_changes_one_thing_each_within_the_budget():
     """Each run of part three is the best net with one change (and SWA, which trains nothing
-    more): crops padded by 4, a first layer half as wide or a linear bottleneck before it, the
-    last two for the most epochs the budget buys."""
+    more): crops padded by 4, a first layer half as wide or a linear bottleneck before it, two
+    hidden layers as wide as the first or each later one twice; all but the crops for the most
+    epochs the budget buys."""
     (_, again_change, again), (_, crops_change, crops), (_, narrow_change, narrow), \
-        (_, neck_change, neck) = beyond.part_three()
+        (_, neck_change, neck), (_, shallow_change, shallow), (_, deep_change, deep) = \
+        beyond.part_three()
     assert changed_fields(BEST, again) == {"swa"} and again_change == "the best net, trained again"
     assert changed_fields(BEST, crops) == {"max_shift", "swa"} and crops.max_shift == 4
     assert changed_fields(BEST, narrow) == {"hidden", "epochs", "swa"}
@@ -91,10 +93,15 @@ def test_part_three_changes_one_thing_each_within_the_budget():
     assert changed_fields(BEST, neck) == {"hidden", "linear", "epochs", "swa"}
     assert neck.hidden == (256, 1024, 512, 256) and neck.linear == 1 and neck.swa == beyond.SWA
     assert "bottleneck of 256 units" in neck_change and "802 epochs" in neck_change
-    for config in (again, crops, narrow, neck):
+    assert changed_fields(BEST, shallow) == changed_fields(BEST, deep) == {"hidden", "epochs",
+                                                                            "swa"}
+    assert shallow.hidden == (1024, 1024) and deep.hidden == (1024, 512, 512, 256, 256)
+    assert "(1024, 1024), 325 epochs" in shallow_change
+    assert "(1024, 512, 512, 256, 256), 331 epochs" in deep_change
+    for config in (again, crops, narrow, neck, shallow, deep):
         batches = 45_000 // config.n_batch
         assert compute.training_flop(config, config.epochs * batches) <= beyond.BUDGET_FLOP
-    for config in (narrow, neck):
+    for config in (narrow, neck, shallow, deep):
         assert compute.training_flop(config, (config.epochs + 1) * 175) > beyond.BUDGET_FLOP
     assert beyond.epochs_within(BEST) == 360 and beyond.budget(PART_ONE) == beyond.BUDGET_FLOP
 
