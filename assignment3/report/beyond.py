@@ -388,7 +388,7 @@ def load_or_train(data: CIFAR10, directory: str | os.PathLike[str] = RESULTS_DIR
                   ) -> tuple[dict[str, Any], dict[str, Result], bool]:
     """(record, runs, trained): the stored runs of `directory` (`load`), or, if there are none
     or `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (`run_all`:
-    six to seven hours on 2 cores; it keeps checkpoints in `directory`/checkpoints, so that it
+    seven to eight hours on 2 cores; it keeps checkpoints in `directory`/checkpoints, so that it
     resumes when called again after a stop, and removes them once the runs are stored)."""
     if retrain is None:
         retrain = env.retrain()
