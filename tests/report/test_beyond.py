@@ -83,8 +83,8 @@ def test_part_three_changes_one_thing_each_within_the_budget():
     hidden layers as wide as the first or each later one twice; all but the crops for the most
     epochs the budget buys."""
     (_, again_change, again), (_, crops_change, crops), (_, narrow_change, narrow), \
-        (_, neck_change, neck), (_, shallow_change, shallow), (_, deep_change, deep) = \
-        beyond.part_three()
+        (_, neck_change, neck), (_, shallow_change, shallow), (_, deep_change, deep), \
+        (second_name, second_change, second) = beyond.part_three()
     assert changed_fields(BEST, again) == {"swa"} and again_change == "the best net, trained again"
     assert changed_fields(BEST, crops) == {"max_shift", "swa"} and crops.max_shift == 4
     assert changed_fields(BEST, narrow) == {"hidden", "epochs", "swa"}
@@ -98,6 +98,8 @@ def test_part_three_changes_one_thing_each_within_the_budget():
     assert shallow.hidden == (1024, 1024) and deep.hidden == (1024, 512, 512, 256, 256)
     assert "(1024, 1024), 325 epochs" in shallow_change
     assert "(1024, 512, 512, 256, 256), 331 epochs" in deep_change
+    assert second == shallow.with_(seed=1) and second_name == "shallow-seed-1.npz"
+    assert second_change == shallow_change + ", seed 1" and shallow.seed == 0
     for config in (again, crops, narrow, neck, shallow, deep):
         batches = 45_000 // config.n_batch
         assert compute.training_flop(config, config.epochs * batches) <= beyond.BUDGET_FLOP
