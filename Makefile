@@ -16,7 +16,7 @@ help:
 	@echo "make check  linters (ruff, mypy) + the fast tests: about a minute, no CIFAR-10 needed"
 	@echo "make test    linters + every test (real CIFAR-10) + re-execute every notebook with nbval"
 	@echo "make pdf     build/report.pdf from the executed notebooks (no re-run)"
-	@echo "make beyond  retrain and store the runs of notebook 06 (6-7 h, resumable), then execute it"
+	@echo "make beyond  retrain and store the runs of notebook 06 (7-8 h, resumable), then execute it"
 	@echo "make lab     JupyterLab in the project's environment"
 	@echo "make bench   the speed and memory benchmark"
 
