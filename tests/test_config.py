@@ -14,6 +14,7 @@ from assignment3.config import (
     LIMITS,
     MAX_PARAMETERS,
     PART_ONE,
+    PART_TWO_BEST,
     PRESETS,
     WIDE,
     Config,
@@ -181,7 +182,7 @@ def test_config_error_words_the_settings_as_asked():
 
 
 @pytest.mark.parametrize("config", [Config(), Config(hidden=(30, 20), init=0.01, n_s=None),
-                                    PART_ONE, CANDIDATE, BEST])
+                                    PART_ONE, CANDIDATE, PART_TWO_BEST, BEST])
 def test_config_dict_round_trips_through_json(config):
     as_dict = config_dict(config)
     assert isinstance(as_dict["hidden"], list) and set(as_dict) == set(asdict(config))
@@ -204,9 +205,15 @@ def test_presets_are_valid_configs():
     best = PRESETS["best"]
     assert best is BEST and asdict(best)["schedule"] == "one_cycle" and best.zca
     assert best.dropout > 0 and best.label_smoothing > 0
-    # the best net is the candidate with one ingredient (MixUp) taken away, back to part one's
-    differ = {f.name for f in fields(Config) if getattr(best, f.name) != getattr(CANDIDATE, f.name)}
-    assert differ == {"mixup"} and best.mixup == PART_ONE.mixup == 0
+    # part two's best net is the candidate with one ingredient (MixUp) taken away, back to part
+    # one's; the best net is part two's with two hidden layers as wide as its first, for another
+    # number of epochs, with averaged weights
+    def differ(a, b):
+        return {f.name for f in fields(Config) if getattr(a, f.name) != getattr(b, f.name)}
+    assert differ(PART_TWO_BEST, CANDIDATE) == {"mixup"}
+    assert PART_TWO_BEST.mixup == PART_ONE.mixup == 0
+    assert differ(BEST, PART_TWO_BEST) == {"hidden", "epochs", "swa"} and best.swa > 0
+    assert best.hidden == (WIDE[0], WIDE[0]) and PART_TWO_BEST.hidden == WIDE
     assert CANDIDATE.epochs == 2 * PART_ONE.epochs and CANDIDATE.mixup > 0
     assert PART_ONE.hidden == WIDE and n_parameters(BEST) < MAX_PARAMETERS
 

@@ -2,8 +2,9 @@
 CPU cores. Part one: the path from the assignment's net to 72% in 20 minutes (`PART_ONE`), one
 change at a time. Part two: within twice that net's training compute, what each ingredient of a
 candidate (`CANDIDATE`) gives at the full budget (`leave_one_out`), and the best net found
-(`BEST`). Part three: other ways of spending the same budget (`part_three`), each run with its
-weights averaged as well (SWA, which costs no training steps). The runs are stored
+(`PART_TWO_BEST`). Part three: other ways of spending the same budget (`part_three`), each run
+with its weights averaged as well (SWA, which costs no training steps), and the best net of all
+(`BEST`), one of them. The runs are stored
 with the code version, machine and seeds that made them, so that the report can show and
 re-check them without retraining for hours."""
 import json
@@ -14,7 +15,7 @@ from typing import Any
 
 from .. import env
 from ..compute import n_parameters, training_flop
-from ..config import BEST, CANDIDATE, PART_ONE, Config
+from ..config import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST, Config
 from ..data import CIFAR10
 from ..store.checkpoints import Checkpoint
 from ..store.outputs import write_atomic
@@ -58,9 +59,9 @@ RECORD = "runs.json"
 
 #: The lists of runs of a record: part one's ablation path, the alternatives tried beside it and
 #: its net's seeds; part two's screening runs, its best net's seeds and its leave-one-out; part
-#: three's runs.
-RUN_LISTS = ("ablation", "alternatives", "part_one", "screening", "best", "leave_one_out",
-             "part_three")
+#: three's runs; the best net's seeds.
+RUN_LISTS = ("ablation", "alternatives", "part_one", "screening", "part_two_best",
+             "leave_one_out", "part_three", "best")
 
 #: The last part of a run over which part three's runs average their weights (`Config.swa`).
 SWA = 0.25
@@ -128,17 +129,18 @@ def epochs_within(config: Config, budget: float = BUDGET_FLOP) -> int:
     return int(budget // training_flop(config, N_TRAIN // config.n_batch))
 
 
-def part_three(best: Config = BEST, swa: float = SWA,
+def part_three(best: Config = PART_TWO_BEST, swa: float = SWA,
                budget: float = BUDGET_FLOP) -> list[tuple[str, str, Config]]:
     """[(file, change, Config)]: part three's runs at the full `budget` (seed 0), each with its
-    weights averaged over the last `swa` of the run: `best` itself, then one change to it each:
+    weights averaged over the last `swa` of the run: part two's `best` itself, then one change to
+    it each:
     random crops of the image padded by one pixel more (a shift with zero fill is such a crop);
     a first hidden layer half as wide; a linear bottleneck before it, 1/BOTTLENECK as wide (Lin,
     Memisevic and Konda 2015); shallower and wider (two hidden layers as wide as the first);
     deeper (each hidden layer after the first twice); all but the first two for as many epochs
     as the budget buys. Last, the shallower and wider net again with seed 1: its averaged
     weights beat `best` on validation, and a second seed is what tells whether they beat it on
-    test."""
+    test (they did: it is `config.BEST`)."""
     first, rest = best.hidden[0], best.hidden[1:]
     narrow = best.with_(hidden=(first // 2, *rest))
     bottleneck = best.with_(hidden=(first // BOTTLENECK, *best.hidden), linear=1)
@@ -146,7 +148,7 @@ def part_three(best: Config = BEST, swa: float = SWA,
     deep = best.with_(hidden=(first, *[width for width in rest for _ in range(2)]))
     narrow, bottleneck, shallow, deep = (config.with_(epochs=epochs_within(config, budget))
                                          for config in (narrow, bottleneck, shallow, deep))
-    return [("swa-seed-0.npz", "the best net, trained again", best.with_(swa=swa)),
+    return [("swa-seed-0.npz", "part two's best net, trained again", best.with_(swa=swa)),
             ("crops-seed-0.npz", f"random crops with padding {best.max_shift + 1} instead of "
              f"{best.max_shift}", best.with_(max_shift=best.max_shift + 1, swa=swa)),
             ("narrow-seed-0.npz", f"first layer {narrow.hidden[0]} wide, {narrow.epochs:g} "
@@ -193,33 +195,37 @@ def best_record(data: CIFAR10, change: str, result: Result,
             "test_accuracy_flip_averaged": reevaluate(data, result)["test, flip-averaged"]}
 
 
-def make_record(ablation: list[dict[str, Any]], alternatives: list[dict[str, Any]],
-                part_one: list[dict[str, Any]], screened: list[dict[str, Any]] | tuple[()] = (),
-                best: list[dict[str, Any]] | tuple[()] = (),
-                left_out: list[dict[str, Any]] | tuple[()] = (),
-                third: list[dict[str, Any]] | tuple[()] = ()) -> dict[str, Any]:
+Runs = list[dict[str, Any]] | tuple[()]
+
+
+def make_record(ablation: Runs, alternatives: Runs, part_one: Runs, screened: Runs = (),
+                part_two_best: Runs = (), left_out: Runs = (), third: Runs = (),
+                best: Runs = ()) -> dict[str, Any]:
     """The stored record from run records: part one's ablation path (closed by the first run of
     its net), the alternatives tried beside it and its net's runs (one per seed), part two's
     `screening` runs, its best net's runs and the candidate's run and `leave_one_out` runs,
-    part three's runs, and the `machine` they ran on."""
+    part three's runs, the best net's runs (one per seed), and the `machine` they ran on."""
     return {"seeds": [run["config"]["seed"] for run in best or part_one],
             "ablation": list(ablation) + list(part_one[:1]), "alternatives": list(alternatives),
-            "part_one": list(part_one), "screening": list(screened), "best": list(best),
-            "leave_one_out": list(left_out), "part_three": list(third), "machine": machine()}
+            "part_one": list(part_one), "screening": list(screened),
+            "part_two_best": list(part_two_best), "leave_one_out": list(left_out),
+            "part_three": list(third), "best": list(best), "machine": machine()}
 
 
 def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLATION_EPOCHS,
-            part_one: Config = PART_ONE, candidate: Config = CANDIDATE, best: Config = BEST,
+            part_one: Config = PART_ONE, candidate: Config = CANDIDATE,
+            part_two_best: Config = PART_TWO_BEST, best: Config = BEST,
             screening_epochs: tuple[float, float] = SCREENING_EPOCHS, progress: bool = False,
             checkpoints: str | os.PathLike[str] | None = None
             ) -> tuple[dict[str, Any], dict[str, Result]]:
     """Train every run of section 6 with seed `seeds[0]` unless said otherwise, one after
     another (each uses the machine's cores): part one's ablation path to `part_one` (`epochs`
     epochs per step), the alternatives, `part_one` for every seed; the `screening` runs
-    (`screening_epochs` long), `best` for every seed, `candidate` and its `leave_one_out`, and
-    the runs of `part_three`. A
-    configuration is trained once for all the lists of runs of its kind (short or long) it is in
-    (`best` is one of the leave-one-out). Each run's record has the machine's `matmul_rate`
+    (`screening_epochs` long), `part_two_best` for every seed, `candidate` and its
+    `leave_one_out`; `best` for every seed and the runs of `part_three` (of `part_two_best`). A
+    configuration is trained once for all the lists of runs of its kind (short or long) it is in,
+    under the name of the first (`part_two_best` is one of the leave-one-out, `best` one of part
+    three's runs). Each run's record has the machine's `matmul_rate`
     just before and after it.
     `checkpoints`: a folder where each run keeps its checkpoint (`training.train`), so that
     run_all called again after a stop resumes where it stopped (finished runs take seconds).
@@ -254,17 +260,19 @@ def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLA
     screened = [trained(f"screening-{i}.npz", change, config.with_(seed=first))
                 for i, (change, config) in enumerate(screening(candidate, part_one,
                                                                screening_epochs))]
-    best_runs = [trained(f"best-seed-{s}.npz", "the best net", best.with_(seed=s), long_run)
-                 for s in seeds]
+    two_best = [trained(f"part-two-best-seed-{s}.npz", "part two's best net",
+                        part_two_best.with_(seed=s), long_run) for s in seeds]
     left_out = [trained(f"candidate-seed-{first}.npz", "the candidate",
                         candidate.with_(seed=first), long_run)]
     left_out += [trained(f"leave-one-out-{i}.npz", f"without {ingredient}",
                          config.with_(seed=first), long_run)
                  for i, (ingredient, config) in enumerate(leave_one_out(candidate, part_one))]
+    best_runs = [trained(f"best-seed-{s}.npz", "the best net", best.with_(seed=s), long_run)
+                 for s in seeds]
     third = [trained(name, change, config, long_run)
-             for name, change, config in part_three(best, budget=budget(part_one))]
-    return (make_record(ablation, alternative, part_one_runs, screened, best_runs, left_out,
-                        third), runs)
+             for name, change, config in part_three(part_two_best, budget=budget(part_one))]
+    return (make_record(ablation, alternative, part_one_runs, screened, two_best, left_out,
+                        third, best_runs), runs)
 
 
 def save(directory: str | os.PathLike[str], record: dict[str, Any],

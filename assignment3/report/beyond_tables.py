@@ -1,6 +1,6 @@
 """What report section 6 shows of the stored runs of `beyond`: where and by what they were made,
 and its tables (the ablation path, the alternatives, the screening, the leave-one-out at full
-budget, the published fully connected nets)."""
+budget, part three, the published fully connected nets)."""
 from typing import Any
 
 import numpy as np
@@ -31,8 +31,9 @@ def provenance(record: Record) -> str:
 
     lines = []
     for title, keys in (("Part one", ("ablation", "alternatives", "part_one")),
-                        ("Screening", ("screening",)), ("Part two", ("best", "leave_one_out")),
-                        ("Part three", ("part_three",))):
+                        ("Screening", ("screening",)),
+                        ("Part two", ("part_two_best", "leave_one_out")),
+                        ("Part three", ("part_three", "best"))):
         runs = list({run.get("run") or id(run): run
                      for key in keys for run in record.get(key, [])}.values())  # each run once
         if not runs:
@@ -88,7 +89,7 @@ def screening_table(record: Record) -> Rows:
 
 def leave_one_out_table(record: Record) -> Rows:
     """Part two at full budget: the candidate and the candidate without each of its ingredients
-    (seed 0), the best net (mean of its seeds) and part one's net (mean of its seeds): test
+    (seed 0), part two's best net and part one's net (means of their seeds): test
     accuracy and its difference to the candidate's, validation and flip-averaged test accuracy,
     training compute (TFLOP), minutes and the machine's matmul rate (mean of the rates measured
     before and after each run)."""
@@ -97,18 +98,18 @@ def leave_one_out_table(record: Record) -> Rows:
     def row(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         return long_run_row(name, runs, reference, "to the candidate (points)")
     return ([row(run["change"], [run]) for run in record["leave_one_out"]] +
-            [row("the best net", record["best"]),
+            [row("part two's best net", record["part_two_best"]),
              row(f"part one's net ({record['part_one'][0]['epochs']:g} epochs, no MixUp, no "
                  "label smoothing)", record["part_one"])])
 
 
 def part_three_table(record: Record) -> Rows:
-    """Part three at full budget: the best net (seed 0) and each of part three's runs (seed 0):
-    the columns of `leave_one_out_table`, the difference to the best net, and the validation
-    and test accuracy of the averaged weights (SWA) where a run has them."""
-    reference = record["best"][0]
-    rows = [long_run_row(name, [run], reference["test_accuracy"], "to the best net (points)")
-            for name, run in [("the best net", reference)]
+    """Part three at full budget: part two's best net (seed 0) and each of part three's runs:
+    the columns of `leave_one_out_table`, the difference to part two's best net, and the
+    validation and test accuracy of the averaged weights (SWA) where a run has them."""
+    reference = record["part_two_best"][0]
+    rows = [long_run_row(name, [run], reference["test_accuracy"], "to part two's best (points)")
+            for name, run in [("part two's best net", reference)]
             + [(run["change"], run) for run in record.get("part_three", [])]]
     for row, run in zip(rows, [reference, *record.get("part_three", [])]):
         for split, column in (("test", "test acc., SWA (%)"), ("val", "val. acc., SWA (%)")):
@@ -136,12 +137,22 @@ def long_run_row(name: str, runs: list[dict[str, Any]], reference: float,
             "matmul GFLOP/s": float(np.mean(rates)) if rates else float("nan")}
 
 
+def accuracy(run: dict[str, Any], split: str) -> float:
+    """A run's accuracy on `split` ("test" or "val") by the weights that score it: its averaged
+    weights if it has them (a run with `Config.swa`, as the best net's), else its weights."""
+    return float(run.get(f"swa_{split}_accuracy", run[f"{split}_accuracy"]))
+
+
 def published_table(record: Record) -> Rows:
-    """The plain fully connected nets of `PUBLISHED` and ours (mean test accuracy of the seeds
-    of part one's and the best net)."""
-    ours = [(f"this report, part {part}", "3072-1024-512-256-10, BN, dropout",
+    """The plain fully connected nets of `PUBLISHED` and ours (mean test `accuracy` of the seeds
+    of part one's net, part two's best net and the best net)."""
+    def net(config: dict[str, Any]) -> str:
+        return (f"3072-{'-'.join(map(str, config['hidden']))}-10, BN, dropout"
+                + (", averaged weights" if config.get("swa") else ""))
+    ours = [(f"this report, part {part}", net(runs[0]["config"]),
              f"{runs[0]['epochs']:g} epochs, {100 * runs[0]['training_flop'] / BUDGET_FLOP:.0f}% "
-             "of the budget", round(float(np.mean([100 * r["test_accuracy"] for r in runs])), 2))
-            for part, runs in (("one", record["part_one"]), ("two", record["best"]))]
+             "of the budget", round(float(np.mean([100 * accuracy(r, "test") for r in runs])), 2))
+            for part, runs in (("one", record["part_one"]), ("two", record["part_two_best"]),
+                               ("three", record["best"]))]
     return [{"source": source, "net": net, "training": how, "test acc. (%)": acc}
             for source, net, how, acc in PUBLISHED + tuple(ours)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from assignment3 import compute, env
-from assignment3.config import BEST, CANDIDATE, PART_ONE, Config, config_from_dict
+from assignment3.config import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST, Config, config_from_dict
 from assignment3.report import beyond
 from assignment3.report import beyond_tables as tables
 from assignment3.store.provenance import code_version, machine
@@ -22,7 +22,7 @@ def changed_fields(a, b):
 
 def test_each_ablation_step_adds_one_change():
     path = beyond.ablation_path(epochs=20)
-    assert len(path) == 7                       # BEST keeps BN before the ReLU: no such step
+    assert len(path) == 7                   # PART_ONE keeps BN before the ReLU: no such step
     assert path[0][1] == Config() and path[-1][1] == PART_ONE
     for (_, before), (change, after) in zip(path[1:-1], path[2:-1]):
         assert changed_fields(before, after), change
@@ -52,7 +52,7 @@ def test_leave_one_out_takes_away_each_ingredient():
     for field, (name, config) in zip(beyond.INGREDIENTS, runs):
         assert changed_fields(config, CANDIDATE) == {field}
         assert getattr(config, field) == getattr(PART_ONE, field) and name
-    assert BEST in [config for _, config in runs]           # the best net is one of them
+    assert PART_TWO_BEST in [config for _, config in runs]  # part two's best is one of them
 
 
 def test_screening_tries_each_regulariser_on_part_ones_net():
@@ -68,33 +68,37 @@ def test_screening_tries_each_regulariser_on_part_ones_net():
 
 
 def test_the_best_net_keeps_to_the_budget():
-    """Part one's net: 6 FLOP per weight per sample seen, 180 epochs of 175 batches of 256; the
-    best net: at most twice that."""
+    """Part one's net: 6 FLOP per weight per sample seen, 180 epochs of 175 batches of 256; part
+    two's best net and the best net: at most twice that, the best net for as many epochs as
+    that buys."""
     weights = 3072 * 1024 + 1024 * 512 + 512 * 256 + 256 * 10
     assert compute.n_weights(PART_ONE) == weights
     assert beyond.BUDGET_FLOP == 2 * 6 * weights * 180 * 175 * 256
-    for config in (BEST, CANDIDATE):
-        assert compute.training_flop(config, 360 * 175) <= beyond.BUDGET_FLOP
+    for config in (PART_TWO_BEST, CANDIDATE, BEST):
+        assert compute.training_flop(config, config.epochs * 175) <= beyond.BUDGET_FLOP
+    assert BEST.epochs == beyond.epochs_within(BEST) and BEST.swa == beyond.SWA
 
 
 def test_part_three_changes_one_thing_each_within_the_budget():
-    """Each run of part three is the best net with one change (and SWA, which trains nothing
+    """Each run of part three is part two's best net with one change (and SWA, which trains nothing
     more): crops padded by 4, a first layer half as wide or a linear bottleneck before it, two
     hidden layers as wide as the first or each later one twice; all but the crops for the most
-    epochs the budget buys."""
+    epochs the budget buys. The shallower and wider net is the best net."""
     (_, again_change, again), (_, crops_change, crops), (_, narrow_change, narrow), \
         (_, neck_change, neck), (_, shallow_change, shallow), (_, deep_change, deep), \
         (second_name, second_change, second) = beyond.part_three()
-    assert changed_fields(BEST, again) == {"swa"} and again_change == "the best net, trained again"
-    assert changed_fields(BEST, crops) == {"max_shift", "swa"} and crops.max_shift == 4
-    assert changed_fields(BEST, narrow) == {"hidden", "epochs", "swa"}
+    assert changed_fields(PART_TWO_BEST, again) == {"swa"}
+    assert again_change == "part two's best net, trained again"
+    assert changed_fields(PART_TWO_BEST, crops) == {"max_shift", "swa"} and crops.max_shift == 4
+    assert changed_fields(PART_TWO_BEST, narrow) == {"hidden", "epochs", "swa"}
     assert narrow.hidden == (512, 512, 256) and crops.swa == narrow.swa == beyond.SWA
     assert "padding 4 instead of 3" in crops_change and "512 wide, 695 epochs" in narrow_change
-    assert changed_fields(BEST, neck) == {"hidden", "linear", "epochs", "swa"}
+    assert changed_fields(PART_TWO_BEST, neck) == {"hidden", "linear", "epochs", "swa"}
     assert neck.hidden == (256, 1024, 512, 256) and neck.linear == 1 and neck.swa == beyond.SWA
     assert "bottleneck of 256 units" in neck_change and "802 epochs" in neck_change
-    assert changed_fields(BEST, shallow) == changed_fields(BEST, deep) == {"hidden", "epochs",
-                                                                            "swa"}
+    assert changed_fields(PART_TWO_BEST, shallow) == changed_fields(PART_TWO_BEST, deep) == {
+        "hidden", "epochs", "swa"}
+    assert shallow == BEST
     assert shallow.hidden == (1024, 1024) and deep.hidden == (1024, 512, 512, 256, 256)
     assert "(1024, 1024), 325 epochs" in shallow_change
     assert "(1024, 512, 512, 256, 256), 331 epochs" in deep_change
@@ -105,7 +109,8 @@ def test_part_three_changes_one_thing_each_within_the_budget():
         assert compute.training_flop(config, config.epochs * batches) <= beyond.BUDGET_FLOP
     for config in (narrow, neck, shallow, deep):
         assert compute.training_flop(config, (config.epochs + 1) * 175) > beyond.BUDGET_FLOP
-    assert beyond.epochs_within(BEST) == 360 and beyond.budget(PART_ONE) == beyond.BUDGET_FLOP
+    assert beyond.epochs_within(PART_TWO_BEST) == 360
+    assert beyond.budget(PART_ONE) == beyond.BUDGET_FLOP
 
 
 def test_a_run_trained_apart_joins_the_stored_record(synthetic, tmp_path):
@@ -115,9 +120,10 @@ def test_a_run_trained_apart_joins_the_stored_record(synthetic, tmp_path):
     from assignment3.store.runs import save_run
     config = Config(hidden=(20,), schedule="one_cycle", epochs=2, n_batch=50, swa=0.5)
     base = train(synthetic, config.with_(swa=0.0))
-    base_entry = {"run": "best-seed-0.npz", **beyond.best_record(synthetic, "best", base, "v0")}
-    beyond.save(tmp_path, beyond.make_record([], [], [base_entry], best=[base_entry]),
-                {"best-seed-0.npz": base})
+    base_entry = {"run": "part-two-best-seed-0.npz",
+                  **beyond.best_record(synthetic, "part two's best", base, "v0")}
+    beyond.save(tmp_path, beyond.make_record([], [], [base_entry], part_two_best=[base_entry]),
+                {"part-two-best-seed-0.npz": base})
     apart = train(synthetic, config)
     save_run(tmp_path / "trained.npz", apart, version="v1")
     entry, result = beyond.trained_apart(synthetic, tmp_path / "trained.npz", "with SWA",
@@ -131,10 +137,10 @@ def test_a_run_trained_apart_joins_the_stored_record(synthetic, tmp_path):
     assert third["matmul_gflops"] == [90.0, 95.0] and third["how"] == "on the command line"
     assert third["swa_test_accuracy"] == apart.averaged.test_accuracy
     assert runs["swa-seed-0.npz"].averaged.val_accuracy == apart.averaged.val_accuracy
-    assert record["best"][0]["test_accuracy"] == base.test_accuracy
+    assert record["part_two_best"][0]["test_accuracy"] == base.test_accuracy
     rows = tables.part_three_table(record)
-    assert [r["run"] for r in rows] == ["the best net", "with SWA"]
-    assert rows[0]["test acc., SWA (%)"] == "" and rows[0]["to the best net (points)"] == 0
+    assert [r["run"] for r in rows] == ["part two's best net", "with SWA"]
+    assert rows[0]["test acc., SWA (%)"] == "" and rows[0]["to part two's best (points)"] == 0
     assert rows[1]["test acc., SWA (%)"] == pytest.approx(100 * apart.averaged.test_accuracy)
     assert rows[1]["compute (TFLOP)"] == pytest.approx(
         compute.training_flop(config, apart.steps) / 1e12)
@@ -145,7 +151,8 @@ def test_make_record_names_the_seeds_and_the_machine():
     record = beyond.make_record([{"change": "a step"}], [], runs)
     assert record["seeds"] == [3, 4] and record["machine"] == machine()
     assert record["ablation"] == [{"change": "a step"}, runs[0]]     # closed by part one's net
-    assert record["screening"] == record["best"] == record["leave_one_out"] == []
+    assert record["screening"] == record["part_two_best"] == record["leave_one_out"] == []
+    assert record["part_three"] == record["best"] == []
     assert beyond.make_record([], [], runs, best=runs[1:])["seeds"] == [4]
 
 
@@ -193,8 +200,10 @@ def test_retrain_variable_must_be_0_or_1(monkeypatch, tmp_path):
 
 
 def test_stored_runs_of_section_6_load():
-    """results/beyond: part one's net (seed 0) and the best net's seeds with their parameters,
-    the other runs of part one (stored before the run format) as records."""
+    """results/beyond: part one's net (seed 0), part two's best net's seeds, part three's runs
+    and the best net's seeds with their parameters, the other runs of part one (stored before
+    the run format) as records. The best net's runs are part three's runs of its
+    configuration, under the best net's file names."""
     record, runs = beyond.load(beyond.RESULTS_DIR)
     part_one = runs[record["part_one"][0]["run"]]
     assert part_one.config == PART_ONE
@@ -203,20 +212,27 @@ def test_stored_runs_of_section_6_load():
     assert [len(part_one.params[name]) for name in ("W", "gamma")] == [4, 3]
     assert [change for change, _ in beyond.screening()] == [r["change"]
                                                             for r in record["screening"]]
-    for run in record["best"]:
-        assert runs[run["run"]].config == BEST.with_(seed=run["config"]["seed"], blas_threads=1)
+    for key, config in (("part_two_best", PART_TWO_BEST), ("best", BEST)):
+        assert [run["run"] for run in record[key]] == [
+            f"{key.replace('_', '-')}-seed-{s}.npz" for s in (0, 1)]
+        for run in record[key]:
+            assert runs[run["run"]].config == config.with_(seed=run["config"]["seed"],
+                                                           blas_threads=1)
     assert record["seeds"] == [run["config"]["seed"] for run in record["best"]] == [0, 1]
-    # the candidate, then without each ingredient; the best net is one of them
+    # the candidate, then without each ingredient; part two's best net is one of them
     configs = [CANDIDATE] + [config for _, config in beyond.leave_one_out()]
     assert [config_from_dict(run["config"]) for run in record["leave_one_out"]] == [
         config.with_(blas_threads=1) for config in configs]
-    assert record["best"][0]["run"] in [run.get("run") for run in record["leave_one_out"]]
-    # part three: runs of its configurations (one BLAS thread each), with averaged weights
-    planned = {name: config for name, _, config in beyond.part_three()}
+    assert (record["part_two_best"][0]["run"]
+            in [run.get("run") for run in record["leave_one_out"]])
+    # part three: runs of its configurations (one BLAS thread each) with their changes, with
+    # averaged weights; the best net's two seeds are two of them
+    planned = {(change, config.with_(blas_threads=1)) for _, change, config in beyond.part_three()}
+    assert {(run["change"], runs[run["run"]].config) for run in record["part_three"]} == planned
     for run in record["part_three"]:
-        assert runs[run["run"]].config == planned[run["run"]].with_(blas_threads=1)
         assert runs[run["run"]].averaged.test_accuracy == run["swa_test_accuracy"]
         assert run["training_flop"] <= beyond.BUDGET_FLOP and len(run["matmul_gflops"]) == 2
+    assert {run["run"] for run in record["best"]} < {run["run"] for run in record["part_three"]}
 
 
 @pytest.mark.slow
@@ -224,21 +240,29 @@ def test_run_all_trains_every_run_of_section_6(synthetic, tmp_path):
     tiny = PART_ONE.with_(hidden=(32, 16), epochs=2, zca=False, bn_order="after",
                           blas_threads=1)
     candidate = tiny.with_(epochs=4, mixup=0.2, label_smoothing=0.1)
-    best = candidate.with_(label_smoothing=0.0)
-    kwargs = dict(seeds=(0, 1), epochs=1, part_one=tiny, candidate=candidate, best=best,
-                  screening_epochs=(1, 3), checkpoints=tmp_path / "c")
+    two_best = candidate.with_(label_smoothing=0.0)
+    shallow = [c for name, _, c in beyond.part_three(two_best, budget=beyond.budget(tiny))
+               if name == "shallow-seed-0.npz"][0]
+    kwargs = dict(seeds=(0, 1), epochs=1, part_one=tiny, candidate=candidate,
+                  part_two_best=two_best, best=shallow, screening_epochs=(1, 3),
+                  checkpoints=tmp_path / "c")
     record, runs = beyond.run_all(synthetic, **kwargs)
-    # each configuration is trained once, however many lists it is in: e.g. the best net's seed 0
-    # is the leave-one-out without label smoothing
+    # each configuration is trained once, however many lists it is in: e.g. part two's best
+    # net's seed 0 is the leave-one-out without label smoothing, the best net's seeds are part
+    # three's shallower net's
     entries = [run for key in beyond.RUN_LISTS for run in record[key]]
     by_config = {}
     for run in entries:
         by_config.setdefault(json.dumps(run["config"], sort_keys=True), set()).add(run["run"])
     assert all(len(names) == 1 for names in by_config.values())
     assert len(runs) == len(by_config) and {r["run"] for r in entries} == set(runs)
-    assert {f"best-seed-{s}.npz" for s in (0, 1)} | {"candidate-seed-0.npz"} <= set(runs)
-    assert record["leave_one_out"][2] == {**record["best"][0],
+    assert {f"{best}-seed-{s}.npz" for s in (0, 1) for best in ("best", "part-two-best")} | {
+        "candidate-seed-0.npz"} <= set(runs)
+    assert "shallow-seed-0.npz" not in runs and "shallow-seed-1.npz" not in runs
+    assert record["leave_one_out"][2] == {**record["part_two_best"][0],
                                           "change": "without label smoothing 0.1"}
+    assert [r["run"] for r in record["part_three"] if "shallower" in r["change"]] == [
+        "best-seed-0.npz", "best-seed-1.npz"]
     # every run kept a checkpoint, which a second call resumes from: finished, the same runs
     assert len(list((tmp_path / "c").iterdir())) == len(runs)
     changes = [run["change"] for run in record["ablation"]]
@@ -264,13 +288,13 @@ def test_run_all_trains_every_run_of_section_6(synthetic, tmp_path):
     loo = tables.leave_one_out_table(record)
     assert [r["run"] for r in loo][:4] == [r["change"] for r in record["leave_one_out"]]
     assert loo[4]["test acc. (%)"] == pytest.approx(
-        50 * sum(r["test_accuracy"] for r in record["best"]))
+        50 * sum(r["test_accuracy"] for r in record["part_two_best"]))
     assert loo[3]["compute (TFLOP)"] == pytest.approx(
         compute.training_flop(candidate, runs["leave-one-out-2.npz"].steps) / 1e12)
     assert loo[0]["to the candidate (points)"] == 0
     third = tables.part_three_table(record)
     assert [r["run"] for r in third][1:] == [change for _, change, _ in beyond.part_three(
-        best, budget=beyond.budget(tiny))]
+        two_best, budget=beyond.budget(tiny))]
     assert all(isinstance(r["test acc., SWA (%)"], float) for r in third[1:])
     assert all(run["training_flop"] <= beyond.budget(tiny) for run in record["part_three"])
     beyond.save(tmp_path / "stored", record, runs)

@@ -17,7 +17,7 @@ def test_provenance_names_runs_code_machines_and_rates(record):
     lines = tables.provenance(record).splitlines()
     parts = [(title, keys) for title, keys in (
         ("Part one", ("ablation", "alternatives", "part_one")), ("Screening", ("screening",)),
-        ("Part two", ("best", "leave_one_out")), ("Part three", ("part_three",)))
+        ("Part two", ("part_two_best", "leave_one_out")), ("Part three", ("part_three", "best")))
         if any(record.get(key) for key in keys)]                  # a part without runs: no line
     assert len(lines) == len(parts) == 4
     for line, (title, keys) in zip(lines, parts):
@@ -71,9 +71,9 @@ def test_leave_one_out_table_compares_with_the_candidate(record):
     assert [r["run"] for r in rows[:len(loo)]] == [r["change"] for r in loo]
     assert rows[0]["to the candidate (points)"] == 0
     best = rows[len(loo)]
-    assert best["run"] == "the best net" and best["seeds"] == "0, 1"
+    assert best["run"] == "part two's best net" and best["seeds"] == "0, 1"
     assert best["test acc. (%)"] == pytest.approx(np.mean([100 * r["test_accuracy"]
-                                                           for r in record["best"]]))
+                                                           for r in record["part_two_best"]]))
     assert best["to the candidate (points)"] == pytest.approx(
         best["test acc. (%)"] - 100 * loo[0]["test_accuracy"])
     assert rows[-1]["run"].startswith("part one's net (180 epochs")
@@ -81,15 +81,28 @@ def test_leave_one_out_table_compares_with_the_candidate(record):
 
 
 def test_published_table_ends_with_ours(record):
+    """Part one's net, part two's best net, and the best net scored by its averaged weights."""
     rows = tables.published_table(record)
-    assert len(rows) == len(tables.PUBLISHED) + 2
-    ours = rows[-2:]
-    assert [r["source"] for r in ours] == ["this report, part one", "this report, part two"]
-    for row, key in zip(ours, ("part_one", "best")):
+    assert len(rows) == len(tables.PUBLISHED) + 3
+    ours = rows[-3:]
+    assert [r["source"] for r in ours] == [f"this report, part {p}" for p in ("one", "two",
+                                                                               "three")]
+    key_and_score = (("part_one", "test_accuracy"), ("part_two_best", "test_accuracy"),
+                     ("best", "swa_test_accuracy"))
+    for row, (key, score) in zip(ours, key_and_score):
         assert row["test acc. (%)"] == round(float(np.mean(
-            [100 * r["test_accuracy"] for r in record[key]])), 2)
-    assert ours[1]["training"].endswith(
-        f"{100 * record['best'][0]['training_flop'] / beyond.BUDGET_FLOP:.0f}% of the budget")
+            [100 * r[score] for r in record[key]])), 2)
+        assert row["training"].endswith(
+            f"{100 * record[key][0]['training_flop'] / beyond.BUDGET_FLOP:.0f}% of the budget")
+    assert [r["net"] for r in ours] == ["3072-1024-512-256-10, BN, dropout"] * 2 + [
+        "3072-1024-1024-10, BN, dropout, averaged weights"]
+
+
+def test_accuracy_is_that_of_the_averaged_weights_if_a_run_has_them():
+    run = {"test_accuracy": 0.7, "val_accuracy": 0.71}
+    assert tables.accuracy(run, "test") == 0.7 and tables.accuracy(run, "val") == 0.71
+    averaged = {**run, "swa_test_accuracy": 0.72, "swa_val_accuracy": 0.73}
+    assert tables.accuracy(averaged, "test") == 0.72 and tables.accuracy(averaged, "val") == 0.73
 
 
 def test_leave_one_out_table_of_a_record_without_rates():
@@ -99,7 +112,7 @@ def test_leave_one_out_table_of_a_record_without_rates():
                 "val_accuracy": acc, "test_accuracy_flip_averaged": acc,
                 "training_flop": 1e12, "minutes": 1.0, "epochs": 180}
     record = {"leave_one_out": [run("the candidate", 0.7), run("without x", 0.65)],
-              "best": [run("best", 0.72), run("best", 0.74, 1)],
+              "part_two_best": [run("best", 0.72), run("best", 0.74, 1)],
               "part_one": [run("part one", 0.6)]}
     rows = tables.leave_one_out_table(record)
     assert [r["to the candidate (points)"] for r in rows] == pytest.approx([0, -5, 3, -10])
