@@ -335,6 +335,18 @@ def test_preset_best_with_overrides(cifar10_dir, capsys):
     assert config["hidden"] == [64, 32] and config["epochs"] == 0.05 and config["zca"] is False
     assert config["schedule"] == "one_cycle" and config["nesterov"] and config["dropout"] == 0.2
     assert out["steps"] == round(0.05 * (45000 // 256)) and 0 <= out["test_accuracy"] <= 1
+    assert config["swa"] == 0.25 and 0 <= out["swa_test_accuracy"] <= 1     # averaged weights
+
+
+def test_part_two_best_net_is_the_best_preset_with_three_options():
+    """The command line that docs/cli.md gives for part two's best net gives PART_TWO_BEST."""
+    from assignment3.cli import build_parser
+    from assignment3.cli.options import config_from_args
+    from assignment3.config import PART_TWO_BEST
+    parser = build_parser()
+    args = parser.parse_args(["train", "--preset", "best", "--hidden", "1024,512,256",
+                              "--epochs", "360", "--swa", "0"])
+    assert config_from_args(args, parser) == PART_TWO_BEST
 
 
 @pytest.mark.slow
