@@ -699,7 +699,7 @@ def section_micro(args, packages, emit):
                      f"the difference is {100 * (t['temporary'] - t['scaled']) / step_s:.1f}% "
                      f"of a 3-layer BN float32 step ({1e6 * step_s:.0f} us)"))
 
-    # the momentum update block by block, on the vectors of the best net of section 6
+    # the momentum update block by block, on the vectors of section 6's 1024-512-256 net
     m, nw = n_parameters(PART_ONE), n_weights(PART_ONE)
     vecs = [rng.standard_normal(m).astype(np.float32) for _ in range(3)]
     work = [np.empty_like(x) for x in vecs]
@@ -710,7 +710,7 @@ def section_micro(args, packages, emit):
     t = alternating({block: partial(momentum_update, *work, 0.01, 2.5e-4, 0.9, nw, block)
                      for block in (UPDATE_BLOCK, m)}, 31, setup=reset)
     rows.append(("`nn/optim.py` momentum update: block by block",
-                 f"halves the update's time (vectors of {m * 4 / 1e6:.0f} MB, the best net)",
+                 f"halves the update's time (vectors of {m * 4 / 1e6:.0f} MB, part one's net)",
                  f"{1e3 * t[UPDATE_BLOCK]:.1f} ms in blocks of {UPDATE_BLOCK} vs "
                  f"{1e3 * t[m]:.1f} ms in one pass: {t[m] / t[UPDATE_BLOCK]:.2f}x"))
     rows.append(("`config.py` `PART_ONE`: its first layer's float32 product",
