@@ -133,12 +133,11 @@ def part_three(best: Config = PART_TWO_BEST, swa: float = SWA,
                budget: float = BUDGET_FLOP) -> list[tuple[str, str, Config]]:
     """[(file, change, Config)]: part three's runs at the full `budget` (seed 0), each with its
     weights averaged over the last `swa` of the run: part two's `best` itself, then one change to
-    it each:
-    random crops of the image padded by one pixel more (a shift with zero fill is such a crop);
-    a first hidden layer half as wide; a linear bottleneck before it, 1/BOTTLENECK as wide (Lin,
-    Memisevic and Konda 2015); shallower and wider (two hidden layers as wide as the first);
-    deeper (each hidden layer after the first twice); all but the first two for as many epochs
-    as the budget buys. Last, the shallower and wider net again with seed 1: its averaged
+    it each: random crops of the image padded by one pixel more (a shift with zero fill is such a
+    crop); a first hidden layer half as wide; a linear bottleneck before it, 1/BOTTLENECK as
+    wide (Lin, Memisevic and Konda 2015); shallower and wider (two hidden layers as wide as the
+    first); deeper (each hidden layer after the first twice); all but the first two for as many
+    epochs as the budget buys. Last, the shallower and wider net again with seed 1: its averaged
     weights beat `best` on validation, and a second seed is what tells whether they beat it on
     test (they did: it is `config.BEST`)."""
     first, rest = best.hidden[0], best.hidden[1:]
@@ -148,6 +147,8 @@ def part_three(best: Config = PART_TWO_BEST, swa: float = SWA,
     deep = best.with_(hidden=(first, *[width for width in rest for _ in range(2)]))
     narrow, bottleneck, shallow, deep = (config.with_(epochs=epochs_within(config, budget))
                                          for config in (narrow, bottleneck, shallow, deep))
+    shallow_change = (f"shallower and wider: hidden layers {'-'.join(map(str, shallow.hidden))}, "
+                      f"{shallow.epochs:g} epochs")
     return [("swa-seed-0.npz", "part two's best net, trained again", best.with_(swa=swa)),
             ("crops-seed-0.npz", f"random crops with padding {best.max_shift + 1} instead of "
              f"{best.max_shift}", best.with_(max_shift=best.max_shift + 1, swa=swa)),
@@ -155,12 +156,10 @@ def part_three(best: Config = PART_TWO_BEST, swa: float = SWA,
              "epochs", narrow.with_(swa=swa)),
             ("bottleneck-seed-0.npz", f"a linear bottleneck of {bottleneck.hidden[0]} units "
              f"before the first layer, {bottleneck.epochs:g} epochs", bottleneck.with_(swa=swa)),
-            ("shallow-seed-0.npz", f"shallower and wider: hidden layers {shallow.hidden}, "
-             f"{shallow.epochs:g} epochs", shallow.with_(swa=swa)),
-            ("deep-seed-0.npz", f"deeper: hidden layers {deep.hidden}, {deep.epochs:g} epochs",
-             deep.with_(swa=swa)),
-            ("shallow-seed-1.npz", f"shallower and wider: hidden layers {shallow.hidden}, "
-             f"{shallow.epochs:g} epochs, seed 1", shallow.with_(swa=swa, seed=1))]
+            ("shallow-seed-0.npz", shallow_change, shallow.with_(swa=swa)),
+            ("deep-seed-0.npz", f"deeper: hidden layers {'-'.join(map(str, deep.hidden))}, "
+             f"{deep.epochs:g} epochs", deep.with_(swa=swa)),
+            ("shallow-seed-1.npz", f"{shallow_change}, seed 1", shallow.with_(swa=swa, seed=1))]
 
 
 def screening(candidate: Config = CANDIDATE, part_one: Config = PART_ONE,

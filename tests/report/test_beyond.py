@@ -100,8 +100,8 @@ def test_part_three_changes_one_thing_each_within_the_budget():
         "hidden", "epochs", "swa"}
     assert shallow == BEST
     assert shallow.hidden == (1024, 1024) and deep.hidden == (1024, 512, 512, 256, 256)
-    assert "(1024, 1024), 325 epochs" in shallow_change
-    assert "(1024, 512, 512, 256, 256), 331 epochs" in deep_change
+    assert "hidden layers 1024-1024, 325 epochs" in shallow_change
+    assert "hidden layers 1024-512-512-256-256, 331 epochs" in deep_change
     assert second == shallow.with_(seed=1) and second_name == "shallow-seed-1.npz"
     assert second_change == shallow_change + ", seed 1" and shallow.seed == 0
     for config in (again, crops, narrow, neck, shallow, deep):
