@@ -10,6 +10,7 @@ re-check them without retraining for hours."""
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ FROM_RESULT = ("test_accuracy", "val_accuracy", "steps", "epochs", "seconds", "c
                "history", "code_version", "machine", "run")
 
 
+def layers(hidden: Sequence[int]) -> str:
+    """Layer sizes as the report writes them: (1024, 512, 256) as "1024-512-256"."""
+    return "-".join(map(str, hidden))
+
+
 def ablation_path(epochs: float = ABLATION_EPOCHS,
                   best: Config = PART_ONE) -> list[tuple[str, Config]]:
     """[(change, Config)]: from the assignment's 3-layer BN net to the `best` configuration, each
@@ -90,7 +96,7 @@ def ablation_path(epochs: float = ABLATION_EPOCHS,
     zca = augmented.with_(zca=best.zca)
     bn_order = zca.with_(bn_order=best.bn_order)
     steps = [("the assignment's net: 50-50, BN, cyclical learning rate", assignment),
-             (f"wider and deeper: {'-'.join(map(str, best.hidden))}", wide),
+             (f"wider and deeper: {layers(best.hidden)}", wide),
              (f"Nesterov momentum {best.momentum}, batch {best.n_batch}, one-cycle schedule, "
               f"weight decay {2 * best.lam:g}", sgd),
              (f"dropout {best.dropout}", dropout),
@@ -147,7 +153,7 @@ def part_three(best: Config = PART_TWO_BEST, swa: float = SWA,
     deep = best.with_(hidden=(first, *[width for width in rest for _ in range(2)]))
     narrow, bottleneck, shallow, deep = (config.with_(epochs=epochs_within(config, budget))
                                          for config in (narrow, bottleneck, shallow, deep))
-    shallow_change = (f"shallower and wider: hidden layers {'-'.join(map(str, shallow.hidden))}, "
+    shallow_change = (f"shallower and wider: hidden layers {layers(shallow.hidden)}, "
                       f"{shallow.epochs:g} epochs")
     return [("swa-seed-0.npz", "part two's best net, trained again", best.with_(swa=swa)),
             ("crops-seed-0.npz", f"random crops with padding {best.max_shift + 1} instead of "
@@ -157,7 +163,7 @@ def part_three(best: Config = PART_TWO_BEST, swa: float = SWA,
             ("bottleneck-seed-0.npz", f"a linear bottleneck of {bottleneck.hidden[0]} units "
              f"before the first layer, {bottleneck.epochs:g} epochs", bottleneck.with_(swa=swa)),
             ("shallow-seed-0.npz", shallow_change, shallow.with_(swa=swa)),
-            ("deep-seed-0.npz", f"deeper: hidden layers {'-'.join(map(str, deep.hidden))}, "
+            ("deep-seed-0.npz", f"deeper: hidden layers {layers(deep.hidden)}, "
              f"{deep.epochs:g} epochs", deep.with_(swa=swa)),
             ("shallow-seed-1.npz", f"{shallow_change}, seed 1", shallow.with_(swa=swa, seed=1))]
 

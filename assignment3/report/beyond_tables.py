@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..store.provenance import describe, short_version
-from .beyond import BUDGET_FLOP
+from .beyond import BUDGET_FLOP, layers
 
 Record = dict[str, Any]
 Rows = list[dict[str, Any]]
@@ -147,7 +147,7 @@ def published_table(record: Record) -> Rows:
     """The plain fully connected nets of `PUBLISHED` and ours (mean test `accuracy` of the seeds
     of part one's net, part two's best net and the best net)."""
     def net(config: dict[str, Any]) -> str:
-        return (f"3072-{'-'.join(map(str, config['hidden']))}-10, BN, dropout"
+        return (f"{layers([3072, *config['hidden'], 10])}, BN, dropout"
                 + (", averaged weights" if config.get("swa") else ""))
     ours = [(f"this report, part {part}", net(runs[0]["config"]),
              f"{runs[0]['epochs']:g} epochs, {100 * runs[0]['training_flop'] / BUDGET_FLOP:.0f}% "
