@@ -1,34 +1,73 @@
-# Everything runs inside a local virtual environment in .venv/, created on first use.
+# Everything runs inside a local virtual environment in .venv/, created on first use, with the
+# versions of requirements.lock (DEPS=newest: the newest releases pyproject.toml allows instead).
 # Data: $CIFAR10_DIR if set (the folder holding data_batch_1..5 and test_batch), else a per-user
 # cache, downloaded there on first use.
 PYTHON ?= python3
-VENV   := .venv
+DEPS   ?= locked
+VENV   ?= .venv
 BIN    := $(VENV)/bin
+EXTRAS := test,report,cluster
+UV     := uv==0.13.9
+# make check-all: these Pythons, found on PATH or under `pyenv root`
+PYTHONS ?= 3.10 3.11 3.12 3.13
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 ifdef CIFAR10_DIR
 export CIFAR10_DIR := $(abspath $(CIFAR10_DIR))
 endif
 
-.PHONY: help setup data lint check test notebooks pdf report beyond lab bench clean
+.PHONY: help setup lock data lint check check-all check-one test notebooks pdf report beyond lab bench clean
 
 help:
 	@echo "make report  set up, get the data, run every notebook, write build/report.pdf"
 	@echo "make check  linters (ruff, mypy) + the fast tests: about a minute, no CIFAR-10 needed"
+	@echo "make check-all  make check in fresh environments, locked and newest, on each of $(PYTHONS)"
 	@echo "make test    linters + every test (real CIFAR-10) + re-execute every notebook with nbval"
 	@echo "make pdf     build/report.pdf from the executed notebooks (no re-run)"
 	@echo "make beyond  retrain and store the runs of notebook 06 (7-8 h, resumable), then execute it"
 	@echo "make lab     JupyterLab in the project's environment"
 	@echo "make bench   the speed and memory benchmark"
+	@echo "make lock    regenerate requirements.lock from pyproject.toml"
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+ifeq ($(DEPS),locked)
+$(VENV)/.installed-locked: pyproject.toml requirements.lock | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,report,cluster]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-*
 	touch $@
+else ifeq ($(DEPS),newest)
+$(VENV)/.installed-newest: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+else
+$(error DEPS=$(DEPS): use DEPS=locked (the default, requirements.lock) or DEPS=newest)
+endif
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed-$(DEPS)
+
+# every dependency and extra, pinned with hashes, for every supported Python (pyproject's [tool.uv])
+lock: | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet "$(UV)"
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.10 \
+	    --generate-hashes --custom-compile-command "make lock" --quiet -o requirements.lock
+
+# make check-one V=3.12 DEPS=newest: make check in a new environment build/envs/3.12-newest
+check-one:
+	@py=$$(command -v python$(V) 2>/dev/null | grep -v /shims/ \
+	    || ls -d $$(pyenv root 2>/dev/null)/versions/$(V).*/bin/python$(V) 2>/dev/null | tail -n 1); \
+	if [ -z "$$py" ]; then echo "python$(V) not found on PATH or under pyenv root"; exit 1; fi; \
+	echo "== Python $(V) ($$py), $(DEPS) versions"; \
+	rm -rf build/envs/$(V)-$(DEPS); \
+	$(MAKE) --no-print-directory check PYTHON=$$py VENV=build/envs/$(V)-$(DEPS) DEPS=$(DEPS)
+
+check-all:
+	@for v in $(PYTHONS); do for deps in locked newest; do \
+	    $(MAKE) --no-print-directory check-one V=$$v DEPS=$$deps || exit 1; done; done
 
 data: setup
 	$(BIN)/python -c "from assignment3.data import find_data_dir; print('CIFAR-10 in', find_data_dir())"

@@ -66,8 +66,9 @@ def augment_rows(rows: Array, rng: np.random.Generator, flip: bool = True,
         mirrored = rng.random(n) < 0.5
         inner[mirrored] = images[mirrored, :, :, ::-1]
     top, left = rng.integers(0, 2 * s + 1, (2, n))          # window corner: shift s - top, s - left
-    windows = np.lib.stride_tricks.sliding_window_view(framed, (SIDE, SIDE), axis=(2, 3))
-    return windows[np.arange(n), :, top, left].reshape(n, -1)
+    # windows[i, 0, y, x] is the whole 1 x C x 32 x 32 window of the frames at corner (y, x)
+    windows = np.lib.stride_tricks.sliding_window_view(framed, (1, CHANNELS, SIDE, SIDE))
+    return windows[np.arange(n), 0, top, left].reshape(n, -1)
 
 
 def smooth_labels(Y: Array, eps: float) -> Array:

@@ -78,7 +78,7 @@ def check_gradients(params: Params, X: Array, Y: Array, lam: float, h: float = 1
     for name in PARAM_NAMES:
         for l, (a, b) in enumerate(zip(ga[name], gn[name])):
             err = relative_error(a, b, floor)
-            rows.append({"param": name, "layer": l + 1, "max_rel_error": float(err.max()),
+            rows.append({"param": name, "layer": l + 1, "max_rel_error": float(np.max(err)),
                          "median_rel_error": float(np.median(err)),
                          "max_abs_error": float(np.abs(a - b).max()),
                          "max_abs_grad": float(np.abs(a).max())})

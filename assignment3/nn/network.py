@@ -177,6 +177,8 @@ def _bn_forward(S: Array, gamma: Array, beta: Array, stats: Stats | None, l: int
                 batch_stats: Stats) -> tuple[Array, Array, Array]:
     """BN of S (m x n) with the batch's statistics (stats None; appended to batch_stats) or with
     stats[l]. Returns (s_tilde, D, inv_std), new arrays; S is not modified."""
+    mu: Array
+    v: Array
     if stats is None:
         mu = row_sum(S) / S.shape[1]
         D = S - mu                                            # D = S - mu

@@ -11,7 +11,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from ..store.provenance import code_version, describe, machine
+from ..store.provenance import code_version, describe, machine, unlike_reference
 
 #: Output metadata key marking a captioned figure ({"figure": caption}) or the caption line the
 #: notebook shows under it ({"caption": True}, left out of the PDF, which numbers the figure).
@@ -114,9 +114,11 @@ def summary_rows(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def execution_record() -> dict[str, str]:
-    """When, with which code version and on which machine this notebook is executed."""
+    """When, with which code version and on which machine this notebook is executed (and whether
+    that machine has the versions of the committed numbers)."""
+    here = machine()
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "code_version": code_version(), "machine": describe(machine())}
+            "code_version": code_version(), "machine": describe(here) + unlike_reference(here)}
 
 
 def publish_headlines(section: int, title: str, rows: list[dict[str, Any]]) -> None:

@@ -33,6 +33,22 @@ def machine() -> dict[str, Any]:
             "numpy": np.__version__, "blas": "; ".join(blas)}
 
 
+#: What the committed notebooks were executed with (docs/same-numbers.md): numpy, its OpenBLAS
+#: and the kernel OpenBLAS ran; requirements.lock installs the first two.
+REFERENCE = {"numpy": "2.4.6", "blas": "openblas 0.3.31", "kernel": "Haswell"}
+
+
+def unlike_reference(machine_info: dict[str, Any]) -> str:
+    """"" if a `machine()` dict has the numpy, OpenBLAS and kernel of the committed numbers, else
+    a clause saying that it has not, for the report's execution record."""
+    blas = machine_info.get("blas", "")
+    if machine_info.get("numpy") == REFERENCE["numpy"] and \
+            blas.startswith(REFERENCE["blas"] + ".") and f"({REFERENCE['kernel']})" in blas:
+        return ""
+    return ("; not the versions of the committed numbers (numpy {numpy}, {blas} with the "
+            "{kernel} kernel), so the last digits may differ").format(**REFERENCE)
+
+
 def code_version(repo: Path = REPO) -> str:
     """The git commit of the code ("<hash>", with "+changes" if the working tree differs from
     it), or "unknown" outside a git checkout."""

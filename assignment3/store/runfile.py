@@ -155,6 +155,10 @@ class RunFile:
         if it is missing, another shape or dtype, an object array, compressed more than arrays
         of a network compress (`MAX_INFLATION`), or its size is not its header's."""
         info = self._member(name, what)
+        if info.header_offset + info.compress_size > self._size:
+            raise RunFileError(self.path, (
+                f"array {name}: its member declares {info.compress_size:,} bytes, more than the "
+                "file holds; the file is truncated"))
         got_shape, got_dtype, offset = self._header(name, info)    # its first bytes only
         want_shape = got_shape if shape is None else tuple(shape)
         want_dtype = got_dtype if dtype is None else np.dtype(dtype)
@@ -164,10 +168,6 @@ class RunFile:
                 f"{got_shape} {got_dtype}; the file is damaged or not of this run"))
         self._check_inflation(info, f"array {name}", MAX_INFLATION,
                               "arrays of a network compress")
-        if info.header_offset + info.compress_size > self._size:
-            raise RunFileError(self.path, (
-                f"array {name}: its member declares {info.compress_size:,} bytes, more than the "
-                "file holds; the file is truncated"))
         nbytes = math.prod(got_shape) * got_dtype.itemsize
         if info.file_size != offset + nbytes:
             raise RunFileError(self.path, (

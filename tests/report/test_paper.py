@@ -15,7 +15,12 @@ from assignment3.report.paper import (  # noqa: E402
     markdown_table,
     summary_rows,
 )
-from assignment3.store.provenance import code_version, describe, machine  # noqa: E402
+from assignment3.store.provenance import (  # noqa: E402
+    code_version,
+    describe,
+    machine,
+    unlike_reference,
+)
 
 ROWS = [{"setting": "a long setting name", "acc (%)": 53.137}, {"setting": "b", "acc (%)": ""}]
 
@@ -87,7 +92,8 @@ def test_figure_svg_is_the_same_for_the_same_figure():
 def test_execution_record_names_date_code_and_machine():
     record = execution_record()
     assert record["code_version"] == code_version()
-    assert record["machine"] == describe(machine())
+    here = machine()
+    assert record["machine"] == describe(here) + unlike_reference(here)
     assert record["date"].endswith(" UTC") and len(record["date"]) == len("2025-01-01 12:00 UTC")
 
 

@@ -15,6 +15,7 @@ from assignment3.store.provenance import (
     machine,
     matmul_rate,
     short_version,
+    unlike_reference,
 )
 
 
@@ -60,3 +61,20 @@ def test_machine_names_cores_numpy_and_the_blas_kernel():
 def test_matmul_rate_is_a_rate_in_gflops():
     rate = matmul_rate(Config(hidden=(64,), n_batch=32), d=256, repeats=3)
     assert isinstance(rate, float) and 0 < rate < 1e5
+
+
+REFERENCE_MACHINE = {"cpu": "AMD EPYC", "cores": 2, "python": "3.11.7", "numpy": "2.4.6",
+                     "blas": "openblas 0.3.31.188.0 (Haswell), 2 threads"}
+
+
+@pytest.mark.parametrize("change", [
+    {}, {"numpy": "2.5.5"}, {"numpy": "2.4.60"}, {"blas": "openblas 0.3.34.0 (Haswell), 2 threads"},
+    {"blas": "openblas 0.3.310 (Haswell), 2 threads"},
+    {"blas": "openblas 0.3.31.188.0 (SkylakeX), 2 threads"}, {"blas": ""}])
+def test_a_machine_unlike_the_committed_numbers_says_so(change):
+    said = unlike_reference({**REFERENCE_MACHINE, **change})
+    if change:
+        assert said.startswith("; not the versions of the committed numbers (numpy 2.4.6, "
+                               "openblas 0.3.31 with the Haswell kernel)")
+    else:
+        assert said == ""
