@@ -11,6 +11,8 @@ import numpy as np
 
 from .data import D, K
 from .nn.checks import BN_ORDERS, is_bool, is_int, is_real
+from .nn.network import Net
+from .nn.optim import SGD, Update
 
 
 class ConfigError(ValueError):
@@ -198,6 +200,16 @@ class Config:
                               n=len(self.hidden), s="s" if len(self.hidden) > 1 else "")
         if self.nesterov and not self.momentum:
             raise ConfigError("{0} needs {1} > 0", ("nesterov", True), "momentum")
+
+    @property
+    def net(self) -> Net:
+        """The network's wiring: BN before or after the ReLU, the hidden layers without one."""
+        return Net(self.bn_order, self.linear)
+
+    @property
+    def update(self) -> Update:
+        """The update rule with its settings."""
+        return SGD(self.lam, self.momentum, self.nesterov)
 
     def with_(self, **changes: Any) -> "Config":
         """A copy with some fields changed."""

@@ -81,7 +81,7 @@ class Run:
         d, K = data.train.X.shape[0], data.train.Y.shape[0]
         params = init_params([d, *config.hidden, K], batch_norm=config.batch_norm,
                              init=config.init, seed=config.seed, dtype=config.dtype)
-        flat = FlatParams(params, momentum=config.momentum > 0, average=config.swa > 0)
+        flat = FlatParams(params, config.update.state, average=config.swa > 0)
         run = cls(flat, started=started)
         state = checkpoint.load(config, data, run.flat.params, run.flat.vectors()) \
             if checkpoint is not None else None
@@ -150,7 +150,7 @@ class Evaluations:
         stats, config = state.stats or None, self.config
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             tr, va = (evaluate_unchecked(state.params, split.X, split.y, config.lam, stats,
-                                         bn_order=config.bn_order, linear=config.linear)
+                                         net=config.net)
                       for split in (self.data.train, self.data.val))
         if not np.isfinite(tr["cost"]):
             raise DivergenceError(state.step, tr["cost"], eta)

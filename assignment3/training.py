@@ -22,7 +22,8 @@ from .data import CIFAR10, zca_whiten
 from .harness import Checkpointer, Harness, History, Run
 from .nn.checks import check_data
 from .nn.cost import evaluate_unchecked
-from .nn.optim import DivergenceError, cyclic_lr, one_cycle_lr, step, update_moving_averages
+from .nn.network import update_moving_averages
+from .nn.optim import DivergenceError, cyclic_lr, one_cycle_lr, step
 from .nn.swa import bn_statistics, snapshot_steps
 from .nn.types import Params, Stats
 
@@ -103,9 +104,8 @@ def train(data: CIFAR10, config: Config = Config(), progress: bool = False,
     with Harness(data, config, run, total, checkpoint, progress) as harness:
         for Xb, Yb, masks, position in harness.inputs(cores):
             eta = learning_rate(run.step)
-            batch_stats = step(run.flat, Xb, Yb, eta, lam=config.lam, momentum=config.momentum,
-                               nesterov=config.nesterov, bn_order=config.bn_order, masks=masks,
-                               t=run.step, linear=config.linear)
+            batch_stats = step(run.flat, Xb, Yb, eta, run.step, config.update, net=config.net,
+                               masks=masks)
             run.step, run.position = run.step + 1, position
             if batch_stats:
                 run.stats = update_moving_averages(run.stats, batch_stats)
@@ -116,7 +116,7 @@ def train(data: CIFAR10, config: Config = Config(), progress: bool = False,
             harness.step_done(eta)               # progress; a stop signal ends the run here
         # the test set while the last evaluation on train and val finishes in the background
         test = evaluate_unchecked(run.flat.params, data.test.X, data.test.y, 0.0, run.stats,
-                                  bn_order=config.bn_order, linear=config.linear)
+                                  net=config.net)
         averaged = scored_average(run.flat.averaged, data, config) if config.swa else None
         harness.finish(learning_rate(total - 1))
 
@@ -131,9 +131,9 @@ def scored_average(params: Params | None, data: CIFAR10, config: Config) -> Aver
     """The averaged weights `params` of a run of `config` on `data` with their BN statistics
     recomputed on the training set and their accuracies on val and test."""
     assert params is not None                   # a run with config.swa keeps an average
-    stats = bn_statistics(params, data.train.X, config.n_batch, config.bn_order, config.linear)
+    stats = bn_statistics(params, data.train.X, config.n_batch, config.net)
     val, test = (evaluate_unchecked(params, split.X, split.y, 0.0, stats or None,
-                                    bn_order=config.bn_order, linear=config.linear)["accuracy"]
+                                    net=config.net)["accuracy"]
                  for split in (data.val, data.test))
     return Averaged(params, stats, val, test)
 

@@ -12,8 +12,8 @@ from threadpoolctl import threadpool_info
 from assignment3.config import Config
 from assignment3.harness import HISTORY_KEYS, Evaluations, Harness, Run
 from assignment3.nn.cost import evaluate
-from assignment3.nn.network import init_params
-from assignment3.nn.optim import DivergenceError, step, update_moving_averages
+from assignment3.nn.network import init_params, update_moving_averages
+from assignment3.nn.optim import DivergenceError, step
 from assignment3.signals import TrainingInterrupted
 from assignment3.store.checkpoints import Checkpoint
 from assignment3.store.runfile import read
@@ -49,7 +49,7 @@ def test_run_starts_from_its_checkpoint(synthetic, tmp_path):
     assert all(np.array_equal(a, c) and np.array_equal(b, d)
                for (a, b), (c, d) in zip(run.stats, result.stats))
     assert run.position["batch"] == 40 % 6 and 0 < run.earlier <= result.seconds
-    assert np.abs(run.flat.velocity).max() > 0                        # the momentum kept
+    assert np.abs(run.flat.state["velocity"]).max() > 0                        # the momentum kept
 
 
 def test_run_state_copies_on_request(synthetic):
@@ -60,7 +60,7 @@ def test_run_state_copies_on_request(synthetic):
     assert copied.params["W"][0] is not run.flat.params["W"][0]
     assert arrays_equal(copied.params, run.flat.params)
     assert copied.stats[0][0] is not run.stats[0][0]
-    assert not np.shares_memory(copied.vectors["velocity"], run.flat.velocity)
+    assert not np.shares_memory(copied.vectors["velocity"], run.flat.state["velocity"])
     run.flat.theta += 1
     assert not np.array_equal(copied.params["W"][0], run.flat.params["W"][0])
 
@@ -71,8 +71,7 @@ def trained_states(data, n):
     states = []
     with Harness(data, CONFIG, run, n) as harness:
         for t, (Xb, Yb, masks, position) in enumerate(harness.inputs(cores=1)):
-            stats = step(run.flat, Xb, Yb, 0.05, lam=CONFIG.lam, momentum=CONFIG.momentum,
-                         masks=masks, t=t)
+            stats = step(run.flat, Xb, Yb, 0.05, t, CONFIG.update, masks=masks)
             run.step, run.position = t + 1, position
             run.stats = update_moving_averages(run.stats, stats)
             states.append(run.state(copy=True))
@@ -140,8 +139,7 @@ def run_until_signal(data, config, checkpoint, sig, at_step, progress=False):
     with Harness(data, config, run, total, checkpoint, progress) as harness:
         for Xb, Yb, masks, position in harness.inputs(cores=1):
             eta = learning_rate(run.step)
-            stats = step(run.flat, Xb, Yb, eta, lam=config.lam, momentum=config.momentum,
-                         masks=masks, t=run.step)
+            stats = step(run.flat, Xb, Yb, eta, run.step, config.update, masks=masks)
             run.step, run.position = run.step + 1, position
             run.stats = update_moving_averages(run.stats, stats)
             if run.step % eval_every == 0:

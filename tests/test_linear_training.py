@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 from assignment3.config import Config, ConfigError, ConfigTypeError, config_dict, config_from_dict
 from assignment3.nn.augment import flipped
 from assignment3.nn.cost import evaluate
-from assignment3.nn.network import forward, softmax
+from assignment3.nn.network import Net, forward, softmax
 from assignment3.nn.swa import bn_statistics
 from assignment3.store.checkpoints import Checkpoint
 from assignment3.store.runfile import RunFileError
@@ -30,8 +30,7 @@ RUN = Config(hidden=(20, 10), schedule="one_cycle", epochs=3, n_batch=50, linear
 def accuracy(params, stats, split, linear, bn_order="before"):
     """Test-mode accuracy on `split`, with one BLAS thread (the run's)."""
     with threadpool_limits(1, user_api="blas"):
-        return evaluate(params, split.X, split.y, 0.0, stats, bn_order=bn_order,
-                        linear=linear)["accuracy"]
+        return evaluate(params, split.X, split.y, 0.0, stats, net=Net(bn_order, linear))["accuracy"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,9 +126,9 @@ def test_stored_scores_are_those_of_the_linear_network(runs, synthetic):
     assert result.test_accuracy == accuracy(result.params, result.stats, synthetic.test, 1)
     with threadpool_limits(1, user_api="blas"):
         train_scores = evaluate(result.params, synthetic.train.X, synthetic.train.y, RUN.lam,
-                                result.stats, linear=1)
+                                result.stats, net=Net(linear=1))
         relu_scores = evaluate(result.params, synthetic.train.X, synthetic.train.y, RUN.lam,
-                               result.stats, linear=0)
+                               result.stats, net=Net(linear=0))
     assert result.history["cost_train"][-1] == pytest.approx(train_scores["cost"], rel=1e-5)
     assert result.history["cost_train"][-1] != pytest.approx(relu_scores["cost"], rel=1e-3)
 
@@ -138,10 +137,10 @@ def test_averaged_weights_get_statistics_and_scores_of_the_linear_network(runs, 
     """SWA: the averaged weights' BN statistics are bn_statistics(linear=1) (not linear=0's),
     their scores evaluate(linear=1)'s."""
     averaged = runs["swa"].averaged
-    stats = bn_statistics(averaged.params, synthetic.train.X, RUN.n_batch, linear=1)
+    stats = bn_statistics(averaged.params, synthetic.train.X, RUN.n_batch, Net(linear=1))
     assert equal_stats(averaged.stats, stats)
     assert not np.allclose(bn_statistics(averaged.params, synthetic.train.X, RUN.n_batch,
-                                         linear=0)[1][0], stats[1][0])
+                                         Net(linear=0))[1][0], stats[1][0])
     assert averaged.val_accuracy == accuracy(averaged.params, stats, synthetic.val, 1)
     assert averaged.test_accuracy == accuracy(averaged.params, stats, synthetic.test, 1)
 
@@ -166,7 +165,7 @@ def test_saved_run_reevaluates_to_its_stored_scores(runs, synthetic, tmp_path, n
         assert scores["val, averaged"] == result.averaged.val_accuracy
         assert scores["test, averaged"] == result.averaged.test_accuracy
     X = synthetic.test.X
-    P = sum(softmax(forward(loaded.params, Xt, loaded.stats, linear=1)[0])
+    P = sum(softmax(forward(loaded.params, Xt, loaded.stats, net=Net(linear=1))[0])
             for Xt in (X, flipped(X)))
     assert scores["test, flip-averaged"] == np.mean(P.argmax(axis=0) == synthetic.test.y)
 
@@ -181,7 +180,7 @@ def test_reevaluate_follows_the_config_linear(runs, synthetic):
                       "test": accuracy(result.params, result.stats, synthetic.test, 0)}
     assert scores != {"val": result.val_accuracy, "test": result.test_accuracy}
     losses = [evaluate(result.params, synthetic.test.X, synthetic.test.y, 0.0, result.stats,
-                       linear=linear)["loss"] for linear in (0, 1)]
+                       net=Net(linear=linear))["loss"] for linear in (0, 1)]
     assert losses[0] != pytest.approx(losses[1], rel=1e-3)
 
 

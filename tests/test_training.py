@@ -13,8 +13,13 @@ import pytest
 from assignment3.config import Config, ConfigError
 from assignment3.data import CIFAR10, Split, one_hot, zca_whiten
 from assignment3.minibatches import minibatches
-from assignment3.nn.network import compute_gradients, forward, init_params
-from assignment3.nn.optim import DivergenceError, cyclic_lr, one_cycle_lr, update_moving_averages
+from assignment3.nn.network import (
+    compute_gradients,
+    forward,
+    init_params,
+    update_moving_averages,
+)
+from assignment3.nn.optim import DivergenceError, cyclic_lr, one_cycle_lr
 from assignment3.training import Result, check_run, schedule, train
 from tests.conftest import make_synthetic
 

@@ -150,27 +150,6 @@ def check_stats(params: Params, stats: Stats | None) -> None:
                          f"{shapes}")
 
 
-def check_linear(linear: object, params: Params) -> int:
-    """`linear` (the number of leading hidden layers without a ReLU) if it is an integer from 0
-    to the number of hidden layers of `params`, else TypeError or ValueError."""
-    hidden = len(params["W"]) - 1
-    if not is_int(linear):
-        raise TypeError(f"linear must be an integer (hidden layers without a ReLU), got "
-                        f"{linear!r}")
-    if not 0 <= linear <= hidden:
-        raise ValueError(f"linear must be in [0, {hidden}] for a network of {hidden} hidden "
-                         f"layer{'s' if hidden != 1 else ''}, got {linear}")
-    return int(linear)
-
-
-def check_bn_order(bn_order: str) -> str:
-    """`bn_order` if it is one of BN_ORDERS, else ValueError."""
-    if bn_order not in BN_ORDERS:
-        raise ValueError(f'bn_order must be "before" or "after" (BN before or after the ReLU), '
-                         f"not {bn_order!r}")
-    return bn_order
-
-
 def check_masks(masks: list[Array] | None, W: list[Array], X: Array) -> None:
     """Raise unless `masks` is None or one m_l x n dropout mask per hidden layer of W."""
     if masks is None:

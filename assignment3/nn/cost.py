@@ -6,15 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .checks import (
-    check_bn_order,
-    check_input,
-    check_labels,
-    check_lam,
-    check_linear,
-    check_stats,
-)
-from .network import BN_EPS, forward_unchecked, log_softmax, relu, uses_bn
+from .checks import check_input, check_labels, check_lam, check_masks, check_stats
+from .network import BN_EPS, Net, check_net, forward_unchecked, log_softmax, relu, uses_bn
 from .types import Array, Labels, Params, Stats
 
 #: Columns evaluated at once in test-mode passes over a whole data set (bounds memory).
@@ -31,42 +24,41 @@ def cross_entropy_sum(S: Array, y: Labels) -> np.floating:
 
 
 def compute_cost(params: Params, X: Array, Y: Array, lam: float, stats: Stats | None = None, *,
-                 bn_order: str = "before", masks: list[Array] | None = None,
-                 linear: int = 0) -> np.floating:
+                 net: Net = Net(), masks: list[Array] | None = None) -> np.floating:
     """Cost J = mean cross-entropy + lam sum ||W||^2 on X (d x n), Y (K x n), as a scalar of the
     parameters' dtype. Y is one-hot, or soft targets whose columns sum to 1 (label smoothing,
     MixUp): the cross-entropy of a column is then -sum_k y_k log p_k, and `backward`'s
     G = -(Y - P) is its gradient all the same. BN in training mode (`stats=None`, the batch's own
-    statistics) or with the given moving averages; dropout `masks` or none; `linear` hidden
-    layers without a ReLU. For whole data sets use `evaluate`, which works in chunks."""
+    statistics) or with the given moving averages; layers wired as `net`; dropout `masks` or
+    none. For whole data sets use `evaluate`, which works in chunks."""
     check_input(params, X, Y)
     check_lam(lam)
     check_stats(params, stats)
-    check_linear(linear, params)
-    S, _, _ = forward_unchecked(params, X, stats, bn_order=bn_order, masks=masks, linear=linear)
+    check_net(net, params)
+    check_masks(masks, params["W"], X)
+    S, _, _ = forward_unchecked(params, X, stats, net=net, masks=masks)
     return -(Y * log_softmax(S)).sum() / X.shape[1] + l2_penalty(params, lam)
 
 
 def evaluate(params: Params, X: Array, y: Labels, lam: float, stats: Stats | None, *,
-             bn_order: str = "before", linear: int = 0) -> dict[str, float]:
+             net: Net = Net()) -> dict[str, float]:
     """Loss, cost and accuracy on a data set X (d x n) with labels y (n,), BN in test mode with
-    the moving averages `stats` (placed as `bn_order` says; `linear` hidden layers without a
-    ReLU), in chunks of EVAL_CHUNK columns.
+    the moving averages `stats`, layers wired as `net`, in chunks of EVAL_CHUNK columns.
     Returns {"loss": mean cross-entropy, "cost": loss + lam sum ||W||^2, "accuracy": fraction}."""
     check_input(params, X)
     y = check_labels(y, X.shape[1], params["W"][-1].shape[0])
     check_lam(lam)
     check_stats(params, stats)
-    check_linear(linear, params)
-    return evaluate_unchecked(params, X, y, lam, stats, bn_order=bn_order, linear=linear)
+    check_net(net, params)
+    return evaluate_unchecked(params, X, y, lam, stats, net=net)
 
 
 def evaluate_unchecked(params: Params, X: Array, y: Labels, lam: float, stats: Stats | None, *,
-                       bn_order: str = "before", linear: int = 0) -> dict[str, float]:
+                       net: Net = Net()) -> dict[str, float]:
     """`evaluate` without the checks of its inputs that cost a pass over X (for the evaluations
     during training, whose inputs `train` checked once)."""
     loss_sum, correct = 0.0, 0
-    for i, S in _test_mode_chunks(params, X, stats, bn_order, linear):
+    for i, S in _test_mode_chunks(params, X, stats, net):
         yc = y[i:i + S.shape[1]]
         loss_sum += float(cross_entropy_sum(S, yc))
         correct += int(np.count_nonzero(S.argmax(axis=0) == yc))
@@ -75,25 +67,24 @@ def evaluate_unchecked(params: Params, X: Array, y: Labels, lam: float, stats: S
             "accuracy": correct / X.shape[1]}
 
 
-def test_scores(params: Params, X: Array, stats: Stats | None, *,
-                bn_order: str = "before", linear: int = 0) -> Array:
-    """Scores S (K x n) of X (d x n) in BN test mode (moving averages `stats`; `linear` hidden
-    layers without a ReLU), in chunks of EVAL_CHUNK columns."""
+def test_scores(params: Params, X: Array, stats: Stats | None, *, net: Net = Net()) -> Array:
+    """Scores S (K x n) of X (d x n) in BN test mode (moving averages `stats`; layers wired as
+    `net`), in chunks of EVAL_CHUNK columns."""
     check_input(params, X)
     check_stats(params, stats)
-    check_linear(linear, params)
-    return np.hstack([S for _, S in _test_mode_chunks(params, X, stats, bn_order, linear)])
+    check_net(net, params)
+    return np.hstack([S for _, S in _test_mode_chunks(params, X, stats, net)])
 
 
 def _test_mode_chunks(params: Params, X: Array, stats: Stats | None,
-                      bn_order: str, linear: int = 0) -> Iterator[tuple[int, Array]]:
+                      net: Net) -> Iterator[tuple[int, Array]]:
     """(i, S): the test-mode scores S (K x c) of the chunks X[:, i:i + c], c <= EVAL_CHUNK, of
     X (d x n), one chunk after another (bounds memory on whole data sets)."""
     if uses_bn(params) and stats is None:
         raise ValueError("a BN network needs the moving averages (stats) for evaluation")
-    W, b = _test_mode_layers(params, stats or [], check_bn_order(bn_order))
+    W, b = _test_mode_layers(params, stats or [], net.bn_order)
     for i in range(0, X.shape[1], EVAL_CHUNK):
-        yield i, _test_mode_scores(W, b, X[:, i:i + EVAL_CHUNK], linear)
+        yield i, _test_mode_scores(W, b, X[:, i:i + EVAL_CHUNK], net.linear)
 
 
 def _test_mode_layers(params: Params, stats: Stats,
@@ -130,6 +121,6 @@ def _test_mode_scores(W: list[Array], b: list[Array], X: Array, linear: int = 0)
 
 
 def compute_accuracy(params: Params, X: Array, y: Labels, stats: Stats | None, *,
-                     bn_order: str = "before", linear: int = 0) -> float:
+                     net: Net = Net()) -> float:
     """Fraction of the columns of X (d x n) whose arg-max score is the label y (BN: `stats`)."""
-    return evaluate(params, X, y, 0.0, stats, bn_order=bn_order, linear=linear)["accuracy"]
+    return evaluate(params, X, y, 0.0, stats, net=net)["accuracy"]

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from .checks import PARAM_NAMES, check_input
 from .cost import compute_cost
-from .network import compute_gradients
+from .network import Net, compute_gradients
 from .types import Array, Params
 
 #: Denominator floor of the relative error: entries whose true gradient is ~0 (the BN biases,
@@ -31,12 +31,11 @@ def copy_params(params: Params, dtype: DTypeLike | None = None) -> Params:
 
 
 def numerical_gradients(params: Params, X: Array, Y: Array, lam: float, h: float = 1e-6,
-                        dtype: DTypeLike = np.longdouble, *, bn_order: str = "before",
-                        masks: list[Array] | None = None, linear: int = 0) -> Params:
+                        dtype: DTypeLike = np.longdouble, *, net: Net = Net(),
+                        masks: list[Array] | None = None) -> Params:
     """Centred-difference gradients (J(p + h) - J(p - h)) / 2h of the cost for every entry of
-    every W, b, gamma, beta, computed in `dtype`. X is d x n, Y is K x n; `bn_order`, `linear`
-    and the dropout `masks` (held fixed) as in `network`. Returns a dict like `params` (in
-    `dtype`)."""
+    every W, b, gamma, beta, computed in `dtype`. X is d x n, Y is K x n; `net` and the dropout
+    `masks` (held fixed) as in `network`. Returns a dict like `params` (in `dtype`)."""
     check_input(params, X, Y)
     work = copy_params(params, dtype)
     X, Y = X.astype(dtype), Y.astype(dtype)
@@ -48,11 +47,9 @@ def numerical_gradients(params: Params, X: Array, Y: Array, lam: float, h: float
             for i in np.ndindex(P.shape):
                 old = P[i]
                 P[i] = old + h
-                c_plus = compute_cost(work, X, Y, lam, bn_order=bn_order, masks=work_masks,
-                                      linear=linear)
+                c_plus = compute_cost(work, X, Y, lam, net=net, masks=work_masks)
                 P[i] = old - h
-                c_minus = compute_cost(work, X, Y, lam, bn_order=bn_order, masks=work_masks,
-                                       linear=linear)
+                c_minus = compute_cost(work, X, Y, lam, net=net, masks=work_masks)
                 P[i] = old
                 G[i] = (c_plus - c_minus) / (2 * h)
             grads[name].append(G)
@@ -66,14 +63,13 @@ def relative_error(ga: ArrayLike, gn: ArrayLike, floor: float = ABS_FLOOR) -> ND
 
 
 def check_gradients(params: Params, X: Array, Y: Array, lam: float, h: float = 1e-6,
-                    floor: float = ABS_FLOOR, *, bn_order: str = "before",
-                    masks: list[Array] | None = None, linear: int = 0) -> list[dict[str, Any]]:
-    """Compare analytic and numerical gradients (network options `bn_order`, `linear`, dropout
-    `masks`).
+                    floor: float = ABS_FLOOR, *, net: Net = Net(),
+                    masks: list[Array] | None = None) -> list[dict[str, Any]]:
+    """Compare analytic and numerical gradients (layers wired as `net`, dropout `masks`).
     Returns one row per parameter array: {"param": "W", "layer": 1 (1-based, as in the
     assignment), "max_rel_error", "median_rel_error", "max_abs_error", "max_abs_grad"}."""
-    ga = compute_gradients(params, X, Y, lam, bn_order=bn_order, masks=masks, linear=linear)
-    gn = numerical_gradients(params, X, Y, lam, h, bn_order=bn_order, masks=masks, linear=linear)
+    ga = compute_gradients(params, X, Y, lam, net=net, masks=masks)
+    gn = numerical_gradients(params, X, Y, lam, h, net=net, masks=masks)
     rows: list[dict[str, Any]] = []
     for name in PARAM_NAMES:
         for l, (a, b) in enumerate(zip(ga[name], gn[name])):

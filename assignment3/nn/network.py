@@ -12,21 +12,23 @@ plain dict shared by the optimiser and the gradient check::
 Hidden layer l: s = W_l x + b_l; with BN s_hat = (s - mu) / sqrt(v + BN_EPS),
 s_tilde = gamma_l * s_hat + beta_l; x = max(0, s_tilde). Last layer: s = W x + b, p = softmax(s).
 
-Three options beyond the assignment (keyword arguments of `forward`, `compute_cost`,
-`compute_gradients`, `evaluate`): `bn_order="after"` puts BN after the ReLU (x = BN(max(0, s)))
-instead of before it; `linear=j` leaves out the ReLU of the first j hidden layers (x = s_tilde:
-a linear bottleneck, Lin, Memisevic and Konda 2015); and `masks` applies inverted dropout in
-training mode: one m_l x n mask per hidden layer, entries 0 (dropped) or 1/(1 - p), multiplies
-that layer's output x. Masks are passed in, not drawn here, so that a gradient check can hold
-them fixed (`dropout_masks` draws them). Test mode uses no masks: inverted dropout needs no
-rescaling there.
+Beyond the assignment, the wiring of the layers is a `Net` value (the keyword `net` of
+`forward`, `compute_cost`, `compute_gradients`, `evaluate`): `Net(bn_order="after")` puts BN
+after the ReLU (x = BN(max(0, s))) instead of before it, and `Net(linear=j)` leaves out the ReLU
+of the first j hidden layers (x = s_tilde: a linear bottleneck, Lin, Memisevic and Konda 2015).
+`masks` applies inverted dropout in training mode: one m_l x n mask per hidden layer, entries 0
+(dropped) or 1/(1 - p), multiplies that layer's output x. Masks are passed in, not drawn here, so
+that a gradient check can hold them fixed (`dropout_masks` draws them). Test mode uses no masks:
+inverted dropout needs no rescaling there.
 
 BN statistics ("stats") are a list with one (mu, v) pair of m_l x 1 arrays per hidden layer. In
 training mode (`stats=None`) each forward pass computes them from the mini-batch (variance divided
-by n) and returns them; in test mode the caller passes the moving averages, which are only read.
+by n) and returns them; training keeps their moving averages (`update_moving_averages`), and in
+test mode the caller passes those, which are only read.
 """
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -35,10 +37,8 @@ from numpy.typing import DTypeLike
 from .checks import (
     BN_ORDERS,
     PARAM_NAMES,
-    check_bn_order,
     check_input,
     check_lam,
-    check_linear,
     check_masks,
     check_stats,
     checked_float_dtype,
@@ -48,12 +48,44 @@ from .checks import (
 )
 from .types import Array, Params, Stats
 
-__all__ = ["BN_EPS", "BN_ORDERS", "PARAM_NAMES", "LayerCache", "backward", "compute_gradients",
-           "dropout_masks", "forward", "forward_unchecked", "init_params", "log_softmax", "relu",
-           "row_sum", "softmax", "uses_bn"]
+__all__ = ["BN_ALPHA", "BN_EPS", "BN_ORDERS", "PARAM_NAMES", "LayerCache", "Net", "backward",
+           "check_net", "compute_gradients", "dropout_masks", "forward", "forward_unchecked",
+           "init_params", "log_softmax", "relu", "row_sum", "softmax", "update_moving_averages",
+           "uses_bn"]
 
 #: The small constant added to the BN variance before the square root.
 BN_EPS = 1e-10
+
+#: Decay of the BN moving averages: mu_av = a mu_av + (1 - a) mu, the same for v.
+BN_ALPHA = 0.9
+
+
+@dataclass(frozen=True)
+class Net:
+    """How the layers are wired beyond the assignment: BN "before" or "after" the ReLU, and the
+    first `linear` hidden layers without a ReLU (0: every hidden layer has one). Checked when
+    built; a network's depth is checked against `linear` where both meet (`checks.check_net`)."""
+    bn_order: str = "before"
+    linear: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bn_order not in BN_ORDERS:
+            raise ValueError(f'bn_order must be "before" or "after" (BN before or after the '
+                             f"ReLU), not {self.bn_order!r}")
+        if not is_int(self.linear) or self.linear < 0:
+            raise ValueError(f"linear must be an integer >= 0 (hidden layers without a ReLU), "
+                             f"got {self.linear!r}")
+
+
+def check_net(net: Net, params: Params) -> None:
+    """Raise unless `net` is a `Net` whose `linear` is at most the number of hidden layers of
+    the network of `params` (so that one of them at least has a ReLU, or it has none)."""
+    if not isinstance(net, Net):
+        raise TypeError(f"net must be a Net(bn_order, linear), got {net!r}")
+    hidden = len(params["W"]) - 1
+    if net.linear > hidden:
+        raise ValueError(f"linear must be in [0, {hidden}] for a network of {hidden} hidden "
+                         f"layer{'s' if hidden != 1 else ''}, got {net.linear}")
 
 
 def init_params(dims: Sequence[int], *, batch_norm: bool, init: str | float = "he",
@@ -123,32 +155,29 @@ class LayerCache(NamedTuple):
     bn_after: bool = False
 
 
-def forward(params: Params, X: Array, stats: Stats | None = None, *, bn_order: str = "before",
-            masks: list[Array] | None = None, linear: int = 0
-            ) -> tuple[Array, list[LayerCache], Stats]:
+def forward(params: Params, X: Array, stats: Stats | None = None, *, net: Net = Net(),
+            masks: list[Array] | None = None) -> tuple[Array, list[LayerCache], Stats]:
     """Forward pass of X (d x n) to the scores S (K x n, before the softmax).
 
     Training mode (`stats=None`): BN uses the mini-batch statistics. Test mode: BN uses `stats`,
-    a list of (mu, v) moving averages, never modified. `bn_order`, `linear` and `masks`
-    (dropout): see the module docstring. Returns (S, cache, batch_stats): the cache (one
-    `LayerCache` per layer) holds what `backward` needs, `batch_stats` the (mu, v) the pass
-    used, one pair per BN layer.
+    a list of (mu, v) moving averages, never modified. `net` and `masks` (dropout): see the
+    module docstring. Returns (S, cache, batch_stats): the cache (one `LayerCache` per layer)
+    holds what `backward` needs, `batch_stats` the (mu, v) the pass used, one pair per BN layer.
     """
     check_input(params, X)
     check_stats(params, stats)
-    check_linear(linear, params)
-    return forward_unchecked(params, X, stats, bn_order=bn_order, masks=masks, linear=linear)
+    check_net(net, params)
+    check_masks(masks, params["W"], X)
+    return forward_unchecked(params, X, stats, net=net, masks=masks)
 
 
-def forward_unchecked(params: Params, X: Array, stats: Stats | None = None, *,
-                      bn_order: str = "before", masks: list[Array] | None = None,
-                      linear: int = 0) -> tuple[Array, list[LayerCache], Stats]:
+def forward_unchecked(params: Params, X: Array, stats: Stats | None = None, *, net: Net = Net(),
+                      masks: list[Array] | None = None) -> tuple[Array, list[LayerCache], Stats]:
     """`forward` without the checks of its inputs that cost a pass over X (for the training
     loop, whose inputs `train` checked once)."""
     W, b, gamma, beta = (params[name] for name in PARAM_NAMES)
     bn = len(gamma) > 0
-    bn_after = check_bn_order(bn_order) == "after"
-    check_masks(masks, W, X)
+    bn_after, linear = net.bn_order == "after", net.linear
     cache: list[LayerCache] = []
     batch_stats: Stats = []
     H = X
@@ -192,6 +221,20 @@ def _bn_forward(S: Array, gamma: Array, beta: Array, stats: Stats | None, l: int
     S_tilde += beta
     batch_stats.append((mu, v))
     return S_tilde, D, inv_std
+
+
+def update_moving_averages(stats_av: Stats | None, batch_stats: Stats,
+                           alpha: float = BN_ALPHA) -> Stats:
+    """The BN moving averages after one mini-batch, started from the first batch's statistics
+    (`stats_av` None); updated in place."""
+    if stats_av is None:
+        return [(mu.copy(), v.copy()) for mu, v in batch_stats]
+    for (mu_av, v_av), (mu, v) in zip(stats_av, batch_stats):
+        mu_av *= alpha
+        mu_av += (1 - alpha) * mu
+        v_av *= alpha
+        v_av += (1 - alpha) * v
+    return stats_av
 
 
 def dropout_masks(params: Params, n: int, p: float, rng: np.random.Generator,
@@ -314,14 +357,14 @@ def _bn_backward(G: Array, layer_cache: LayerCache, gamma: Array, grads: Params,
     return G
 
 
-def compute_gradients(params: Params, X: Array, Y: Array, lam: float, *,
-                      bn_order: str = "before", masks: list[Array] | None = None,
-                      linear: int = 0) -> Params:
+def compute_gradients(params: Params, X: Array, Y: Array, lam: float, *, net: Net = Net(),
+                      masks: list[Array] | None = None) -> Params:
     """Analytic gradients of the cost on the mini-batch X (d x n), Y (K x n), BN in training
-    mode (mini-batch statistics), with the given dropout masks (or none) and `linear` hidden
-    layers without a ReLU. Returns a dict with the structure of `params`."""
+    mode (mini-batch statistics), wired as `net`, with the given dropout masks (or none).
+    Returns a dict with the structure of `params`."""
     check_input(params, X, Y)
     check_lam(lam)
-    check_linear(linear, params)
-    S, cache, _ = forward_unchecked(params, X, bn_order=bn_order, masks=masks, linear=linear)
+    check_net(net, params)
+    check_masks(masks, params["W"], X)
+    S, cache, _ = forward_unchecked(params, X, net=net, masks=masks)
     return backward(params, Y, softmax(S), cache, lam)

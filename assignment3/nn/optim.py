@@ -1,14 +1,16 @@
-"""The optimiser: the learning-rate schedules, the parameters as one flat vector, one update step
-of mini-batch gradient descent (plain, momentum or Nesterov), and the BN moving averages."""
+"""The optimiser: the learning-rate schedules, the parameters as one flat vector, and one step of
+mini-batch training with an update rule, a small frozen value with the rule's settings and one
+`apply` method (cs231n's one function per update rule): `SGD`, plain or with (Nesterov)
+momentum."""
+from dataclasses import dataclass
+from typing import Protocol
+
 import numpy as np
 
 from .checks import PARAM_NAMES
-from .network import backward, forward_unchecked, softmax
+from .network import Net, backward, forward_unchecked, softmax
 from .swa import add_to_average
 from .types import Array, Params, Stats
-
-#: Decay of the BN moving averages: mu_av = a mu_av + (1 - a) mu, the same for v.
-BN_ALPHA = 0.9
 
 #: Entries per block of the momentum update (256 KB of float32, held in the L2 cache).
 UPDATE_BLOCK = 1 << 16
@@ -53,33 +55,19 @@ def one_cycle_lr(t: int, total: int, eta_min: float = 1e-5, eta_max: float = 1e-
     return eta_max * (total - t) / (total - w)
 
 
-def update_moving_averages(stats_av: Stats | None, batch_stats: Stats,
-                           alpha: float = BN_ALPHA) -> Stats:
-    """The BN moving averages after one mini-batch, started from the first batch's statistics
-    (`stats_av` None); updated in place."""
-    if stats_av is None:
-        return [(mu.copy(), v.copy()) for mu, v in batch_stats]
-    for (mu_av, v_av), (mu, v) in zip(stats_av, batch_stats):
-        mu_av *= alpha
-        mu_av += (1 - alpha) * mu
-        v_av *= alpha
-        v_av += (1 - alpha) * v
-    return stats_av
-
-
 class FlatParams:
     """The parameters as views into one vector theta (the weights W first: `weights` views them
     all), and the gradients as views into a vector grad laid out the same, so that one
-    operation updates every array. With `momentum`, also the velocity vector of that layout;
-    with `average`, the vector of the averaged weights (`nn.swa`), `averaged` its dict of
-    views."""
+    operation updates every array. `state`: the update rule's vectors of that layout by name
+    (`Update.state`, e.g. the momentum velocity); with `average`, the vector of the averaged
+    weights (`nn.swa`), `averaged` its dict of views."""
 
-    def __init__(self, params: Params, momentum: bool = False, average: bool = False) -> None:
+    def __init__(self, params: Params, state: tuple[str, ...] = (), average: bool = False) -> None:
         self.theta, self.params = _flat_copy(params)
         self.grad, self.grads = _flat_copy(params)
         n_weights = sum(W.size for W in params["W"])
         self.weights, self.weight_grad = self.theta[:n_weights], self.grad[:n_weights]
-        self.velocity = np.zeros_like(self.theta) if momentum else None
+        self.state = {name: np.zeros_like(self.theta) for name in state}
         self.average: Array | None = None
         self.averaged: Params | None = None
         if average:
@@ -87,9 +75,8 @@ class FlatParams:
 
     def vectors(self) -> dict[str, Array]:
         """The optimiser's state vectors, by name, that a checkpoint keeps with the parameters:
-        the momentum velocity and the averaged weights, if any."""
-        return {name: v for name, v in (("velocity", self.velocity), ("average", self.average))
-                if v is not None}
+        the update rule's and the averaged weights, if any."""
+        return {**self.state, **({} if self.average is None else {"average": self.average})}
 
     def add_to_average(self, k: int) -> None:
         """Make the averaged weights the mean of k snapshots of theta, this one the k-th."""
@@ -122,54 +109,76 @@ def _flat_copy(params: Params) -> tuple[Array, Params]:
     return vector, views
 
 
-def step(flat: FlatParams, Xb: Array, Yb: Array, eta: float, *, lam: float,
-         momentum: float = 0.0, nesterov: bool = False, bn_order: str = "before",
-         masks: list[Array] | None = None, t: int = 0, linear: int = 0) -> Stats:
-    """One update of `flat` on the mini-batch Xb (d x n), Yb (K x n) with the gradient g of the
-    cost (dropout `masks` or None; t: the step's 0-based number, for the divergence message).
-    `linear`: hidden layers without a ReLU. Returns the mini-batch's BN statistics.
+class Update(Protocol):
+    """An update rule: its settings, the names of the vectors it keeps (laid out as theta, in
+    `FlatParams.state`), and `apply`, which updates theta from the gradient of the loss in
+    `flat.grad` (the rule adds the weights' lam term) at step t (0-based) with learning rate
+    eta."""
+    @property
+    def state(self) -> tuple[str, ...]: ...
 
-    Plain gradient descent: theta -= eta g. The cost's gradient is the loss's (`backward` with
-    lam = 0) plus 2 lam W for the weights; that second term is applied as W *= 1 - 2 eta lam:
-    the same update, without a temporary the size of W_1 (benchmarks/RESULTS.md, micro).
-    With momentum mu: v = mu v + g, then theta -= eta v, or with Nesterov theta -= eta (g + mu v)
-    (the form PyTorch's SGD uses)."""
-    S, cache, batch_stats = forward_unchecked(flat.params, Xb, bn_order=bn_order, masks=masks,
-                                              linear=linear)
+    def apply(self, flat: FlatParams, eta: float, t: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class SGD:
+    """Mini-batch gradient descent on the cost J with lam sum ||W||^2: theta -= eta g. The
+    weights' 2 lam W is applied as W *= 1 - 2 eta lam: the same update, without a temporary the
+    size of W_1 (benchmarks/RESULTS.md, micro). With momentum mu: v = mu v + g, then
+    theta -= eta v, or with Nesterov theta -= eta (g + mu v) (the form PyTorch's SGD uses).
+    Built by `Config.update`, which checks its settings."""
+    lam: float = 0.0
+    momentum: float = 0.0
+    nesterov: bool = False
+
+    @property
+    def state(self) -> tuple[str, ...]:
+        return ("velocity",) if self.momentum else ()
+
+    def apply(self, flat: FlatParams, eta: float, t: int) -> None:
+        if self.momentum:
+            self._momentum_update(flat, eta)
+            return
+        if self.lam:
+            flat.weights *= 1 - 2 * eta * self.lam
+        flat.grad *= eta                                      # theta -= eta * g, without
+        flat.theta -= flat.grad                               # a temporary
+
+    def _momentum_update(self, flat: FlatParams, eta: float) -> None:
+        """g += 2 lam W; v = mu v + g; theta -= eta v (Nesterov: theta -= eta (g + mu v)).
+        These are seven passes over vectors of every parameter (15 MB each for a
+        3072-1024-512-256-10 net), so they run block by block: each block stays in the cache
+        through all seven, which makes the update of such a net faster (benchmarks/RESULTS.md,
+        micro)."""
+        lam, mu, n_weights = self.lam, self.momentum, flat.weights.size
+        for i in range(0, flat.theta.size, UPDATE_BLOCK):
+            g, v, theta = (a[i:i + UPDATE_BLOCK]
+                           for a in (flat.grad, flat.state["velocity"], flat.theta))
+            if lam and i < n_weights:
+                w = slice(0, n_weights - i)
+                g[w] += (2 * lam) * theta[w]
+            v *= mu
+            v += g
+            if self.nesterov:
+                g += mu * v
+            else:
+                g[...] = v
+            g *= eta
+            theta -= g
+
+
+def step(flat: FlatParams, Xb: Array, Yb: Array, eta: float, t: int, update: Update, *,
+         net: Net = Net(), masks: list[Array] | None = None) -> Stats:
+    """One step of training at step t (0-based) with learning rate eta: the gradient of the loss
+    on the mini-batch Xb (d x n), Yb (K x n) (layers wired as `net`, dropout `masks` or None)
+    into `flat.grad`, then `update.apply`. Returns the mini-batch's BN statistics; raises
+    DivergenceError if the cost is not finite."""
+    S, cache, batch_stats = forward_unchecked(flat.params, Xb, net=net, masks=masks)
     P = softmax(S)
     check_finite(P, t, eta)
     backward(flat.params, Yb, P, cache, 0.0, out=flat.grads)  # gradient of the loss
-    if flat.velocity is not None:
-        _momentum_update(flat, eta, lam, momentum, nesterov)
-        return batch_stats
-    if lam:
-        flat.weights *= 1 - 2 * eta * lam
-    flat.grad *= eta                                          # theta -= eta * g, without
-    flat.theta -= flat.grad                                   # a temporary
+    update.apply(flat, eta, t)
     return batch_stats
-
-
-def _momentum_update(flat: FlatParams, eta: float, lam: float, mu: float,
-                     nesterov: bool) -> None:
-    """g += 2 lam W; v = mu v + g; theta -= eta v (Nesterov: theta -= eta (g + mu v)), on
-    `flat`. These are seven passes over vectors of every parameter (15 MB each for a
-    3072-1024-512-256-10 net), so they run block by block: each block stays in the cache through
-    all seven, which makes the update of such a net faster (benchmarks/RESULTS.md, micro)."""
-    assert flat.velocity is not None
-    n_weights = flat.weights.size
-    for i in range(0, flat.theta.size, UPDATE_BLOCK):
-        g, v, theta = (a[i:i + UPDATE_BLOCK] for a in (flat.grad, flat.velocity, flat.theta))
-        if lam and i < n_weights:
-            w = slice(0, n_weights - i)
-            g[w] += (2 * lam) * theta[w]
-        v *= mu
-        v += g
-        if nesterov:
-            g += mu * v
-        else:
-            g[...] = v
-        g *= eta
-        theta -= g
 
 
 def check_finite(P: Array, t: int, eta: float) -> None:

@@ -5,7 +5,7 @@ It costs no training steps: one pass over the weights per epoch, and one forward
 training set at the end."""
 import numpy as np
 
-from .network import forward_unchecked
+from .network import Net, forward_unchecked
 from .types import Array, Params, Stats
 
 
@@ -27,17 +27,15 @@ def add_to_average(average: Array, theta: Array, k: int) -> None:
         average += (theta - average) / k
 
 
-def bn_statistics(params: Params, X: Array, n_batch: int, bn_order: str = "before",
-                  linear: int = 0) -> Stats:
-    """The BN statistics of `params` (`linear` hidden layers without a ReLU) on X (d x n): the
+def bn_statistics(params: Params, X: Array, n_batch: int, net: Net = Net()) -> Stats:
+    """The BN statistics of `params` (layers wired as `net`) on X (d x n): the
     mean over X's consecutive mini-batches of n_batch columns (a last partial one is dropped) of
     each BN layer's batch (mu, v), as training mode computes them, without dropout; in X's
     dtype. [] for a net without BN."""
     sums: list[tuple[Array, Array]] = []
     batches = X.shape[1] // n_batch
     for i in range(0, batches * n_batch, n_batch):
-        _, _, batch = forward_unchecked(params, X[:, i:i + n_batch], bn_order=bn_order,
-                                        linear=linear)
+        _, _, batch = forward_unchecked(params, X[:, i:i + n_batch], net=net)
         if not sums:
             sums = [(np.zeros(mu.shape), np.zeros(v.shape)) for mu, v in batch]
         for (mu_sum, v_sum), (mu, v) in zip(sums, batch):

@@ -8,7 +8,7 @@ import numpy as np
 from ..data import CIFAR10, one_hot
 from ..nn.augment import mixup, smooth_labels
 from ..nn.gradcheck import check_gradients
-from ..nn.network import dropout_masks, init_params
+from ..nn.network import BN_ORDERS, Net, dropout_masks, init_params
 
 
 def gradient_checks(data: CIFAR10, hidden: tuple[int, ...] = (50, 30), n: int = 3, d: int = 20,
@@ -27,17 +27,16 @@ def gradient_checks(data: CIFAR10, hidden: tuple[int, ...] = (50, 30), n: int = 
     X_mixed, Y_soft = mixup(X, smooth_labels(Y, label_smoothing), rng, mixup_alpha)
     params = init_params([d, *hidden, Y.shape[0]], batch_norm=True, seed=seed)
     masks = dropout_masks(params, n, dropout, rng)
-    cases = [(bn_order, drop, soft, 0) for bn_order in ("before", "after")
+    cases = [(Net(bn_order), drop, soft) for bn_order in BN_ORDERS
              for drop in (None, masks) for soft in (False, True)]
-    cases += [(bn_order, masks, True, 1) for bn_order in ("before", "after")]
+    cases += [(Net(bn_order, linear=1), masks, True) for bn_order in BN_ORDERS]
     rows = []
-    for bn_order, drop, soft, linear in cases:
+    for net, drop, soft in cases:
         X_in, Y_in = (X_mixed, Y_soft) if soft else (X, Y)
-        errors = check_gradients(params, X_in, Y_in, lam, bn_order=bn_order, masks=drop,
-                                 linear=linear)
+        errors = check_gradients(params, X_in, Y_in, lam, net=net, masks=drop)
         rows.append({
-            "BN": bn_order + " the ReLU",
-            "ReLU": "not in layer 1 (linear)" if linear else "every hidden layer",
+            "BN": net.bn_order + " the ReLU",
+            "ReLU": "not in layer 1 (linear)" if net.linear else "every hidden layer",
             "dropout": f"{dropout} (fixed masks)" if drop else "none",
             "targets": (f"MixUp {mixup_alpha:g} + label smoothing {label_smoothing:g}"
                         if soft else "one-hot"),

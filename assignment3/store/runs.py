@@ -105,18 +105,18 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
     if result.config.zca:
         data = zca_whiten(data)
     params, stats, config = result.params, result.stats, result.config
-    net: dict[str, Any] = {"bn_order": config.bn_order, "linear": config.linear}
+    net = config.net
     splits = (("val", data.val), ("test", data.test))
     with threadpool_limits(config.blas_threads, user_api="blas"):
-        scores = {name: evaluate(params, split.X, split.y, 0.0, stats, **net)["accuracy"]
+        scores = {name: evaluate(params, split.X, split.y, 0.0, stats, net=net)["accuracy"]
                   for name, split in splits}
         if result.averaged is not None:
             avg = result.averaged
             scores.update({f"{name}, averaged": evaluate(avg.params, split.X, split.y, 0.0,
-                                                         avg.stats, **net)["accuracy"]
+                                                         avg.stats, net=net)["accuracy"]
                            for name, split in splits})
         if flip_average:
-            P = (softmax(test_scores(params, data.test.X, stats, **net))
-                 + softmax(test_scores(params, flipped(data.test.X), stats, **net)))
+            P = (softmax(test_scores(params, data.test.X, stats, net=net))
+                 + softmax(test_scores(params, flipped(data.test.X), stats, net=net)))
             scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
     return scores

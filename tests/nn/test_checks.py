@@ -8,7 +8,6 @@ import pytest
 from assignment3.data import CIFAR10, Split, one_hot
 from assignment3.nn import cost
 from assignment3.nn.checks import (
-    check_bn_order,
     check_data,
     check_one_hot,
     checked_float_dtype,
@@ -55,12 +54,6 @@ def test_checked_float_dtype_accepts_the_two_float_types(dtype):
 def test_checked_float_dtype_refuses_others(dtype):
     with pytest.raises(ValueError, match="dtype must be float32 or float64, got"):
         checked_float_dtype(dtype)
-
-
-def test_check_bn_order():
-    assert check_bn_order("before") == "before" and check_bn_order("after") == "after"
-    with pytest.raises(ValueError, match=r'bn_order must be "before" or "after" .*not \'middle\''):
-        check_bn_order("middle")
 
 
 @pytest.mark.parametrize("Y, message", [

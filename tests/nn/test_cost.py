@@ -11,7 +11,7 @@ from assignment3.nn.cost import (
     evaluate,
     l2_penalty,
 )
-from assignment3.nn.network import dropout_masks, forward, init_params, log_softmax, softmax
+from assignment3.nn.network import Net, dropout_masks, forward, init_params, log_softmax, softmax
 
 DIMS = [20, 50, 30, 10]
 
@@ -96,22 +96,22 @@ def test_folded_test_mode_equals_forward_with_statistics(batch, bn_order):
     p = init_params(DIMS, batch_norm=True, seed=0)
     p["gamma"] = [1 + 0.3 * rng.standard_normal(g.shape) for g in p["gamma"]]
     p["beta"] = [0.3 * rng.standard_normal(g.shape) for g in p["beta"]]
-    _, _, stats = forward(p, X * 1.5, bn_order=bn_order)             # statistics of other data
-    S, _, _ = forward(p, X, stats, bn_order=bn_order)
+    _, _, stats = forward(p, X * 1.5, net=Net(bn_order))             # statistics of other data
+    S, _, _ = forward(p, X, stats, net=Net(bn_order))
     loss = -np.mean(log_softmax(S)[y, np.arange(len(y))])
-    folded = evaluate(p, X, y, 0.0, stats, bn_order=bn_order)["loss"]
+    folded = evaluate(p, X, y, 0.0, stats, net=Net(bn_order))["loss"]
     assert folded == pytest.approx(loss, rel=1e-10)
     other = "after" if bn_order == "before" else "before"
-    assert evaluate(p, X, y, 0.0, stats, bn_order=other)["loss"] != pytest.approx(loss, rel=1e-6)
+    assert evaluate(p, X, y, 0.0, stats, net=Net(other))["loss"] != pytest.approx(loss, rel=1e-6)
 
 
 @pytest.mark.parametrize("bn_order", ["before", "after"])
 def test_test_scores_equal_a_test_mode_forward_pass(monkeypatch, batch, bn_order):
     X, _, y = batch
     p = init_params(DIMS, batch_norm=True, seed=0)
-    _, _, stats = forward(p, X * 2.0, bn_order=bn_order)
+    _, _, stats = forward(p, X * 2.0, net=Net(bn_order))
     monkeypatch.setattr(cost, "EVAL_CHUNK", 3)
-    S = cost.test_scores(p, X, stats, bn_order=bn_order)   # not imported: pytest would collect it
+    S = cost.test_scores(p, X, stats, net=Net(bn_order))   # not imported: pytest would collect it
     assert S.shape == (10, X.shape[1])
-    assert np.allclose(S, forward(p, X, stats, bn_order=bn_order)[0])
-    assert compute_accuracy(p, X, y, stats, bn_order=bn_order) == np.mean(S.argmax(axis=0) == y)
+    assert np.allclose(S, forward(p, X, stats, net=Net(bn_order))[0])
+    assert compute_accuracy(p, X, y, stats, net=Net(bn_order)) == np.mean(S.argmax(axis=0) == y)

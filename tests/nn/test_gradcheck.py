@@ -13,7 +13,7 @@ from assignment3.nn.gradcheck import (
     numerical_gradients,
     relative_error,
 )
-from assignment3.nn.network import compute_gradients, dropout_masks, forward, init_params
+from assignment3.nn.network import Net, compute_gradients, dropout_masks, forward, init_params
 
 #: Hidden layers of the fast checks, and of the report's (slow).
 HIDDEN = [(12,), (12, 10), (12, 10, 8), (12, 10, 8, 8)]
@@ -89,7 +89,7 @@ def test_gradients_with_bn_order_and_dropout(hidden, bn_order, dropout):
              else None)
     if masks:
         assert any((M == 0).any() for M in masks)                  # some units really dropped
-    rows = check_gradients(params, X, Y, 0.05, bn_order=bn_order, masks=masks)
+    rows = check_gradients(params, X, Y, 0.05, net=Net(bn_order), masks=masks)
     worst = max(rows, key=lambda r: r["max_rel_error"])
     assert worst["max_rel_error"] < 1e-6, worst
 
@@ -99,7 +99,7 @@ def test_bn_order_and_masks_change_the_gradients():
     X, Y = small_batch(8)
     params = init_params([20, 30, 20, 10], batch_norm=True, seed=0)
     default = compute_gradients(params, X, Y, 0.0)
-    after = compute_gradients(params, X, Y, 0.0, bn_order="after")
+    after = compute_gradients(params, X, Y, 0.0, net=Net("after"))
     masks = dropout_masks(params, X.shape[1], 0.5, np.random.default_rng(1))
     dropped = compute_gradients(params, X, Y, 0.0, masks=masks)
     assert not np.allclose(default["W"][0], after["W"][0])

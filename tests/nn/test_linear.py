@@ -1,7 +1,8 @@
-"""The linear bottleneck (`linear=j`: no ReLU in the first j hidden layers, BN kept): gradients
-against centred differences, the forward pass against a hand computation, test mode against a
-forward pass with the same statistics, the refusals of `check_linear`, and the optimiser step and
-SWA's BN statistics with it."""
+"""The network's wiring as a value, `Net(bn_order, linear)`; the linear bottleneck (`linear=j`: no
+ReLU in the first j hidden layers, BN kept): gradients against centred differences, the forward
+pass against a hand computation, test mode against a forward pass with the same statistics, the
+refusals of `Net` and `check_net` (and that every public function reaches the latter), and the
+optimiser step and SWA's BN statistics with it."""
 import numpy as np
 import pytest
 
@@ -11,13 +12,14 @@ from assignment3.nn.cost import compute_accuracy, compute_cost, evaluate
 from assignment3.nn.gradcheck import check_gradients, numerical_gradients, relative_error
 from assignment3.nn.network import (
     BN_EPS,
+    Net,
     compute_gradients,
     dropout_masks,
     forward,
     init_params,
     log_softmax,
 )
-from assignment3.nn.optim import FlatParams, step
+from assignment3.nn.optim import SGD, FlatParams, step
 from assignment3.nn.swa import bn_statistics
 
 #: d = 20 inputs, three hidden layers, K = 10 classes.
@@ -86,7 +88,7 @@ def test_gradients_match_numerical(batch_norm, bn_order, linear, dropout):
     masks = dropout_masks(params, 5, dropout, np.random.default_rng(0)) if dropout else None
     if masks:
         assert any((M == 0).any() for M in masks)
-    rows = check_gradients(params, X, Y, 0.05, bn_order=bn_order, masks=masks, linear=linear)
+    rows = check_gradients(params, X, Y, 0.05, net=Net(bn_order, linear), masks=masks)
     assert len(rows) == 2 * len(DIMS) - 2 + 2 * (len(DIMS) - 2) * batch_norm
     worst = max(rows, key=lambda r: r["max_rel_error"])
     assert worst["max_rel_error"] < 1e-6, worst
@@ -98,11 +100,11 @@ def test_gradients_of_another_linear_fail_the_check(batch_norm, bn_order):
     numerical ones of linear=1 (so `linear` reaches both the cost and the backward pass)."""
     X, Y, _ = samples(5, seed=0)
     params = init_params(DIMS, batch_norm=batch_norm, seed=0)
-    gn = numerical_gradients(params, X, Y, 0.0, bn_order=bn_order, linear=1)
-    right = compute_gradients(params, X, Y, 0.0, bn_order=bn_order, linear=1)
+    gn = numerical_gradients(params, X, Y, 0.0, net=Net(bn_order, 1))
+    right = compute_gradients(params, X, Y, 0.0, net=Net(bn_order, 1))
     assert relative_error(right["W"][0], gn["W"][0]).max() < 1e-6
     for other in (0, 2):
-        wrong = compute_gradients(params, X, Y, 0.0, bn_order=bn_order, linear=other)
+        wrong = compute_gradients(params, X, Y, 0.0, net=Net(bn_order, other))
         assert relative_error(wrong["W"][0], gn["W"][0]).max() > 1e-2
 
 
@@ -120,8 +122,8 @@ def test_first_layer_without_relu_by_hand(batch_norm, bn_order):
     W0, b0 = params["W"][0], params["b"][0]
     first = bn(W0 @ X + b0, params["gamma"][0], params["beta"][0]) if batch_norm else W0 @ X + b0
     assert (first < 0).any() and (first > 0).any()
-    S1, cache1, _ = forward(params, X, bn_order=bn_order, linear=1)
-    S0, cache0, _ = forward(params, X, bn_order=bn_order, linear=0)
+    S1, cache1, _ = forward(params, X, net=Net(bn_order, 1))
+    S0, cache0, _ = forward(params, X, net=Net(bn_order, 0))
     np.testing.assert_allclose(cache1[1].H, first, rtol=1e-12, atol=1e-12)
     if bn_order == "before":                  # after: BN of max(0, s), not max(0, BN(s))
         np.testing.assert_allclose(cache0[1].H, np.maximum(0, first), rtol=1e-12, atol=1e-12)
@@ -139,7 +141,7 @@ def test_every_linear_matches_the_network_written_out(batch_norm, bn_order):
     params = random_params(DIMS, batch_norm, seed=3)
     scores = []
     for linear in range(4):
-        S, cache, _ = forward(params, X, bn_order=bn_order, linear=linear)
+        S, cache, _ = forward(params, X, net=Net(bn_order, linear))
         S_hand, outputs = by_hand(params, X, linear, bn_order)
         np.testing.assert_allclose(S, S_hand, rtol=1e-10, atol=1e-12)
         for l, H in enumerate(outputs):
@@ -156,7 +158,7 @@ def test_all_hidden_layers_linear_make_an_affine_map():
     params = random_params(DIMS, False, seed=4)
 
     def scores(X, linear):
-        return forward(params, X, linear=linear)[0]
+        return forward(params, X, net=Net(linear=linear))[0]
 
     mixed = scores(0.3 * X1 + 0.7 * X2, 3)
     np.testing.assert_allclose(mixed, 0.3 * scores(X1, 3) + 0.7 * scores(X2, 3), rtol=1e-10,
@@ -180,10 +182,10 @@ def test_test_mode_equals_forward_with_the_statistics(monkeypatch, batch_norm, b
     X, _, _ = samples(16, seed=6)
     X_new, _, y_new = samples(30, seed=7)
     params = random_params(DIMS, batch_norm, seed=6)
-    S_train, _, batch_stats = forward(params, X, bn_order=bn_order, linear=linear)
+    S_train, _, batch_stats = forward(params, X, net=Net(bn_order, linear))
     stats = batch_stats if batch_norm else None
     assert len(batch_stats) == 3 * batch_norm
-    net = {"bn_order": bn_order, "linear": linear}
+    net = {"net": Net(bn_order, linear)}
     np.testing.assert_allclose(cost.test_scores(params, X, stats, **net), S_train, rtol=1e-9,
                                atol=1e-10)
     S = forward(params, X_new, stats, **net)[0]
@@ -194,7 +196,7 @@ def test_test_mode_equals_forward_with_the_statistics(monkeypatch, batch_norm, b
     assert scores["loss"] == pytest.approx(loss, rel=1e-10)
     assert scores["accuracy"] == np.mean(S.argmax(axis=0) == y_new)
     assert compute_accuracy(params, X_new, y_new, stats, **net) == scores["accuracy"]
-    other = {**net, "linear": (linear + 1) % 3}
+    other = {"net": Net(bn_order, (linear + 1) % 3)}
     assert not np.allclose(cost.test_scores(params, X_new, stats, **other), S)
     assert evaluate(params, X_new, y_new, 0.0, stats, **other)["loss"] != pytest.approx(loss)
 
@@ -206,11 +208,12 @@ def test_cost_uses_linear(batch):
     params = random_params([20, 12, 8, 10], True, seed=8)
     lam = 0.01
     l2 = lam * sum((W ** 2).sum() for W in params["W"])
-    S, _, stats = forward(params, X, linear=1)
+    S, _, stats = forward(params, X, net=Net(linear=1))
     expected = -log_softmax(S)[y, np.arange(8)].mean() + l2
-    assert compute_cost(params, X, Y, lam, linear=1) == pytest.approx(expected, rel=1e-12)
-    assert compute_cost(params, X, Y, lam, stats, linear=1) == pytest.approx(expected, rel=1e-9)
-    assert compute_cost(params, X, Y, lam, linear=0) != pytest.approx(expected, rel=1e-3)
+    one, zero = Net(linear=1), Net(linear=0)
+    assert compute_cost(params, X, Y, lam, net=one) == pytest.approx(expected, rel=1e-12)
+    assert compute_cost(params, X, Y, lam, stats, net=one) == pytest.approx(expected, rel=1e-9)
+    assert compute_cost(params, X, Y, lam, net=zero) != pytest.approx(expected, rel=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,49 +222,43 @@ def test_cost_uses_linear(batch):
 STATS = [(np.zeros((m, 1)), np.ones((m, 1))) for m in DIMS[1:-1]]
 
 CALLS = {
-    "forward": lambda p, X, Y, y, v: forward(p, X, linear=v),
-    "forward_with_stats": lambda p, X, Y, y, v: forward(p, X, STATS, linear=v),
-    "compute_gradients": lambda p, X, Y, y, v: compute_gradients(p, X, Y, 0.0, linear=v),
-    "compute_cost": lambda p, X, Y, y, v: compute_cost(p, X, Y, 0.0, linear=v),
-    "evaluate": lambda p, X, Y, y, v: evaluate(p, X, y, 0.0, STATS, linear=v),
-    "test_scores": lambda p, X, Y, y, v: cost.test_scores(p, X, STATS, linear=v),
-    "compute_accuracy": lambda p, X, Y, y, v: compute_accuracy(p, X, y, STATS, linear=v),
-    "check_gradients": lambda p, X, Y, y, v: check_gradients(p, X, Y, 0.0, linear=v),
+    "forward": lambda p, X, Y, y, net: forward(p, X, net=net),
+    "compute_gradients": lambda p, X, Y, y, net: compute_gradients(p, X, Y, 0.0, net=net),
+    "compute_cost": lambda p, X, Y, y, net: compute_cost(p, X, Y, 0.0, net=net),
+    "evaluate": lambda p, X, Y, y, net: evaluate(p, X, y, 0.0, STATS, net=net),
+    "test_scores": lambda p, X, Y, y, net: cost.test_scores(p, X, STATS, net=net),
+    "compute_accuracy": lambda p, X, Y, y, net: compute_accuracy(p, X, y, STATS, net=net),
+    "check_gradients": lambda p, X, Y, y, net: check_gradients(p, X, Y, 0.0, net=net),
 }
 
 
-@pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
-@pytest.mark.parametrize("value, error, message", [
-    (1.5, TypeError, r"linear must be an integer \(hidden layers without a ReLU\), got 1\.5"),
-    (True, TypeError, r"linear must be an integer \(hidden layers without a ReLU\), got True"),
-    (np.bool_(False), TypeError, "linear must be an integer"),
-    ("1", TypeError, r"linear must be an integer .*, got '1'"),
-    (None, TypeError, "linear must be an integer .*, got None"),
-    (-1, ValueError, r"linear must be in \[0, 3\] for a network of 3 hidden layers, got -1"),
-    (4, ValueError, r"linear must be in \[0, 3\] for a network of 3 hidden layers, got 4"),
-    (np.int64(7), ValueError, r"linear must be in \[0, 3\] .*, got 7"),
-], ids=["float", "True", "np.bool_", "str", "None", "-1", "4", "np.int64(7)"])
-def test_bad_linear_is_refused(batch, call, value, error, message):
-    """Each public function refuses a linear that is not an integer (TypeError) or not in
-    [0, hidden layers] (ValueError), naming the range."""
-    X, Y, y = batch
-    params = init_params(DIMS, batch_norm=True, seed=0)
-    with pytest.raises(error, match=message):
-        call(params, X, Y, y, value)
+@pytest.mark.parametrize("fields, message", [
+    ({"linear": 1.5}, r"linear must be an integer >= 0 \(hidden layers without a ReLU\), got 1\.5"),
+    ({"linear": True}, "linear must be an integer >= 0 .*, got True"),
+    ({"linear": "1"}, "linear must be an integer >= 0 .*, got '1'"),
+    ({"linear": -1}, "linear must be an integer >= 0 .*, got -1"),
+    ({"bn_order": "middle"}, "bn_order must be \"before\" or \"after\" .*, not 'middle'"),
+])
+def test_a_net_is_checked_when_built(fields, message):
+    with pytest.raises(ValueError, match=message):
+        Net(**fields)
 
 
-@pytest.mark.parametrize("value", [0, 3, np.int64(2), np.uint8(1)])
-def test_linear_from_zero_to_every_hidden_layer_is_accepted(batch, value):
-    """0..3 for 3 hidden layers, numpy integers too; the range follows the network's depth."""
+def test_every_public_function_checks_the_net_against_the_network(batch):
+    """Each takes linear from 0 to the number of hidden layers (numpy integers too), refuses
+    more naming the range, and refuses a net that is not a `Net`."""
     X, Y, y = batch
     params = init_params(DIMS, batch_norm=True, seed=0)
     for call in CALLS.values():
-        call(params, X, Y, y, value)
+        call(params, X, Y, y, Net(linear=np.uint8(3)))
+        with pytest.raises(ValueError, match=r"linear must be in \[0, 3\] for a network of 3 "
+                                             r"hidden layers, got 4"):
+            call(params, X, Y, y, Net(linear=4))
+        with pytest.raises(TypeError, match=r"net must be a Net\(bn_order, linear\), got 'after'"):
+            call(params, X, Y, y, "after")
     shallow = init_params([20, 12, 10], batch_norm=False, seed=0)
-    forward(shallow, X, linear=1)
-    with pytest.raises(ValueError, match=r"linear must be in \[0, 1\] for a network of 1 "
-                                         r"hidden layer, got 2"):
-        forward(shallow, X, linear=2)
+    with pytest.raises(ValueError, match=r"for a network of 1 hidden layer, got 2"):
+        forward(shallow, X, net=Net(linear=2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,16 +272,16 @@ def test_step_moves_along_the_gradient_of_linear(batch, bn_order):
     X, Y, _ = batch
     params = random_params([20, 12, 8, 10], True, seed=9)
     eta = 0.1
-    g = compute_gradients(params, X, Y, 0.0, bn_order=bn_order, linear=1)
-    g0 = compute_gradients(params, X, Y, 0.0, bn_order=bn_order, linear=0)
+    g = compute_gradients(params, X, Y, 0.0, net=Net(bn_order, 1))
+    g0 = compute_gradients(params, X, Y, 0.0, net=Net(bn_order, 0))
     flat = FlatParams(params)
-    batch_stats = step(flat, X, Y, eta, lam=0.0, bn_order=bn_order, linear=1)
+    batch_stats = step(flat, X, Y, eta, 0, SGD(), net=Net(bn_order, 1))
     for name in params:
         assert len(flat.params[name]) == len(params[name])
         for new, P, G in zip(flat.params[name], params[name], g[name]):
             np.testing.assert_allclose(new, P - eta * G, rtol=1e-12, atol=1e-15)
     assert not np.allclose(flat.params["W"][0], params["W"][0] - eta * g0["W"][0])
-    expected = forward(params, X, bn_order=bn_order, linear=1)[2]
+    expected = forward(params, X, net=Net(bn_order, 1))[2]
     for (mu, v), (mu_e, v_e) in zip(batch_stats, expected, strict=True):
         np.testing.assert_allclose(mu, mu_e, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(v, v_e, rtol=1e-12, atol=1e-15)
@@ -297,8 +294,8 @@ def test_bn_statistics_with_linear_are_the_mean_of_the_batch_statistics(bn_order
     (layer 1 with BN before; layers 0 and 1 with BN after)."""
     X, _, _ = samples(40, seed=10)
     params = random_params(DIMS, True, seed=10)
-    stats = bn_statistics(params, X, 10, bn_order, linear=1)
-    per_batch = [forward(params, X[:, i:i + 10], bn_order=bn_order, linear=1)[2]
+    stats = bn_statistics(params, X, 10, Net(bn_order, 1))
+    per_batch = [forward(params, X[:, i:i + 10], net=Net(bn_order, 1))[2]
                  for i in range(0, 40, 10)]
     assert len(stats) == 3
     for l, (mu, v) in enumerate(stats):
@@ -306,6 +303,6 @@ def test_bn_statistics_with_linear_are_the_mean_of_the_batch_statistics(bn_order
                                    rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(v, np.mean([b[l][1] for b in per_batch], axis=0),
                                    rtol=1e-12, atol=1e-14)
-    plain = bn_statistics(params, X, 10, bn_order, linear=0)
+    plain = bn_statistics(params, X, 10, Net(bn_order, 0))
     differs = [not np.allclose(stats[l][0], plain[l][0]) for l in range(3)]
     assert differs == ([False, True, True] if bn_order == "before" else [True, True, True])

@@ -1,15 +1,23 @@
-"""assignment3.nn.optim: the learning-rate schedules, the BN moving averages, the parameters as one
-flat vector, one update step (plain, momentum, Nesterov) against the update rule written out, and
-the divergence check."""
+"""assignment3.nn.optim: the learning-rate schedules, the parameters as one flat vector, one step
+with each update rule (SGD plain, momentum, Nesterov) against the rule written out, and the
+divergence check; and the BN moving averages (`nn.network`)."""
 import pickle
 
 import numpy as np
 import pytest
 
 from assignment3.data import one_hot
-from assignment3.nn.network import compute_gradients, dropout_masks, forward, init_params
-from assignment3.nn.optim import (
+from assignment3.nn.network import (
     BN_ALPHA,
+    Net,
+    compute_gradients,
+    dropout_masks,
+    forward,
+    init_params,
+    update_moving_averages,
+)
+from assignment3.nn.optim import (
+    SGD,
     UPDATE_BLOCK,
     DivergenceError,
     FlatParams,
@@ -17,7 +25,6 @@ from assignment3.nn.optim import (
     cyclic_lr,
     one_cycle_lr,
     step,
-    update_moving_averages,
 )
 
 DIMS = [20, 30, 15, 10]
@@ -61,7 +68,7 @@ def test_moving_averages_start_from_first_batch_then_decay():
 @pytest.mark.parametrize("momentum", [False, True])
 def test_flat_params_are_views_into_one_vector(momentum):
     params = init_params(DIMS, batch_norm=True, seed=0, dtype=np.float32)
-    flat = FlatParams(params, momentum=momentum)
+    flat = FlatParams(params, ("velocity",) if momentum else ())
     n = sum(P.size for arrays in params.values() for P in arrays)
     assert flat.theta.shape == flat.grad.shape == (n,) and flat.theta.dtype == np.float32
     for name in params:
@@ -77,13 +84,13 @@ def test_flat_params_are_views_into_one_vector(momentum):
 
 
 def test_flat_params_assign_copies_params_and_vectors_into_place():
-    flat = FlatParams(init_params(DIMS, batch_norm=True, seed=0), momentum=True)
+    flat = FlatParams(init_params(DIMS, batch_norm=True, seed=0), ("velocity",))
     other = init_params(DIMS, batch_norm=True, seed=1)
-    theta, velocity = flat.theta, flat.velocity
+    theta, velocity = flat.theta, flat.state["velocity"]
     flat.assign(other, {"velocity": np.arange(flat.theta.size, dtype=float)})
-    assert flat.theta is theta and flat.velocity is velocity
+    assert flat.theta is theta and flat.state["velocity"] is velocity
     assert all(np.array_equal(a, b) for a, b in zip(flat.params["W"], other["W"]))
-    assert np.array_equal(flat.velocity, np.arange(flat.theta.size))
+    assert np.array_equal(flat.state["velocity"], np.arange(flat.theta.size))
 
 
 def batch(seed=0, n=16, dtype=np.float64):
@@ -99,16 +106,16 @@ def test_steps_follow_the_update_rule(momentum, nesterov, bn_order, dropout, sgd
     plain theta -= eta g; momentum v = mu v + g, theta -= eta v; Nesterov theta -= eta (g + mu v).
     Each returns the mini-batch's BN statistics."""
     params = init_params(DIMS, batch_norm=True, seed=2)
-    flat = FlatParams(params, momentum=momentum > 0)
+    rule = SGD(0.01, momentum, nesterov)
+    flat = FlatParams(params, rule.state)
     v = {name: [np.zeros_like(P) for P in params[name]] for name in params}
-    lam, rng = 0.01, np.random.default_rng(4)
+    rng = np.random.default_rng(4)
     for t, eta in enumerate([0.05, 0.1, 0.02]):
         Xb, Yb = batch(t)
         masks = dropout_masks(params, Xb.shape[1], 0.3, rng) if dropout else None
-        expected_stats = forward(params, Xb, bn_order=bn_order, masks=masks)[2]
-        g = compute_gradients(params, Xb, Yb, lam, bn_order=bn_order, masks=masks)
-        stats = step(flat, Xb, Yb, eta, lam=lam, momentum=momentum, nesterov=nesterov,
-                     bn_order=bn_order, masks=masks, t=t)
+        expected_stats = forward(params, Xb, net=Net(bn_order), masks=masks)[2]
+        g = compute_gradients(params, Xb, Yb, rule.lam, net=Net(bn_order), masks=masks)
+        stats = step(flat, Xb, Yb, eta, t, rule, net=Net(bn_order), masks=masks)
         assert all(np.allclose(a, b) and np.allclose(c, d)
                    for (a, c), (b, d) in zip(stats, expected_stats))
         sgd_update(params, g, v, eta, momentum, nesterov)
@@ -116,7 +123,7 @@ def test_steps_follow_the_update_rule(momentum, nesterov, bn_order, dropout, sgd
             for mine, ref in zip(flat.params[name], params[name]):
                 assert np.allclose(mine, ref, rtol=1e-10, atol=1e-13)
     if momentum:
-        assert np.abs(flat.velocity).max() > 0
+        assert np.abs(flat.state["velocity"]).max() > 0
 
 
 def test_momentum_update_in_blocks_equals_one_pass(monkeypatch):
@@ -125,14 +132,16 @@ def test_momentum_update_in_blocks_equals_one_pass(monkeypatch):
     from assignment3.nn import optim
     params = init_params(DIMS, batch_norm=True, seed=3)
     Xb, Yb = batch(5)
-    whole = FlatParams(params, momentum=True)
-    step(whole, Xb, Yb, 0.1, lam=0.05, momentum=0.8, nesterov=True)
+    rule = SGD(0.05, 0.8, nesterov=True)
+    whole = FlatParams(params, rule.state)
+    step(whole, Xb, Yb, 0.1, 0, rule)
     assert whole.theta.size < UPDATE_BLOCK
     monkeypatch.setattr(optim, "UPDATE_BLOCK", 97)
-    blocks = FlatParams(params, momentum=True)
-    step(blocks, Xb, Yb, 0.1, lam=0.05, momentum=0.8, nesterov=True)
+    blocks = FlatParams(params, rule.state)
+    step(blocks, Xb, Yb, 0.1, 0, rule)
     assert np.allclose(blocks.theta, whole.theta, rtol=1e-12, atol=1e-15)
-    assert np.allclose(blocks.velocity, whole.velocity, rtol=1e-12, atol=1e-15)
+    assert np.allclose(blocks.state["velocity"], whole.state["velocity"], rtol=1e-12,
+                       atol=1e-15)
 
 
 def test_a_non_finite_step_raises_divergence_with_the_step():
@@ -142,7 +151,7 @@ def test_a_non_finite_step_raises_divergence_with_the_step():
     with pytest.raises(DivergenceError, match=r"diverged at step 7: mini-batch cost is nan "
                                               r"\(learning rate 0\.5\)") as err, \
             np.errstate(invalid="ignore", over="ignore"):
-        step(flat, Xb * np.inf, Yb, 0.5, lam=0.0, t=7)
+        step(flat, Xb * np.inf, Yb, 0.5, 7, SGD())
     assert (err.value.step, err.value.eta) == (7, 0.5)
     assert np.array_equal(flat.theta, theta)                   # nothing was updated
 

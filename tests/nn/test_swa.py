@@ -4,7 +4,7 @@ averaged weights (`bn_statistics`), each against a computation written out here.
 import numpy as np
 import pytest
 
-from assignment3.nn.network import forward, init_params
+from assignment3.nn.network import Net, forward, init_params
 from assignment3.nn.optim import FlatParams
 from assignment3.nn.swa import add_to_average, bn_statistics, snapshot_steps
 
@@ -80,7 +80,7 @@ def test_flat_params_keep_the_average_of_their_theta():
     vectors (beside the velocity), `averaged` the dict of views into it, and add_to_average
     averages the current theta; without `average` there is none."""
     params = init_params([12, 5, 3], batch_norm=True, seed=0, dtype=np.float64)
-    flat = FlatParams(params, momentum=True, average=True)
+    flat = FlatParams(params, ("velocity",), average=True)
     assert set(flat.vectors()) == {"velocity", "average"}
     assert set(FlatParams(params).vectors()) == set()
     assert FlatParams(params).averaged is None
@@ -108,7 +108,7 @@ def test_flat_params_keep_the_average_of_their_theta():
 def by_hand(params, X, n_batch, bn_order):
     """The mean over X's whole mini-batches of n_batch columns of the (mu, v) of each BN layer
     of a training-mode `forward`, in float64, then in X's dtype."""
-    per_batch = [forward(params, X[:, i:i + n_batch], bn_order=bn_order)[2]
+    per_batch = [forward(params, X[:, i:i + n_batch], net=Net(bn_order))[2]
                  for i in range(0, X.shape[1] - n_batch + 1, n_batch)]
     return [tuple(np.mean([np.asarray(b[l][j], np.float64) for b in per_batch], axis=0)
                   .astype(X.dtype) for j in (0, 1))
@@ -127,7 +127,7 @@ def test_bn_statistics_are_the_mean_of_the_training_mode_batch_statistics(dtype,
     params["gamma"] = [g + rng.standard_normal(g.shape).astype(dtype) for g in params["gamma"]]
     params["beta"] = [b + rng.standard_normal(b.shape).astype(dtype) for b in params["beta"]]
     X = (rng.standard_normal((15, n)) * 2 + 0.5).astype(dtype)
-    stats = bn_statistics(params, X, n_batch, bn_order)
+    stats = bn_statistics(params, X, n_batch, Net(bn_order))
     expected = by_hand(params, X, n_batch, bn_order)
     assert len(stats) == len(expected) == 2
     tol = 1e-12 if dtype == np.float64 else 1e-6
@@ -159,8 +159,8 @@ def test_bn_statistics_depend_on_the_order_and_leave_the_params():
     params = init_params([10, 7, 3], batch_norm=True, seed=0, dtype=np.float64)
     copies = {name: [P.copy() for P in arrays] for name, arrays in params.items()}
     X = rng.standard_normal((10, 40))
-    before = bn_statistics(params, X, 10, "before")
-    after = bn_statistics(params, X, 10, "after")
+    before = bn_statistics(params, X, 10, Net("before"))
+    after = bn_statistics(params, X, 10, Net("after"))
     assert np.all(after[0][0] >= 0) and not np.allclose(before[0][0], after[0][0])
     assert all(np.array_equal(P, Q) for name in params for P, Q in zip(params[name], copies[name]))
 
@@ -170,4 +170,4 @@ def test_bn_statistics_of_a_net_without_bn_are_empty():
     params = init_params([10, 7, 3], batch_norm=False, seed=0, dtype=np.float64)
     X = np.random.default_rng(0).standard_normal((10, 40))
     assert bn_statistics(params, X, 10) == []
-    assert bn_statistics(params, X, 40, "after") == []
+    assert bn_statistics(params, X, 40, Net("after")) == []
