@@ -12,7 +12,7 @@ import numpy as np
 from .data import D, K
 from .nn.checks import BN_ORDERS, is_bool, is_int, is_real
 from .nn.network import Net
-from .nn.optim import SGD, Update
+from .nn.optim import SGD, UPDATE_RULES, AdamW, Update
 
 
 class ConfigError(ValueError):
@@ -123,6 +123,7 @@ LIMITS = {
     "schedule": Limit(str, choices=SCHEDULES),
     "epochs": Limit(float, 0, 10_000, lo_open=True, optional=True),
     "warmup": Limit(float, 0, 1, lo_open=True, hi_open=True),
+    "optimizer": Limit(str, choices=tuple(UPDATE_RULES)),
     "momentum": Limit(float, 0, 1, hi_open=True),
     "nesterov": Limit(bool),
     "bn_order": Limit(str, choices=BN_ORDERS),
@@ -135,6 +136,7 @@ LIMITS = {
     "mixup": Limit(float, 0, 100),
     "swa": Limit(float, 0, 1),
     "linear": Limit(int, 0),
+    "weight_decay": Limit(float, 0),
 }
 
 
@@ -159,6 +161,7 @@ class Config:
     schedule: str = "cyclic"          # or "one_cycle" (`one_cycle_lr`, eta_min -> eta_max -> 0)
     epochs: float | None = None       # length of a one-cycle run
     warmup: float = 0.2               # one-cycle warm-up, as a fraction of the run
+    optimizer: str = "sgd"            # the update rule: "sgd" or "adamw" (`nn.optim`)
     momentum: float = 0.0             # v = momentum v + grad; theta -= eta v
     nesterov: bool = False            # theta -= eta (grad + momentum v)
     bn_order: str = "before"          # BN "before" or "after" the ReLU
@@ -173,6 +176,7 @@ class Config:
                                       # swa part (SWA, `nn.swa`), scored beside them; 0: off
     linear: int = 0                   # the first `linear` hidden layers have no ReLU: a linear
                                       # bottleneck (Lin et al. 2015); 0: every layer has one
+    weight_decay: float = 0.0         # AdamW's decoupled weight decay: W *= 1 - eta weight_decay
 
     def __post_init__(self) -> None:
         for name in LIMITS:                    # numpy scalars as Python values, for JSON
@@ -200,6 +204,12 @@ class Config:
                               n=len(self.hidden), s="s" if len(self.hidden) > 1 else "")
         if self.nesterov and not self.momentum:
             raise ConfigError("{0} needs {1} > 0", ("nesterov", True), "momentum")
+        if self.optimizer == "adamw" and self.momentum:
+            raise ConfigError("{0} is SGD's: {1} keeps its own moving average of the gradient",
+                              ("momentum", self.momentum), ("optimizer", "adamw"))
+        if self.optimizer == "sgd" and self.weight_decay:
+            raise ConfigError("{0} is AdamW's decoupled weight decay: set {1} to adamw, or use {2} "
+                              "for SGD", ("weight_decay", self.weight_decay), "optimizer", "lam")
 
     @property
     def net(self) -> Net:
@@ -209,6 +219,8 @@ class Config:
     @property
     def update(self) -> Update:
         """The update rule with its settings."""
+        if self.optimizer == "adamw":
+            return AdamW(self.lam, self.weight_decay)
         return SGD(self.lam, self.momentum, self.nesterov)
 
     def with_(self, **changes: Any) -> "Config":

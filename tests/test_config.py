@@ -91,6 +91,10 @@ from assignment3.config import (
     ({"epochs": 3}, ConfigError, "epochs=3 is the length of a one-cycle run; a cyclic run, "
                                  "schedule='cyclic', counts cycles instead"),
     ({"nesterov": True}, ConfigError, "nesterov=True needs momentum > 0"),
+    ({"optimizer": "adamw", "momentum": 0.9}, ConfigError, "momentum=0.9 is SGD's: "
+                                                           "optimizer='adamw' keeps its own"),
+    ({"weight_decay": 0.01}, ConfigError, "weight_decay=0.01 is AdamW's decoupled weight decay: "
+                                          "set optimizer to adamw, or use lam for SGD"),
 ])
 def test_config_refuses_values_it_cannot_use(kwargs, error, message):
     with pytest.raises(error, match=message) as err:
@@ -104,6 +108,7 @@ def test_config_refuses_values_it_cannot_use(kwargs, error, message):
     {"init": np.float32(0.01)}, {"seed": np.int64(3)}, {"flip": np.bool_(True)},
     {"schedule": "one_cycle", "epochs": 0.5}, {"momentum": 0.9, "nesterov": True},
     {"hidden": (10, 16_384)}, {"max_shift": 31}, {"mixup": 100}, {"eta_min": 0.1},
+    {"optimizer": "adamw", "weight_decay": 0.05, "lam": 0.001},
 ])
 def test_config_accepts_values_at_its_limits(kwargs):
     assert all(getattr(Config(**kwargs), k) == v for k, v in kwargs.items())
@@ -135,7 +140,7 @@ def test_the_defaults_are_the_assignments():
     beyond = [f.name for f in fields(Config)]
     beyond = beyond[beyond.index("evals_per_cycle") + 1:]
     off = {"schedule": "cyclic", "epochs": None, "warmup": 0.2, "bn_order": "before",
-           "blas_threads": 1}
+           "optimizer": "sgd", "blas_threads": 1}
     assert all(getattr(config, name) == off.get(name, 0) for name in beyond)
 
 

@@ -1,11 +1,13 @@
 """assignment3.training: `train` on the synthetic data (the schedules, the update rule with the BN
 moving averages, every option beyond the assignment, repeatability, prefetching, the signal
 handlers, divergence, the data and runs it refuses), and short runs on the real CIFAR-10 (slow).
-A run stopped by a real signal and resumed from its checkpoint: test_harness.py and
-store/test_checkpoints.py."""
+A run stopped by a real signal and resumed from its checkpoint: here for AdamW, and in
+test_harness.py and store/test_checkpoints.py."""
 import json
 import os
 import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -20,8 +22,11 @@ from assignment3.nn.network import (
     update_moving_averages,
 )
 from assignment3.nn.optim import DivergenceError, cyclic_lr, one_cycle_lr
+from assignment3.signals import TrainingInterrupted
+from assignment3.store import runfile
+from assignment3.store.checkpoints import Checkpoint
 from assignment3.training import Result, check_run, schedule, train
-from tests.conftest import make_synthetic
+from tests.conftest import equal_params, equal_stats, make_synthetic
 
 #: A tiny run on the synthetic data (300 training images): 6 steps an epoch, 40 steps.
 TINY = Config(hidden=(20,), n_batch=50, n_s=20, cycles=1)
@@ -141,12 +146,50 @@ def test_all_beyond_options_train_and_learn(synthetic):
 @pytest.mark.parametrize("option", [{"dropout": 0.3}, {"flip": True}, {"max_shift": 2},
                                     {"label_smoothing": 0.2}, {"mixup": 0.4},
                                     {"bn_order": "after"}, {"momentum": 0.5},
-                                    {"momentum": 0.5, "nesterov": True}])
+                                    {"momentum": 0.5, "nesterov": True},
+                                    {"optimizer": "adamw", "eta_max": 0.01}])
 def test_each_option_changes_the_run(synthetic, option):
     base = TINY.with_(cycles=0.3, momentum=0.5 if option.get("nesterov") else 0.0)
     plain, other = train(synthetic, base), train(synthetic, base.with_(**option))
     assert not np.array_equal(plain.params["W"][0], other.params["W"][0])
     assert np.isfinite(other.history["cost_train"]).all()
+
+
+def test_an_adamw_run_learns_and_resumes_bit_for_bit(synthetic, tmp_path):
+    """AdamW with decoupled weight decay, stopped by a real SIGTERM once its first checkpoint is
+    written: resumed from it, the run ends as the run never stopped (parameters, moving
+    averages, history, scores), its checkpoint holding the moments m and v; and it fits the
+    training set."""
+    config = TINY.with_(hidden=(16,), n_s=100, cycles=1, evals_per_cycle=20, eta_max=0.01,
+                        optimizer="adamw", weight_decay=0.05, dropout=0.1)
+    reference = train(synthetic, config)
+    assert reference.history["acc_train"][-1] > 0.9          # it fits the training set
+    path = tmp_path / "adamw.ckpt.npz"
+
+    def stop_after_first_checkpoint():
+        while not path.exists():
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    late = []                              # a signal that came after the run: the test fails
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: late.append(signum))
+    thread = threading.Thread(target=stop_after_first_checkpoint, daemon=True)
+    try:
+        thread.start()
+        with pytest.raises(TrainingInterrupted) as stop:
+            train(synthetic, config, checkpoint=Checkpoint(path))
+        thread.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert late == [] and 0 < stop.value.step < reference.steps
+    assert {"m", "v"} <= set(runfile.read(path)[0])
+    resumed = train(synthetic, config, checkpoint=Checkpoint(path))
+    assert resumed.resumed_from_step == stop.value.step
+    assert equal_params(resumed.params, reference.params)
+    assert equal_stats(resumed.stats, reference.stats)
+    assert resumed.history == reference.history
+    assert (resumed.val_accuracy, resumed.test_accuracy) == (reference.val_accuracy,
+                                                             reference.test_accuracy)
 
 
 def test_zca_option_trains_on_the_whitened_data():

@@ -21,6 +21,8 @@ TRAIN_OPTIONS = {
     "--cycles": ("cycles", "cycles of the cyclical schedule"),
     "--epochs": ("epochs", "length of a one-cycle run"),
     "--eta-max": ("eta_max", "peak learning rate"),
+    "--optimizer": ("optimizer", "update rule: sgd (gradient descent, with --momentum) or adamw"),
+    "--weight-decay": ("weight_decay", "AdamW's decoupled weight decay"),
     "--momentum": ("momentum", "momentum (0: plain gradient descent)"),
     "--nesterov": ("nesterov", "Nesterov momentum"),
     "--dropout": ("dropout", "drop probability of hidden units"),

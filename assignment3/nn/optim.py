@@ -1,7 +1,7 @@
 """The optimiser: the learning-rate schedules, the parameters as one flat vector, and one step of
 mini-batch training with an update rule, a small frozen value with the rule's settings and one
 `apply` method (cs231n's one function per update rule): `SGD`, plain or with (Nesterov)
-momentum."""
+momentum, and `AdamW`. `UPDATE_RULES` names them for `Config.optimizer`."""
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -165,6 +165,43 @@ class SGD:
                 g[...] = v
             g *= eta
             theta -= g
+
+
+@dataclass(frozen=True)
+class AdamW:
+    """Adam with decoupled weight decay (Loshchilov and Hutter 2019), in PyTorch's form: with g
+    the gradient of the cost (the loss's, plus 2 lam W if lam), W *= 1 - eta weight_decay (the
+    weights only, as lam), m = beta1 m + (1 - beta1) g, v = beta2 v + (1 - beta2) g^2, then
+    theta -= (eta / c1) m / (sqrt(v) / sqrt(c2) + eps), c1 = 1 - beta1^(t+1) and
+    c2 = 1 - beta2^(t+1) correcting the moments' start from 0. Built by `Config.update`."""
+    lam: float = 0.0
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    state = ("m", "v")
+
+    def apply(self, flat: FlatParams, eta: float, t: int) -> None:
+        g, m, v = flat.grad, flat.state["m"], flat.state["v"]
+        if self.lam:
+            flat.weight_grad += (2 * self.lam) * flat.weights
+        if self.weight_decay:
+            flat.weights *= 1 - eta * self.weight_decay
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * (g * g)
+        c1, c2 = 1 - self.beta1 ** (t + 1), 1 - self.beta2 ** (t + 1)
+        denominator = np.sqrt(v)
+        denominator /= np.sqrt(c2)
+        denominator += self.eps
+        np.divide(m, denominator, out=g)
+        g *= eta / c1
+        flat.theta -= g
+
+
+#: The update rules by the name `Config.optimizer` gives them.
+UPDATE_RULES = {"sgd": SGD, "adamw": AdamW}
 
 
 def step(flat: FlatParams, Xb: Array, Yb: Array, eta: float, t: int, update: Update, *,

@@ -19,6 +19,8 @@ from assignment3.nn.network import (
 from assignment3.nn.optim import (
     SGD,
     UPDATE_BLOCK,
+    UPDATE_RULES,
+    AdamW,
     DivergenceError,
     FlatParams,
     check_finite,
@@ -124,6 +126,37 @@ def test_steps_follow_the_update_rule(momentum, nesterov, bn_order, dropout, sgd
                 assert np.allclose(mine, ref, rtol=1e-10, atol=1e-13)
     if momentum:
         assert np.abs(flat.state["velocity"]).max() > 0
+
+
+@pytest.mark.parametrize("lam, weight_decay", [(0.0, 0.0), (0.01, 0.0), (0.0, 0.1)])
+def test_adamw_steps_follow_the_update_written_out(lam, weight_decay):
+    """Four AdamW steps (BN, dropout, float64) equal Loshchilov and Hutter's update written out
+    array by array, in PyTorch's form: g = the cost's gradient (lam included); the weights decay
+    W -= eta wd W; m, v the moving averages of g and g^2; theta -= eta / c1 m / (sqrt(v / c2) +
+    eps) with the bias corrections c1 = 1 - b1^t, c2 = 1 - b2^t (t counted from 1); biases,
+    gamma and beta do not decay. Steps are ~eta, so atol 1e-10 is 1e-7 of one."""
+    rule = AdamW(lam, weight_decay)
+    params = init_params(DIMS, batch_norm=True, seed=5)
+    flat = FlatParams(params, rule.state)
+    assert set(flat.vectors()) == {"m", "v"} and UPDATE_RULES["adamw"] is AdamW
+    m, v = ({name: [np.zeros_like(P) for P in params[name]] for name in params} for _ in "mv")
+    rng = np.random.default_rng(6)
+    for t, eta in enumerate([1e-3, 3e-3, 2e-3, 5e-4]):
+        Xb, Yb = batch(t)
+        masks = dropout_masks(params, Xb.shape[1], 0.3, rng)
+        g = compute_gradients(params, Xb, Yb, lam, masks=masks)
+        step(flat, Xb, Yb, eta, t, rule, masks=masks)
+        c1, c2 = 1 - 0.9 ** (t + 1), 1 - 0.999 ** (t + 1)
+        for name in params:
+            for P, G, M, V in zip(params[name], g[name], m[name], v[name]):
+                if name == "W":
+                    P -= eta * weight_decay * P
+                M[...] = 0.9 * M + 0.1 * G
+                V[...] = 0.999 * V + 0.001 * G * G
+                P -= eta / c1 * M / (np.sqrt(V / c2) + 1e-8)
+        for name in params:         # atol: the hidden biases' gradients are 0 up to rounding
+            for mine, ref in zip(flat.params[name], params[name]):
+                np.testing.assert_allclose(mine, ref, rtol=1e-12, atol=1e-10)
 
 
 def test_momentum_update_in_blocks_equals_one_pass(monkeypatch):
