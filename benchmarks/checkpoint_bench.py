@@ -15,14 +15,16 @@ import numpy as np
 
 from assignment3 import Checkpoint, Config, load_cifar10, train
 from assignment3.config import BEST
+from assignment3.data import CIFAR10
 from assignment3.store import runfile
 
 
-def overhead(data, repeats):
+def overhead(data: CIFAR10, repeats: int) -> tuple[dict[str, list[float]], float]:
     """Wall and CPU seconds of the default run without and with a checkpoint, alternating,
     `repeats` each, and the median seconds of one write of its checkpoint. On a busy machine
     the CPU seconds (all threads of this process) vary less than the wall time."""
-    times = {"without": [], "with": [], "without, CPU": [], "with, CPU": []}
+    times: dict[str, list[float]] = {"without": [], "with": [], "without, CPU": [],
+                                     "with, CPU": []}
     with tempfile.TemporaryDirectory() as folder:
         for i in range(repeats):
             for key, path in (("without", None), ("with", Path(folder) / f"{i}.npz")):
@@ -33,7 +35,7 @@ def overhead(data, repeats):
         return times, write_seconds(Path(folder) / "0.npz")
 
 
-def write_seconds(path, repeats=21):
+def write_seconds(path: Path, repeats: int = 21) -> float:
     """Median seconds of writing the checkpoint `path` again (read once, written `repeats`
     times): the work each checkpoint adds, done in the evaluation thread."""
     arrays, meta = runfile.read(path)
@@ -45,13 +47,13 @@ def write_seconds(path, repeats=21):
     return statistics.median(times)
 
 
-def vectors_kept(config):
+def vectors_kept(config: Config) -> int:
     """Parameter-sized vectors a checkpoint of `config` holds: the parameters, the momentum
     velocity (with momentum) and the running average of the weights (with SWA)."""
     return 1 + bool(config.momentum) + bool(config.swa)
 
 
-def size_ratio(data, config):
+def size_ratio(data: CIFAR10, config: Config) -> tuple[int, int]:
     """(checkpoint bytes, parameter bytes) of a short run of `config` checkpointed at its end."""
     with tempfile.TemporaryDirectory() as folder:
         ckpt = Path(folder) / "ckpt.npz"
@@ -60,7 +62,7 @@ def size_ratio(data, config):
         return ckpt.stat().st_size, params
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

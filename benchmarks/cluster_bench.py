@@ -24,7 +24,7 @@ import numpy as np
 from distributed import LocalCluster
 
 
-def search(backend, extra, folder, run):
+def search(backend: list[str], extra: list[str], folder: str, run: str) -> tuple[float, float]:
     """(wall seconds, summed training seconds of the trials) of one search command."""
     out = Path(folder) / f"{run}.jsonl"
     start = time.perf_counter()
@@ -36,12 +36,12 @@ def search(backend, extra, folder, run):
     return wall, sum(t["seconds"] for t in trials)
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each backend (3)")
     parser.add_argument("extra", nargs="*", help="more search options, e.g. -- --cycles 0.5")
     args = parser.parse_args()
-    rows = {"jobs": [], "cold": [], "warm": []}
+    rows: dict[str, list[tuple[float, float]]] = {"jobs": [], "cold": [], "warm": []}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, \
             tempfile.TemporaryDirectory() as folder:

@@ -5,10 +5,11 @@ stops the build with a message naming the notebook and the cell."""
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--output", type=Path, default=Path("build/report.pdf"))

@@ -1,17 +1,20 @@
-"""benchmarks/bench.py times the training loop by running it step by step with the package's own
-functions, its working tree's and, with --baseline, an older revision's in either layout: here its
-loop must be the loop of `train` (the same parameters after the same steps, bit for bit), so that
-a change of the training code shows up here, not as a wrong figure in `make bench`. On the
-synthetic data (no CIFAR-10)."""
+"""benchmarks/bench.py: the step loop it times must be the loop of `train` (the same parameters
+after the same steps, bit for bit), so that a change of the training code shows up here, not as a
+wrong figure in `make bench`; and the script itself, a real process in its --quick mode (synthetic
+data, a few seconds), must print its report and write its figures with the machine they were
+measured on. No CIFAR-10 needed."""
 import importlib.util
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from assignment3 import Config, train
+from tests.conftest import equal_params, equal_stats
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks" / "bench.py"
@@ -27,72 +30,58 @@ def bench():
     return module
 
 
-def revision(rev):
-    """`rev`, or a skip if this checkout does not hold it (a shallow clone)."""
-    found = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{rev}^{{commit}}"],
-                           capture_output=True)
-    if found.returncode != 0:
-        pytest.skip(f"revision {rev} is not in this checkout")
-    return rev
-
-
-def baseline(bench, rev, tmp_path, monkeypatch):
-    """The `Code` of revision `rev`, extracted as bench.py --baseline does."""
-    name = bench.baseline_package(revision(rev), tmp_path, name=f"a3_{rev}")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return bench.load_code(name)
-
-
-def assert_same_params(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert len(a[name]) == len(b[name])
-        for P, Q in zip(a[name], b[name]):
-            np.testing.assert_array_equal(P, Q)
-
-
 @pytest.mark.parametrize("fields", [
     {"batch_norm": True},
     {"batch_norm": False, "hidden": (20, 10, 10)},
     {"batch_norm": True, "dropout": 0.2, "flip": True, "momentum": 0.9},
 ], ids=["bn", "no-bn-4-layer", "dropout-flip-momentum"])
 def test_step_loop_is_the_loop_of_train(bench, synthetic, fields):
-    code = bench.load_code("assignment3")
-    assert code.layout == "nested"
-    fields = {**fields, "n_s": STEPS // 2, "cycles": 1}
-    seconds, params, stats = bench.run_steps(code, synthetic, fields, STEPS)
-    result = train(synthetic, Config(**fields))
+    config = Config(**fields, n_s=STEPS // 2, cycles=1)
+    seconds, params, stats = bench.timed_steps(synthetic, config, STEPS)
+    result = train(synthetic, config)
     assert result.steps == STEPS and seconds > 0
-    assert_same_params(params, result.params)
-    assert len(stats or []) == len(result.stats)
-    for (mu, v), (mu_r, v_r) in zip(stats or [], result.stats):
-        np.testing.assert_array_equal(mu, mu_r)
-        np.testing.assert_array_equal(v, v_r)
+    assert equal_params(params, result.params)
+    assert equal_stats(stats or [], result.stats)
 
 
-def test_baseline_in_the_flat_layout_is_timed_with_its_own_loop(bench, synthetic, tmp_path,
-                                                               monkeypatch):
-    code = baseline(bench, "488c968", tmp_path, monkeypatch)      # the last flat layout
-    assert code.layout == "flat" and code.package == "a3_488c968"
-    fields = {"n_s": STEPS // 2, "cycles": 1}
-    _, params, _ = bench.run_steps(code, synthetic, fields, STEPS)
-    assert_same_params(params, code.train(synthetic, code.Config(**fields)).params)
+def test_quick_run_prints_its_report_and_writes_its_figures(bench, tmp_path):
+    """`bench.py --quick --json FILE`, with its full run in a fresh process of its own: the
+    Markdown report (the machine, both sections, a verdict on every target) and the same figures
+    as JSON, with the machine and its matmul rate."""
+    out = tmp_path / "figures.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH",
+                                                                                  "")]))
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    figures, report = json.loads(out.read_text()), proc.stdout
+    assert figures["machine"]["cpu"] in report and figures["matmul_gflops"] > 0
+    assert f"{figures['matmul_gflops']:.0f} GFLOP/s" in report
+    for heading in ("Machine", "Seconds per 1000 training steps", "Full default run", "Targets"):
+        assert f"\n## {heading}\n" in report, heading
+
+    nets = figures["steps"]["nets"]
+    assert [r["net"] for r in nets] == list(bench.NETS)
+    assert all(r["s_per_1000"] > 0 and 0 < r["gflops"] and r["matmul_gflops"] > 0 for r in nets)
+    full, data = figures["full"], bench.synthetic()
+    assert full["steps"] == 2 * bench.QUICK_RUN.n_s and full["train_s"] > 0
+    assert full["data_mb"] * 2**20 == sum(s.X.nbytes + s.Y.nbytes + s.y.nbytes
+                                          for s in (data.train, data.val, data.test))
+    assert full["peak_mb"] > full["data_mb"] and np.isfinite(full["of_matmul"])
+
+    measured = [r["s_per_1000"] for r in nets] + [full[k] for k in ("train_s", "load_s",
+                                                                     "peak_mb")]
+    assert [(t["measured"], t["target"]) for t in figures["targets"]] == list(zip(
+        measured, bench.TARGETS.values()))
+    for t in figures["targets"]:
+        verdict = "met" if t["measured"] <= t["target"] else "not met"
+        assert t["met"] == (verdict == "met")
+        assert f"| {t['figure']} | {t['measured']:.3g} | <= {t['target']:g} | {verdict} |" \
+            in report
 
 
-def test_baseline_of_the_first_loop_is_timed_with_that_loop(bench, synthetic, tmp_path,
-                                                           monkeypatch):
-    code = baseline(bench, "9d3f9fb", tmp_path, monkeypatch)      # the first training loop
-    assert code.layout == "first"
-    fields = {"n_s": STEPS // 2, "cycles": 1}
-    _, params, _ = bench.run_steps(code, synthetic, fields, STEPS)      # one BLAS thread
-    with threadpool_limits(1, user_api="blas"):   # 9d3f9fb's train takes the process's threads
-        result = code.train(synthetic, code.Config(**fields))
-    assert_same_params(params, result.params)
-
-
-def test_baseline_between_the_layouts_is_refused(bench, tmp_path):
-    rev = revision("542ac99")       # a step function, but no minibatches.step_inputs yet
-    with pytest.raises(SystemExit, match="--baseline 542ac99: revisions from 0b2cea4 to "
-                                         "before aebdaaf have a step loop this benchmark"):
-        bench.baseline_package(rev, tmp_path)
-    assert not (tmp_path / "a3_baseline").exists()
+def test_unknown_section_is_a_usage_error(bench, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--sections", "steps,micro"])
+    assert exit_.value.code == 2
+    assert "unknown section micro; choose from steps, full" in capsys.readouterr().err
