@@ -29,11 +29,13 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from assignment3 import Config, init_params, load_cifar10, train
+from assignment3 import Config, load_cifar10, train
 from assignment3.compute import n_weights, step_gflop
 from assignment3.data import CIFAR10, Split, one_hot
+from assignment3.harness import Run
 from assignment3.minibatches import step_inputs
-from assignment3.nn.optim import FlatParams, cyclic_lr, step, update_moving_averages
+from assignment3.nn.network import update_moving_averages
+from assignment3.nn.optim import FlatParams, cyclic_lr, step
 from assignment3.nn.types import Array, Params, Stats
 from assignment3.store.provenance import machine, matmul_rate
 
@@ -66,9 +68,7 @@ def one_step(flat: FlatParams, Xb: Array, Yb: Array, eta: float, config: Config,
              masks: list[Array] | None, t: int) -> Stats:
     """`nn.optim.step` with the options of `config`, as `train` calls it (the one call of it
     here); the mini-batch's BN statistics."""
-    return step(flat, Xb, Yb, eta, lam=config.lam, momentum=config.momentum,
-                nesterov=config.nesterov, bn_order=config.bn_order, masks=masks, t=t,
-                linear=config.linear)
+    return step(flat, Xb, Yb, eta, t, config.update, net=config.net, masks=masks)
 
 
 def timed_steps(data: CIFAR10, config: Config, steps: int) -> tuple[float, Params, Stats | None]:
@@ -76,10 +76,7 @@ def timed_steps(data: CIFAR10, config: Config, steps: int) -> tuple[float, Param
     the cyclic `config` on `data`, without its evaluations: its input stream (the next mini-batch
     made in a thread if the BLAS threads leave a core free), `step`, the moving averages. The
     parameters are those of `train`'s run of `steps` steps, bit for bit."""
-    dims = [data.train.X.shape[0], *config.hidden, data.train.Y.shape[0]]
-    flat = FlatParams(init_params(dims, batch_norm=config.batch_norm, init=config.init,
-                                  seed=config.seed, dtype=config.dtype),
-                      momentum=config.momentum > 0)
+    flat = Run.start(data, config, None).flat
     n_s = config.n_s or 5 * (data.train.n // config.n_batch)
     stats: Stats | None = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
