@@ -3,44 +3,25 @@ each field accepts (`LIMITS`, which the command line builds its options from), t
 names a setting (`ConfigError`), a configuration as JSON and back, and the `PRESETS` the command
 line starts from. `training.train` trains one."""
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
 from .data import D, K
+from .errors import Error
 from .nn.checks import BN_ORDERS, is_bool, is_int, is_real
 from .nn.network import Net
 from .nn.optim import SGD, UPDATE_RULES, AdamW, Update
 
 
-class ConfigError(ValueError):
-    """A setting out of its limits, or settings that do not fit together. The message names the
-    settings through a function `word(field)` or `word(field, value)`, by default the library's
-    names (`eta_max`, `schedule='one_cycle'`); `worded` says it with others (the command line's
-    `--eta-max`, `--schedule one_cycle`)."""
-
-    def __init__(self, template: str, *names: str | tuple[str, object], **values: object) -> None:
-        """`template` is a str.format template: {0}, {1}, ... for the `names` (each a field or a
-        (field, value) pair), and named fields for the `values`."""
-        self.template, self.names, self.values = template, names, values
-        super().__init__(self.worded())
-
-    def worded(self, word: Callable[..., str] | None = None) -> str:
-        """The message with each setting named by `word` (default: `library_word`)."""
-        word = word or library_word
-        named = [word(*n) if isinstance(n, tuple) else word(n) for n in self.names]
-        return self.template.format(*named, **self.values)
+class ConfigError(Error, ValueError):
+    """A setting out of its limits, or settings that do not fit together; the message names
+    them by their fields (`Error.worded`: the command line's `--eta-max`)."""
 
 
 class ConfigTypeError(ConfigError, TypeError):
     """A setting of the wrong type (a string where a bool is needed, say)."""
-
-
-def library_word(field: str, *value: object) -> str:
-    """How the library names a setting: `field`, or `field=value`."""
-    return f"{field}={value[0]!r}" if value else field
 
 
 @dataclass(frozen=True)

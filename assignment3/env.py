@@ -6,6 +6,8 @@ import math
 import os
 from pathlib import Path
 
+from .errors import Error
+
 #: The folder holding the CIFAR-10 batches (`data.find_data_dir`).
 DATA_DIR = "CIFAR10_DIR"
 #: The base of the per-user cache the download goes to (the XDG convention).
@@ -20,7 +22,7 @@ WAIT_WORKERS = "ASSIGNMENT3_WAIT_WORKERS"
 RETRAIN = "ASSIGNMENT3_RETRAIN"
 
 
-class EnvironmentValueError(ValueError):
+class EnvironmentValueError(Error, ValueError):
     """An environment variable of the package holds a value it cannot use."""
 
 

@@ -13,10 +13,25 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from ..config import ConfigError
+from ..data import DataError
+from ..env import EnvironmentValueError
+from ..errors import Error
+from ..nn.optim import DivergenceError
+from ..scale.cluster import ClusterError
+from ..scale.search import SearchFileError, StageDiverged
 from ..signals import Stopped, TrainingInterrupted, signals_raise
+from ..store.outputs import OutputError
 from ..store.runfile import RunFileError
 from .commands import evaluate_command, plot_command, train_command
-from .options import Parser, add_data, config_options, search_options
+from .options import Parser, add_data, cli_words, config_options, search_options
+
+#: The exit status of each error the commands let through (an Error of a class not here is a
+#: bug, and gets a traceback): 2 for what was given (settings, files, data, environment), 1 for
+#: what went wrong in the work. A ConfigError is a usage error: said as the parser says its own.
+EXIT_STATUS: dict[type[Error], int] = {
+    ConfigError: 2, RunFileError: 2, DataError: 2, EnvironmentValueError: 2, ClusterError: 2,
+    SearchFileError: 2, OutputError: 1, DivergenceError: 1, StageDiverged: 1}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,15 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status. A stop by Ctrl-C, SIGTERM or SIGHUP prints
     one line (what stopped it; during a training, how to resume it) and returns 128 + the
-    signal's number, as a shell reports it. A run or checkpoint file that cannot be used is
-    one line and exit status 2."""
+    signal's number, as a shell reports it. An error of `EXIT_STATUS` is one line, with the
+    settings it names worded as options, and its status."""
     try:
         with signals_raise(resend=False):
             args = build_parser().parse_args(argv)
             return args.handler(args)
-    except RunFileError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except tuple(EXIT_STATUS) as err:
+        given = {k for k, v in vars(args).items() if v is not None}
+        text = err.worded(cli_words(given, args.preset if "preset" in args else "assignment"))
+        if isinstance(err, ConfigError):
+            args.parser.error(text)
+        print(f"error: {text}", file=sys.stderr)
+        return next(status for kind, status in EXIT_STATUS.items() if isinstance(err, kind))
     except TrainingInterrupted as stop:
         print(f"stopped by {signal.Signals(stop.signum).name} at step {stop.step} of "
               f"{stop.total}; " + (f"checkpoint written to {stop.checkpoint}: run the same "

@@ -10,18 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, ConfigError
-from ..data import DataError, Source, load_cifar10
-from ..env import EnvironmentValueError
-from ..nn.optim import DivergenceError
-from ..scale.cluster import ClusterError, worker_wait
-from ..scale.search import SearchFileError, StageDiverged, coarse_to_fine
+from ..config import Config
+from ..data import Source, load_cifar10
+from ..scale.cluster import worker_wait
+from ..scale.search import coarse_to_fine
 from ..store.checkpoints import Checkpoint
 from ..store.outputs import OutputError, check_output, write_atomic
 from ..store.provenance import code_version
 from ..store.runs import load_run, reevaluate, save_run
 from ..training import Result, train
-from .options import cli_words, config_from_args
+from .options import config_from_args
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -40,26 +38,13 @@ def train_command(args: argparse.Namespace) -> int:
             except OutputError as err:
                 args.parser.error(f"{option} {err}")
     quiet = args.json or args.quiet
-    try:
-        if args.command == "search":
-            with worker_wait(args.wait_workers):
-                return search_command(args, config)
-        version = code_version()               # the code that trains, not the one at the end
-        data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not quiet)
-        checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
-        result = train(data, config, progress=not quiet, checkpoint=checkpoint)
-    except ConfigError as err:                 # the run does not fit the data or the machine
-        given = {k for k, v in vars(args).items() if v is not None}
-        args.parser.error(err.worded(cli_words(given, args.preset)))
-    except (DataError, EnvironmentValueError, ClusterError, SearchFileError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except DivergenceError as err:
-        print(f"error: {err.message('--eta-max', '--lam', '--init')}", file=sys.stderr)
-        return 1
-    except OutputError as err:                 # a checkpoint could not be written
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.command == "search":
+        with worker_wait(args.wait_workers):
+            return search_command(args, config)
+    version = code_version()                   # the code that trains, not the one at the end
+    data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not quiet)
+    checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
+    result = train(data, config, progress=not quiet, checkpoint=checkpoint)
     failed = save_or_fallback(args.save, result, version) if args.save else None
     if failed:
         args.save = None                       # the summary does not say "saved to"
@@ -113,17 +98,8 @@ def save_or_fallback(path: str, result: Result, version: str) -> str | None:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     result = load_run(args.path)
-    try:
-        data = load_cifar10(args.data, dtype=np.dtype(result.config.dtype),
-                            progress=not args.json)
-    except (DataError, EnvironmentValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        scores = reevaluate(data, result, flip_average=args.flip_average)
-    except ValueError as err:                  # a run of other data
-        print(f"error: {args.path}: {err}", file=sys.stderr)
-        return 2
+    data = load_cifar10(args.data, dtype=np.dtype(result.config.dtype), progress=not args.json)
+    scores = reevaluate(data, result, flip_average=args.flip_average)
     summary = {**result.summary(), "test_accuracy": scores["test"], "val_accuracy": scores["val"]}
     if result.averaged is not None:
         summary["swa_test_accuracy"] = scores["test, averaged"]
@@ -187,14 +163,10 @@ def search_command(args: argparse.Namespace, config: Config) -> int:
     lo, hi = args.lam_range
     if not lo < hi:
         args.parser.error(f"--lam-range needs LO < HI, got {lo} {hi}")
-    try:
-        out = coarse_to_fine(Source(args.data, dtype=config.dtype), config, coarse=(lo, hi),
-                             n_coarse=args.coarse, n_fine=args.fine, random=args.random,
-                             seed=args.seed, n_jobs=args.jobs, scheduler=args.scheduler,
-                             out=args.out, progress=not args.json)
-    except StageDiverged as err:
-        print(f"error: {err.message('--eta-max', '--lam-range LO HI')}", file=sys.stderr)
-        return 1
+    out = coarse_to_fine(Source(args.data, dtype=config.dtype), config, coarse=(lo, hi),
+                         n_coarse=args.coarse, n_fine=args.fine, random=args.random,
+                         seed=args.seed, n_jobs=args.jobs, scheduler=args.scheduler,
+                         out=args.out, progress=not args.json)
     fields = ("lam", "val_accuracy", "test_accuracy")
     trials = out["coarse"] + out["fine"]
     if args.json:                              # a diverged trial: accuracies null

@@ -41,8 +41,9 @@ TRAIN_OPTIONS = {
     "--seed": ("seed", "seed of the init, shuffling, augmentation, dropout and MixUp (0)"),
 }
 
-#: The option that sets each field: how the command line names it in Config's messages.
-OPTION_OF = {field: option for option, (field, _) in TRAIN_OPTIONS.items()}
+#: The option that sets each field: how the command line names it in the messages of errors.
+OPTION_OF = {**{field: option for option, (field, _) in TRAIN_OPTIONS.items()},
+             "lam_range": "--lam-range LO HI"}
 
 #: What the search command's own numeric options accept.
 SEARCH_LIMITS = {"lam_range": Limit(float, 0, lo_open=True), "coarse": Limit(int, 1, 1000),
@@ -144,16 +145,13 @@ def search_options(s: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
     """The preset's Config with every option given on the command line replacing its field;
-    settings that do not fit together are a usage error of `parser`."""
+    settings that do not fit together are a usage error of `parser` (ConfigError)."""
     fields = {f.name for f in dataclasses.fields(Config)}
     changes = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     preset = PRESETS[args.preset]
     if changes.get("schedule") == "cyclic" and "epochs" not in changes:
         changes["epochs"] = None                    # a one-cycle preset's length
-    try:
-        config = preset.with_(**changes)
-    except ConfigError as err:
-        parser.error(err.worded(cli_words(changes, args.preset)))
+    config = preset.with_(**changes)          # a ConfigError is worded by `main`
     if "cycles" in changes and config.schedule == "one_cycle":
         parser.error(f"--cycles counts the cycles of a cyclic run, and this run is one-cycle "
                      f"(--preset {args.preset}): give its length with --epochs")

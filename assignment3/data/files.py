@@ -20,6 +20,7 @@ from pathlib import Path, PureWindowsPath
 from typing import IO, Any
 
 from .. import env
+from ..errors import Error
 from ..signals import signals_raise
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -36,7 +37,7 @@ _PART_PREFIX = f".{_ARCHIVE}.part-"  # partial downloads, in the folder the arch
 _TAR_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
-class DataError(RuntimeError):
+class DataError(Error, RuntimeError):
     """The data is missing, incomplete or damaged, or could not be downloaded."""
 
 

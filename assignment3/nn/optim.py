@@ -7,6 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..errors import Error
 from .checks import PARAM_NAMES
 from .network import Net, backward, forward_unchecked, softmax
 from .swa import add_to_average
@@ -16,23 +17,16 @@ from .types import Array, Params, Stats
 UPDATE_BLOCK = 1 << 16
 
 
-class DivergenceError(RuntimeError):
-    """Training produced a NaN or infinite cost."""
+class DivergenceError(Error, RuntimeError):
+    """Training produced a NaN or infinite cost at `step` (learning rate `eta`)."""
+    step: int
+    cost: float
+    eta: float
 
     def __init__(self, step: int, cost: float, eta: float) -> None:
-        self.step, self.cost, self.eta = step, cost, eta
-        super().__init__(self.message())
-
-    def message(self, eta_max: str = "eta_max", lam: str = "lam",
-                init: str = "initial weight scale") -> str:
-        """What happened and what to do, naming the settings as the caller does (the command
-        line: by their options)."""
-        return (f"training diverged at step {self.step}: mini-batch cost is {self.cost} "
-                f"(learning rate {self.eta:.3g}); lower {eta_max} or {lam}, or use a smaller "
-                f"{init}")
-
-    def __reduce__(self) -> tuple[type, tuple[int, float, float]]:
-        return type(self), (self.step, self.cost, self.eta)   # pickled with its fields
+        super().__init__("training diverged at step {step}: mini-batch cost is {cost} (learning "
+                         "rate {eta:.3g}); lower {0} or {1}, or use a smaller {2}", "eta_max",
+                         "lam", "init", step=step, cost=cost, eta=eta)
 
 
 def cyclic_lr(t: int, eta_min: float = 1e-5, eta_max: float = 1e-1, n_s: int = 2250) -> float:

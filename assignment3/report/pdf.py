@@ -17,6 +17,7 @@ from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
 from traitlets.config import Config
 
+from ..errors import Error
 from ..store.provenance import short_version
 from .paper import HEADLINES, KEY, SUMMARY_COLUMNS, markdown_table, summary_rows
 
@@ -35,11 +36,11 @@ STYLE = """
 """.strip()
 
 
-class NotebookError(ValueError):
+class NotebookError(Error, ValueError):
     """A notebook that cannot go into the report: a cell not executed or an error output."""
 
 
-class TypesetError(RuntimeError):
+class TypesetError(Error, RuntimeError):
     """pandoc or Typst failed on the report's source."""
 
 

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from .. import env
 from ..config import Config
 from ..data import CIFAR10, DataError, Source
+from ..errors import Error
 from ..nn.checks import is_real
 from ..training import Diverged, Result, train, train_or_diverged
 
@@ -60,7 +61,7 @@ _wait_workers: ContextVar[float | None] = ContextVar("wait_workers", default=Non
 T = TypeVar("T")
 
 
-class ClusterError(RuntimeError):
+class ClusterError(Error, RuntimeError):
     """The Dask scheduler cannot be reached, or the cluster cannot run the tasks."""
 
 

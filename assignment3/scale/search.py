@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..data import CIFAR10, Source
+from ..errors import Error
 from ..store.fields import integer, number
 from ..store.outputs import check_output, write_atomic
 from ..training import Diverged, Result
@@ -30,24 +31,19 @@ TRIAL_FIELDS = ("stage", "lam", "val_accuracy", "test_accuracy", "seconds")
 Trial = dict[str, Any]
 
 
-class SearchFileError(ValueError):
+class SearchFileError(Error, ValueError):
     """A trial record that cannot be read, or that belongs to another search."""
 
 
-class StageDiverged(RuntimeError):
+class StageDiverged(Error, RuntimeError):
     """Every trial of a stage of the search diverged: there is no best value to go on from."""
 
     def __init__(self, stage: str, lams: Sequence[float]) -> None:
-        self.stage, self.lo, self.hi, self.n = stage, min(lams), max(lams), len(lams)
-        super().__init__(self.message())
-
-    def message(self, eta_max: str = "eta_max", lam_range: str = "the range of lam") -> str:
-        """What happened and what to do, naming the settings as the caller does (the command
-        line: by their options)."""
-        values = (f"lam {self.lo:.3g}" if self.n == 1 else
-                  f"all {self.n} values of lam, {self.lo:.3g} to {self.hi:.3g}")
-        return (f"every trial of the {self.stage} stage diverged ({values}): none "
-                f"trained; lower {eta_max}, or search smaller values with {lam_range}")
+        values = (f"lam {min(lams):.3g}" if len(lams) == 1 else
+                  f"all {len(lams)} values of lam, {min(lams):.3g} to {max(lams):.3g}")
+        super().__init__("every trial of the {stage} stage diverged ({which}): none trained; "
+                         "lower {0}, or search smaller values with {1}", "eta_max", "lam_range",
+                         stage=stage, which=values)
 
 
 def lambda_values(lo: float, hi: float, n: int, *, random: bool = False,

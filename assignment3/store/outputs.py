@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from ..errors import Error
+
 #: The kinds of output, as a reader is told what a path holds.
 KINDS = {"run": "a saved run", "checkpoint": "a checkpoint", "search": "a lambda search record",
          "figure": "a figure", "pdf": "a PDF", "record": "a record of runs (runs.json)"}
@@ -38,7 +40,7 @@ DAMAGED = "a damaged run file"
 MAX_META_BYTES = 64 << 20
 
 
-class OutputError(ValueError):
+class OutputError(Error, ValueError):
     """An output path that may not receive the output, or a write that failed; the message is
     one line naming the path."""
 

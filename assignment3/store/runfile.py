@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ..config import MAX_PARAMETERS
+from ..errors import Error
 from ..nn.checks import PARAM_NAMES, is_int
 from ..nn.types import Array, Params, Stats
 from .outputs import MAX_META_BYTES, special_file, write_atomic
@@ -62,12 +63,13 @@ AVERAGED = "swa_"
 NETWORK_ARRAY = re.compile(rf"((?:{AVERAGED})?)(?:{'|'.join((*PARAM_NAMES, *STAT_NAMES))})_\d+")
 
 
-class RunFileError(ValueError):
+class RunFileError(Error, ValueError):
     """A run or checkpoint file that cannot be used; the message names the file and says why."""
+    path: Path
 
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        self.path = Path(path)
-        super().__init__(f"{path}: {problem}")
+        super().__init__("{where}: {problem}", where=str(path), path=Path(path),
+                         problem=problem)
 
 
 def write(path: str | os.PathLike[str], arrays: dict[str, Array], meta: dict[str, Any]) -> None:

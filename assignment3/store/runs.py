@@ -9,7 +9,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..config import Config, config_dict
-from ..data import CIFAR10, zca_whiten
+from ..data import CIFAR10, DataError, zca_whiten
 from ..nn.augment import flipped
 from ..nn.cost import evaluate, test_scores
 from ..nn.network import softmax
@@ -95,13 +95,13 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
     threads, so that they are the run's own numbers), and with `flip_average` the test
     accuracy with flip averaging: the mean of the probabilities of each test image and its
     mirror image (a test-time augmentation; the training is the same). A run with averaged
-    weights also gets their scores, "val, averaged" and "test, averaged". ValueError if the
+    weights also gets their scores, "val, averaged" and "test, averaged". DataError if the
     run's network does not fit the data (another input size or number of classes)."""
     d, K = result.params["W"][0].shape[1], result.params["W"][-1].shape[0]
     if (data.train.X.shape[0], data.train.Y.shape[0]) != (d, K):
-        raise ValueError(f"the run's network takes {d} inputs and {K} classes, the data has "
-                         f"{data.train.X.shape[0]} and {data.train.Y.shape[0]}: evaluate it on "
-                         f"the data it was trained on")
+        raise DataError(f"the run's network takes {d} inputs and {K} classes, the data has "
+                        f"{data.train.X.shape[0]} and {data.train.Y.shape[0]}: evaluate it on "
+                        f"the data it was trained on")
     if result.config.zca:
         data = zca_whiten(data)
     params, stats, config = result.params, result.stats, result.config

@@ -201,9 +201,9 @@ def test_check_finite():
 def test_divergence_error_names_the_settings_and_pickles_with_its_fields():
     err = DivergenceError(12, float("inf"), 0.25)
     assert str(err) == ("training diverged at step 12: mini-batch cost is inf (learning rate "
-                        "0.25); lower eta_max or lam, or use a smaller initial weight scale")
-    assert "lower --eta-max or --lam, or use a smaller --init" in err.message(
-        "--eta-max", "--lam", "--init")
+                        "0.25); lower eta_max or lam, or use a smaller init")
+    assert "lower --eta-max or --lam, or use a smaller --init" in err.worded(
+        lambda field: "--" + field.replace("_", "-"))
     again = pickle.loads(pickle.dumps(err))
     assert (again.step, again.cost, again.eta) == (12, float("inf"), 0.25)
     assert str(again) == str(err) and isinstance(again, RuntimeError)

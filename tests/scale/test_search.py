@@ -278,7 +278,7 @@ def test_a_stage_whose_every_trial_diverged_stops_the_search(synthetic, tmp_path
     """Recorded, so that the same search again stops at once, training nothing."""
     out = tmp_path / "trials.jsonl"
     message = ("every trial of the coarse stage diverged (all 2 values of lam, 100 to 1e+04): "
-               "none trained; lower eta_max, or search smaller values with the range of lam")
+               "none trained; lower eta_max, or search smaller values with lam_range")
     with pytest.raises(StageDiverged, match=f"^{re.escape(message)}$"):
         coarse_to_fine(synthetic, TINY, coarse=(1e2, 1e4), n_coarse=2, n_fine=2, n_jobs=1,
                        out=out)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from assignment3.config import Config
+from assignment3.data import DataError
 from assignment3.store import runfile
 from assignment3.store.checkpoints import Checkpoint
 from assignment3.store.provenance import code_version, machine
@@ -384,7 +385,7 @@ def test_reevaluate_refuses_a_run_of_other_data(synthetic):
     from tests.conftest import make_synthetic
     small = make_synthetic(n_train=60, n_val=20, n_test=20, d=40)
     result = train(small, Config(hidden=(8,), n_batch=20, n_s=3, cycles=0.5))
-    with pytest.raises(ValueError, match="the run's network takes 40 inputs and 10 classes, the "
+    with pytest.raises(DataError, match="the run's network takes 40 inputs and 10 classes, the "
                                          "data has 3072 and 10: evaluate it on the data it was "
                                          "trained on"):
         reevaluate(synthetic, result)
