@@ -30,14 +30,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from assignment3 import Config, load_cifar10, train
-from assignment3.compute import n_weights, step_gflop
 from assignment3.data import CIFAR10, Split, one_hot
-from assignment3.harness import Run
-from assignment3.minibatches import step_inputs
 from assignment3.nn.network import update_moving_averages
 from assignment3.nn.optim import FlatParams, cyclic_lr, step
 from assignment3.nn.types import Array, Params, Stats
+from assignment3.report.compute import n_weights, step_gflop
 from assignment3.store.provenance import machine, matmul_rate
+from assignment3.training.harness import Run
+from assignment3.training.inputs import step_inputs
 
 #: The nets whose steps are timed (BN, float32, batch 100), by name.
 NETS = {"3-layer": Config(hidden=(50, 50)),

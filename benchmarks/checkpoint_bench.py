@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from assignment3 import Checkpoint, Config, load_cifar10, train
-from assignment3.config import BEST
 from assignment3.data import CIFAR10
+from assignment3.report.presets import BEST
 from assignment3.store import runfile
 
 

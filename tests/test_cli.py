@@ -342,7 +342,7 @@ def test_part_two_best_net_is_the_best_preset_with_three_options():
     """The command line that docs/cli.md gives for part two's best net gives PART_TWO_BEST."""
     from assignment3.cli import build_parser
     from assignment3.cli.options import config_from_args
-    from assignment3.config import PART_TWO_BEST
+    from assignment3.report.presets import PART_TWO_BEST
     parser = build_parser()
     args = parser.parse_args(["train", "--preset", "best", "--hidden", "1024,512,256",
                               "--epochs", "360", "--swa", "0"])

@@ -7,16 +7,9 @@ from dataclasses import FrozenInstanceError, asdict, fields
 import numpy as np
 import pytest
 
-from assignment3.compute import n_parameters
 from assignment3.config import (
-    BEST,
-    CANDIDATE,
     LIMITS,
     MAX_PARAMETERS,
-    PART_ONE,
-    PART_TWO_BEST,
-    PRESETS,
-    WIDE,
     Config,
     ConfigError,
     ConfigTypeError,
@@ -25,6 +18,8 @@ from assignment3.config import (
     config_dict,
     config_from_dict,
 )
+from assignment3.report.compute import n_parameters
+from assignment3.report.presets import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST, PRESETS, WIDE
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -10,7 +10,6 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from assignment3.config import Config
-from assignment3.harness import HISTORY_KEYS, Evaluations, Harness, Run
 from assignment3.nn.cost import evaluate
 from assignment3.nn.network import init_params, update_moving_averages
 from assignment3.nn.optim import DivergenceError, step
@@ -18,6 +17,9 @@ from assignment3.signals import TrainingInterrupted
 from assignment3.store.checkpoints import Checkpoint
 from assignment3.store.runfile import read
 from assignment3.training import schedule, train
+from assignment3.training.evaluations import Evaluations
+from assignment3.training.harness import Harness
+from assignment3.training.run import HISTORY_KEYS, Run
 
 #: 300 training images in mini-batches of 50: 6 steps an epoch, 40 steps, an evaluation every 4.
 CONFIG = Config(hidden=(20,), n_batch=50, n_s=20, cycles=1, momentum=0.5, seed=3)

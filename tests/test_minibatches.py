@@ -1,6 +1,6 @@
-"""assignment3.minibatches: shuffled mini-batches (every sample once an epoch), their augmentation,
-the inputs of a run's steps drawn from the seed's random streams, continued exactly from a
-position, and prepared one step ahead in a thread, on the synthetic data."""
+"""assignment3.training.inputs: shuffled mini-batches (every sample once an epoch), their
+augmentation, the inputs of a run's steps drawn from the seed's random streams, continued
+exactly from a position, and prepared one step ahead in a thread, on the synthetic data."""
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from assignment3.config import Config
-from assignment3.minibatches import STREAMS, inputs, minibatches, prefetched, step_inputs
 from assignment3.nn.augment import augment_rows
 from assignment3.nn.network import init_params
+from assignment3.training.inputs import STREAMS, inputs, minibatches, prefetched, step_inputs
 
 
 def test_prefetched_yields_the_same_items_in_order():

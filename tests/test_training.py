@@ -14,7 +14,6 @@ import pytest
 
 from assignment3.config import Config, ConfigError
 from assignment3.data import CIFAR10, Split, one_hot, zca_whiten
-from assignment3.minibatches import minibatches
 from assignment3.nn.network import (
     compute_gradients,
     forward,
@@ -26,6 +25,7 @@ from assignment3.signals import TrainingInterrupted
 from assignment3.store import runfile
 from assignment3.store.checkpoints import Checkpoint
 from assignment3.training import Result, check_run, schedule, train
+from assignment3.training.inputs import minibatches
 from tests.conftest import equal_params, equal_stats, make_synthetic
 
 #: A tiny run on the synthetic data (300 training images): 6 steps an epoch, 40 steps.

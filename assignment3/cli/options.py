@@ -7,7 +7,8 @@ from collections.abc import Callable, Container, Mapping
 from typing import Any, NoReturn
 
 from .. import env
-from ..config import LIMITS, PRESETS, Config, ConfigError, Limit, checked_hidden
+from ..config import LIMITS, Config, ConfigError, Limit, checked_hidden
+from ..report.presets import PRESETS
 from ..scale.cluster import WAIT_WORKERS
 
 #: The options of `train` that set a `Config` field: option -> (field, help).

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import env
-from ..compute import n_parameters, training_flop
-from ..config import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST, Config
+from ..config import Config
 from ..data import CIFAR10
 from ..store.checkpoints import Checkpoint
 from ..store.outputs import write_atomic
 from ..store.provenance import code_version, machine, matmul_rate
 from ..store.runs import read_run, reevaluate, save_run
 from ..training import Result, train
+from .compute import n_parameters, training_flop
+from .presets import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST
 
 #: The fields in which `CANDIDATE` differs from `PART_ONE`: its ingredients, which
 #: `leave_one_out` takes away one at a time.

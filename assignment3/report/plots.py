@@ -7,10 +7,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..compute import training_flop
 from ..config import config_from_dict
 from ..scale.search import trained
 from ..training import Result
+from .compute import training_flop
 
 QUANTITIES = {"cost": "cost", "loss": "loss", "acc": "accuracy"}
 

@@ -17,11 +17,11 @@ import numpy as np
 
 from ..config import Config, config_dict
 from ..data import CIFAR10
-from ..harness import History, State
-from ..minibatches import STREAMS, Position
 from ..nn.checks import is_int
 from ..nn.types import Array, Params
 from ..training import MATH_VERSION, schedule
+from ..training.inputs import STREAMS, Position
+from ..training.run import History, State
 from .fields import check_history, field, integer, number
 from .outputs import OutputError
 from .provenance import code_version, machine

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config, config_from_dict
-from ..harness import HISTORY_KEYS
 from ..nn.checks import is_int, is_real
+from ..training.run import HISTORY_KEYS
 from .runfile import RunFileError, shown
 
 

@@ -7,10 +7,11 @@ from dataclasses import asdict, fields
 import numpy as np
 import pytest
 
-from assignment3 import compute, env
-from assignment3.config import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST, Config, config_from_dict
-from assignment3.report import beyond
+from assignment3 import env
+from assignment3.config import Config, config_from_dict
+from assignment3.report import beyond, compute
 from assignment3.report import beyond_tables as tables
+from assignment3.report.presets import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST
 from assignment3.store.provenance import code_version, machine
 from assignment3.store.runs import read_run, reevaluate
 from assignment3.training import train

@@ -15,7 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from assignment3.config import BEST, Config, config_dict
+from assignment3.config import Config, config_dict
+from assignment3.report.presets import BEST
 from assignment3.signals import TrainingInterrupted
 from assignment3.store import runfile
 from assignment3.store.checkpoints import Checkpoint, data_fingerprint

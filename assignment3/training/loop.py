@@ -1,10 +1,11 @@
-"""Training (the assignment's Solver): mini-batch gradient descent with the cyclical learning rate,
-reshuffling every epoch, BN moving averages, and the history of cost, loss and accuracy.
+"""The training loop (the assignment's Solver), to be read top to bottom: mini-batch gradient
+descent with the cyclical learning rate, reshuffling every epoch, BN moving averages, and the
+history of cost, loss and accuracy.
 
 Beyond the assignment, as options of the same `Config` and loop (all off by default): a one-cycle
 schedule, momentum / Nesterov momentum, BN after the ReLU, a linear bottleneck, dropout, flips and
 shifts of every mini-batch, MixUp and label smoothing, ZCA whitening, weight averaging (SWA), and
-more BLAS threads for wide networks.
+more BLAS threads for wide networks; the update rule SGD (with momentum) or AdamW.
 
 The contract: `train(data, config)` takes a `CIFAR10` (X d x n per split) and a `Config`, and
 returns a `Result`: the trained parameters (the dict of `nn.network`), the BN moving averages, the
@@ -17,15 +18,16 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from .config import Config, ConfigError, config_dict
-from .data import CIFAR10, zca_whiten
-from .harness import Checkpointer, Harness, History, Run
-from .nn.checks import check_data
-from .nn.cost import evaluate_unchecked
-from .nn.network import update_moving_averages
-from .nn.optim import DivergenceError, cyclic_lr, one_cycle_lr, step
-from .nn.swa import bn_statistics, snapshot_steps
-from .nn.types import Params, Stats
+from ..config import Config, ConfigError, config_dict
+from ..data import CIFAR10, zca_whiten
+from ..nn.checks import check_data
+from ..nn.cost import evaluate_unchecked
+from ..nn.network import update_moving_averages
+from ..nn.optim import DivergenceError, cyclic_lr, one_cycle_lr, step
+from ..nn.swa import bn_statistics, snapshot_steps
+from ..nn.types import Params, Stats
+from .harness import Harness
+from .run import Checkpointer, History, Run
 
 #: Version of the numbers a configuration and seed give. Bump it with every change that changes
 #: them (network, training, augmentation, random streams): saved runs and checkpoints record it,

@@ -1,10 +1,10 @@
-"""assignment3.compute: the layer sizes, weights and parameters of a configuration's network, the
-FLOP of a training step and a run's training compute."""
+"""assignment3.report.compute: the layer sizes, weights and parameters of a configuration's
+network, the FLOP of a training step and a run's training compute."""
 import pytest
 
-from assignment3.compute import dims, n_parameters, n_weights, step_gflop, training_flop
 from assignment3.config import Config
 from assignment3.nn.network import init_params
+from assignment3.report.compute import dims, n_parameters, n_weights, step_gflop, training_flop
 
 
 def test_dims_are_the_input_the_hidden_layers_and_the_classes():

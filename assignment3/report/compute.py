@@ -1,7 +1,7 @@
 """What a run costs: parameters, the FLOP of a training step, and a run's training compute
 counted as 6 x weights x samples seen (the count of the compute budget of report section 6)."""
-from .config import Config
-from .data import D, K
+from ..config import Config
+from ..data import D, K
 
 
 def dims(config: Config, d: int = D, K: int = K) -> list[int]:

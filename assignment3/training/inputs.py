@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .config import Config
-from .data import Split
-from .nn.augment import augment_rows, mixup, smooth_labels
-from .nn.network import dropout_masks
-from .nn.types import Array, Params
+from ..config import Config
+from ..data import Split
+from ..nn.augment import augment_rows, mixup, smooth_labels
+from ..nn.network import dropout_masks
+from ..nn.types import Array, Params
 
 #: Where a run's input stream stands after a step (JSON-ready): the random states of its
 #: `STREAMS`, the state before the current epoch's shuffle and the mini-batches of it done.

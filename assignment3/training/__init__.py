@@ -1,0 +1,18 @@
+"""Training one network: the loop (`loop`: `train`, its `Result`, the schedules), the state of a
+run and what a checkpoint keeps of it (`run`), its input stream of mini-batches (`inputs`), the
+evaluations in the background (`evaluations`), and what runs beside the steps (`harness`: BLAS
+threads, prefetching, stop signals, progress)."""
+from .loop import (
+    MATH_VERSION,
+    Averaged,
+    Diverged,
+    Result,
+    check_run,
+    schedule,
+    scored_average,
+    train,
+    train_or_diverged,
+)
+
+__all__ = ["MATH_VERSION", "Averaged", "Diverged", "Result", "check_run", "schedule",
+           "scored_average", "train", "train_or_diverged"]
