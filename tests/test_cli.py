@@ -276,7 +276,7 @@ def test_the_real_command_refuses_as_main_does(tmp_path, monkeypatch, capsys):
         assert (proc.returncode, out, err) == in_process(args, capsys), args
         assert proc.returncode == 2 and out == "" and err.count("\n") == 1, args
     assert err == (f"error: the CIFAR10_DIR folder {tmp_path / 'empty'} has no "
-                   f"{', '.join((*TRAIN_FILES, TEST_FILE))}: set CIFAR10_DIR (or pass path=) to "
+                   f"{', '.join((*TRAIN_FILES, TEST_FILE))}: set CIFAR10_DIR (or give --data) to "
                    f"the folder holding data_batch_1..5 and test_batch\n")
 
 

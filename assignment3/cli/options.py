@@ -44,7 +44,7 @@ TRAIN_OPTIONS = {
 
 #: The option that sets each field: how the command line names it in the messages of errors.
 OPTION_OF = {**{field: option for option, (field, _) in TRAIN_OPTIONS.items()},
-             "lam_range": "--lam-range LO HI"}
+             "lam_range": "--lam-range LO HI", "path": "--data"}
 
 #: What the search command's own numeric options accept.
 SEARCH_LIMITS = {"lam_range": Limit(float, 0, lo_open=True), "coarse": Limit(int, 1, 1000),

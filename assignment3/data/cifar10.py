@@ -20,7 +20,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from ..nn.augment import ZCA_EPS_SCALE, apply_zca, fit_zca
 from ..nn.checks import checked_float_dtype, is_int
-from .files import HINT, TEST_FILE, TRAIN_FILES, DataError, find_data_dir
+from .files import TEST_FILE, TRAIN_FILES, DataError, find_data_dir, not_found
 
 K = 10
 D = 3072
@@ -105,7 +105,7 @@ def load_batch(path: str | os.PathLike[str]) -> tuple[NDArray[np.uint8], NDArray
     labels int64 (10000,) in 0..9."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"CIFAR-10 batch {path} not found: {HINT}")
+        raise not_found(f"CIFAR-10 batch {path} not found: ")
     try:
         with path.open("rb") as f:
             batch = _BatchUnpickler(f, encoding="bytes").load()

@@ -29,8 +29,9 @@ TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 #: The folder of the batch files, in the archive and in the cache.
 FOLDER = "cifar-10-batches-py"
-#: What to do when the data is not where it is looked for.
-HINT = "set CIFAR10_DIR (or pass path=) to the folder holding data_batch_1..5 and test_batch"
+#: What to do when the data is not where it is looked for ({0}: the setting of the folder, `path`
+#: of the library's functions, the command line's --data).
+HINT = "set CIFAR10_DIR (or give {0}) to the folder holding data_batch_1..5 and test_batch"
 
 _ARCHIVE = "cifar-10-python.tar.gz"
 _PART_PREFIX = f".{_ARCHIVE}.part-"  # partial downloads, in the folder the archive goes to
@@ -39,6 +40,11 @@ _TAR_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filte
 
 class DataError(Error, RuntimeError):
     """The data is missing, incomplete or damaged, or could not be downloaded."""
+
+
+def not_found(problem: str) -> DataError:
+    """DataError: `problem`, then what to do (`HINT`), naming the folder's setting as `path`."""
+    return DataError("{problem}" + HINT, "path", problem=problem)
 
 
 def default_cache_dir() -> Path:
@@ -61,15 +67,15 @@ def find_data_dir(path: str | os.PathLike[str] | None = None, *, download: bool 
     if folder.exists():
         missing = missing_files(folder)
         if missing:
-            raise DataError(
+            raise not_found(
                 f"the cached CIFAR-10 folder {folder} is incomplete (no {', '.join(missing)}): "
-                f"delete {folder} so it is downloaded again, or {HINT}"
+                f"delete {folder} so it is downloaded again, or "
             )
         return folder
     if not download:
-        raise DataError(
+        raise not_found(
             f"CIFAR-10 is not in the cache folder {folder} and download=False: call with "
-            f"download=True to download it from {CIFAR10_URL} (163 MB), or {HINT}"
+            f"download=True to download it from {CIFAR10_URL} (163 MB), or "
         )
     return download_cifar10(folder.parent, progress=progress)
 
@@ -78,12 +84,12 @@ def _checked_user_dir(folder: Path, source: str) -> Path:
     """folder if it holds all batch files, else DataError (never downloads into it)."""
     if not folder.is_dir():
         problem = "is not a folder" if folder.exists() else "does not exist"
-        raise DataError(f"{source} {folder} {problem}: {HINT}")
+        raise not_found(f"{source} {folder} {problem}: ")
     missing = missing_files(folder)
     if missing:
         nested = folder / FOLDER
         guess = f" (did you mean {nested}?)" if nested.is_dir() else ""
-        raise DataError(f"{source} {folder} has no {', '.join(missing)}{guess}: {HINT}")
+        raise not_found(f"{source} {folder} has no {', '.join(missing)}{guess}: ")
     return folder
 
 
@@ -163,9 +169,9 @@ def _fetch(url: str, root: Path, progress: bool) -> tuple[Path, str]:
     except BaseException as exc:
         part.unlink(missing_ok=True)
         if isinstance(exc, (OSError, http.client.HTTPException)):
-            raise DataError(
+            raise not_found(
                 f"could not download {url} ({exc}): check the network connection and try "
-                f"again, or download and extract it by hand and {HINT}"
+                f"again, or download and extract it by hand and "
             ) from exc
         raise
     return part, digest
