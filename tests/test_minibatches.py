@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
 import numpy as np
-import pytest
 
 from assignment3.config import Config
 from assignment3.nn.augment import augment_rows
@@ -97,19 +96,20 @@ def same(a, b):
         for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_inputs_continue_exactly_from_a_position(synthetic, name):
-    config = CONFIGS[name]
-    params = init_params([3072, *config.hidden, 10], batch_norm=True, seed=0)
-    run = list(inputs(synthetic.train, params, config, 14))   # 6 batches an epoch
-    assert len(run) == 14
-    assert same(run, list(inputs(synthetic.train, params, config, 14)))   # the seed decides
-    for k in (1, 6, 9):
-        position = json.loads(json.dumps(run[k - 1][3]))        # JSON-ready, as stored
-        assert same(run[k:], list(inputs(synthetic.train, params, config, 14 - k, position)))
-    other = list(inputs(synthetic.train, params, config.with_(seed=2), 2))
-    assert not np.array_equal(other[0][0], run[0][0])
-    assert set(run[0][3]["streams"]) == set(STREAMS)
+def test_inputs_continue_exactly_from_a_position(synthetic):
+    """Plain, and with every random option of the config (each drawing from its stream)."""
+    for name, config in CONFIGS.items():
+        params = init_params([3072, *config.hidden, 10], batch_norm=True, seed=0)
+        run = list(inputs(synthetic.train, params, config, 14))   # 6 batches an epoch
+        assert len(run) == 14, name
+        assert same(run, list(inputs(synthetic.train, params, config, 14))), name  # the seed
+        for k in (1, 6, 9):
+            position = json.loads(json.dumps(run[k - 1][3]))        # JSON-ready, as stored
+            assert same(run[k:], list(inputs(synthetic.train, params, config, 14 - k,
+                                             position))), (name, k)
+        other = list(inputs(synthetic.train, params, config.with_(seed=2), 2))
+        assert not np.array_equal(other[0][0], run[0][0]), name
+        assert set(run[0][3]["streams"]) == set(STREAMS), name
 
 
 def test_inputs_apply_the_options_of_the_config(synthetic):
@@ -129,13 +129,13 @@ def test_inputs_apply_the_options_of_the_config(synthetic):
     assert np.array_equal(flipped[1], Yb) and not np.array_equal(flipped[0], Xb)
 
 
-@pytest.mark.parametrize("blas_threads, cores, in_thread", [(1, 2, True), (2, 2, False),
-                                                            (1, 1, False)])
-def test_step_inputs_are_prepared_in_a_thread_when_a_core_is_free(synthetic, blas_threads, cores,
-                                                                   in_thread):
-    config = CONFIGS["everything"].with_(blas_threads=blas_threads)
+def test_step_inputs_are_prepared_in_a_thread_when_a_core_is_free(synthetic):
+    """In a thread when the cores outnumber the BLAS threads; else here. The same inputs."""
     params = init_params([3072, 20, 10, 10], batch_norm=True, seed=0)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        items = step_inputs(synthetic.train, params, config, 8, pool, cores)
-        assert (type(items).__name__ == "generator" and items.__name__ == "prefetched") == in_thread
-        assert same(list(items), list(inputs(synthetic.train, params, config, 8)))
+    for blas_threads, cores, in_thread in [(1, 2, True), (2, 2, False)]:
+        config = CONFIGS["everything"].with_(blas_threads=blas_threads)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            items = step_inputs(synthetic.train, params, config, 8, pool, cores)
+            assert (type(items).__name__ == "generator"
+                    and items.__name__ == "prefetched") == in_thread, (blas_threads, cores)
+            assert same(list(items), list(inputs(synthetic.train, params, config, 8)))

@@ -48,25 +48,23 @@ def recorder():
         signal.signal(sig, old)
 
 
-def test_the_stop_signals():
-    assert STOP_SIGNALS == (signal.SIGTERM, signal.SIGHUP)
-
-
-@pytest.mark.parametrize("sig", STOP_SIGNALS)
-def test_signals_raise_turns_the_signal_into_stopped_and_resends_it(recorder, sig):
+def test_signals_raise_turns_the_signal_into_stopped_and_resends_it(recorder):
     received, handler = recorder
-    cleaned = []
-    with pytest.raises(Stopped, match=f"stopped by {signal.Signals(sig).name}") as err:
-        with signals_raise():
-            assert signal.getsignal(sig) is not handler
-            try:
-                send(sig, until=lambda: False)          # Stopped is raised in the wait
-            finally:
-                cleaned.append(True)                    # cleanups run on the way out
-    assert cleaned == [True]
-    assert err.value.signum == sig and err.value.exit_status == 128 + sig
-    assert received == [sig]                            # sent again to the handler before
-    assert all(signal.getsignal(s) is handler for s in STOP_SIGNALS)
+    assert STOP_SIGNALS == (signal.SIGTERM, signal.SIGHUP)
+    for sig in STOP_SIGNALS:
+        name, cleaned = signal.Signals(sig).name, []
+        with pytest.raises(Stopped, match=f"stopped by {name}") as err:
+            with signals_raise():
+                assert signal.getsignal(sig) is not handler
+                try:
+                    send(sig, until=lambda: False)      # Stopped is raised in the wait
+                finally:
+                    cleaned.append(True)                # cleanups run on the way out
+        assert cleaned == [True], name
+        assert err.value.signum == sig and err.value.exit_status == 128 + sig
+        assert received == [sig], name                  # sent again to the handler before
+        assert all(signal.getsignal(s) is handler for s in STOP_SIGNALS), name
+        received.clear()
 
 
 def test_signals_raise_without_resend_only_raises(recorder):
@@ -105,24 +103,22 @@ def test_an_ignored_signal_stays_ignored(recorder):
 
 
 def test_stop_signals_note_the_first_signal_and_restore_the_handlers(recorder):
+    """Each of SIGINT (no KeyboardInterrupt), SIGTERM and SIGHUP, then another one, which
+    changes nothing."""
     received, handler = recorder
-    with StopSignals() as stops:
-        assert stops.received is None
-        assert all(signal.getsignal(s) is not handler for s in (signal.SIGINT, *STOP_SIGNALS))
-        send(signal.SIGINT, until=lambda: stops.received)
-        assert stops.received == signal.SIGINT                  # no KeyboardInterrupt
-        send(signal.SIGTERM)
-        time.sleep(0.01)
-    assert stops.received == signal.SIGINT                      # the first one is kept
-    assert received == []
-    assert all(signal.getsignal(s) is handler for s in (signal.SIGINT, *STOP_SIGNALS))
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_stop_signals_note_sigterm_and_sighup(recorder, sig):
-    with StopSignals() as stops:
-        send(sig, until=lambda: stops.received)
-    assert stops.received == sig and recorder[0] == []
+    ours = (signal.SIGINT, *STOP_SIGNALS)
+    for first, then in zip(ours, ours[1:] + ours[:1]):
+        name = signal.Signals(first).name
+        with StopSignals() as stops:
+            assert stops.received is None
+            assert all(signal.getsignal(s) is not handler for s in ours), name
+            send(first, until=lambda: stops.received)
+            assert stops.received == first, name
+            send(then)
+            time.sleep(0.01)
+        assert stops.received == first, name            # the first one is kept
+        assert received == [], name
+        assert all(signal.getsignal(s) is handler for s in ours), name
 
 
 def test_in_another_thread_the_handlers_are_left_alone(recorder):

@@ -1,7 +1,9 @@
 """The PDF report. Without typesetting: the checks of a notebook, what a reader keeps of its
 outputs, the title block and the summary, the Markdown of a small notebook built here. Slow:
 the report built from the committed notebooks by the real build script (nbconvert, pandoc and
-Typst from PyPI), read back with pypdf; broken notebooks stop it with a clear message."""
+Typst from PyPI), read back with pypdf; a broken notebook stops it with a clear message; the
+nbconvert exporter's PDF of a small notebook."""
+import importlib.util
 import json
 import re
 import subprocess
@@ -102,35 +104,43 @@ def headline_output(section):
 # Without typesetting
 
 
-def test_executed_notebook_passes_the_check():
-    nb = notebook([("# Title", None), ("x = 1", []), ("", [])])
-    nb.cells[2].execution_count = None                # an empty cell needs no execution
-    check_executed(nb, "a.ipynb")
-
-
-@pytest.mark.parametrize("fault, message", [
-    ("not executed", r"a.ipynb, cell 3 \('train\(\)'\) was not executed; execute the notebook"),
-    ("error output", r"a.ipynb, cell 3 \('train\(\)'\) holds an error output \(ValueError: "
-                     r"lam must be >= 0\); fix it and re-execute"),
-])
-def test_broken_notebook_is_refused_naming_notebook_and_cell(fault, message):
-    nb = notebook([("# Title", None), ("x = 1", []), ("train()\nmore()", [])])
+def broken(nb, fault):
+    """`nb` with its third cell made `fault`: "not executed" or "error output"."""
     if fault == "not executed":
         nb.cells[2].execution_count = None
     else:
         nb.cells[2].outputs = [nbformat.v4.new_output("error", ename="ValueError",
                                                       evalue="lam must be >= 0", traceback=[])]
-    with pytest.raises(NotebookError, match=message):
-        check_executed(nb, "a.ipynb")
-    with pytest.raises(NotebookError, match=message):
-        merge({"first.ipynb": notebook([("y = 2", [])]), "a.ipynb": nb})
+    return nb
 
 
-def test_merge_joins_the_cells_in_order():
+#: The faults of a notebook that stop the report, and the refusal, naming notebook and cell.
+FAULTS = {"not executed": r"a.ipynb, cell 3 \('train\(\)'\) was not executed; execute the "
+                          r"notebook",
+          "error output": r"a.ipynb, cell 3 \('train\(\)'\) holds an error output \(ValueError: "
+                          r"lam must be >= 0\); fix it and re-execute"}
+
+
+def test_a_notebook_not_executed_or_with_an_error_is_refused():
+    def small():
+        return notebook([("# Title", None), ("x = 1", []), ("train()\nmore()", []), ("", [])])
+
+    nb = small()
+    nb.cells[3].execution_count = None                # an empty cell needs no execution
+    check_executed(nb, "a.ipynb")
+    for fault, message in FAULTS.items():
+        with pytest.raises(NotebookError, match=message):
+            check_executed(broken(small(), fault), "a.ipynb")
+
+
+def test_merge_checks_then_joins_the_cells_in_order():
     first, second = notebook([("# One", None)]), notebook([("# Two", None), ("x", [])])
     merged = merge({"1.ipynb": first, "2.ipynb": second}, title="A report")
     assert [c.source for c in merged.cells] == ["# One", "# Two", "x"]
     assert merged.metadata["title"] == "A report" and "title" not in first.metadata
+    nb = broken(notebook([("# Title", None), ("x = 1", []), ("train()", [])]), "error output")
+    with pytest.raises(NotebookError, match=FAULTS["error output"]):
+        merge({"first.ipynb": notebook([("y = 2", [])]), "a.ipynb": nb})
 
 
 def test_reader_keeps_what_a_reader_needs():
@@ -283,59 +293,54 @@ def test_report_figures_are_vector_and_fonts_embedded(report):
 
 
 @pytest.mark.slow
-def test_progress_bars_and_widgets_stay_out_of_the_pdf(tmp_path, pypdf):
-    path = executed_notebook(tmp_path / "bars.ipynb", [("# Training with a bar", None),
-                                                       ("train()", bar_and_widget())])
-    done = build([path], tmp_path / "bars.pdf")
-    assert done.returncode == 0, done.stderr
-    text = normal("".join(p.extract_text() for p in pypdf.PdfReader(tmp_path / "bars.pdf").pages))
-    assert "Training with a bar" in text and "final loss 1.25" in text
-    assert "15%" not in text and "HBox" not in text
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("fault", ["not executed", "error output"])
-def test_broken_notebook_stops_the_build_naming_notebook_and_cell(tmp_path, fault, pypdf):
+def test_broken_notebook_stops_the_build_naming_notebook_and_cell(tmp_path, pypdf):
+    """The build script reaches the check (each fault's message: above), says so in one line
+    and writes nothing."""
     nb = nbformat.read(NOTEBOOKS[1], as_version=4)
     number, cell = next((i, c) for i, c in enumerate(nb.cells, 1) if c.cell_type == "code")
-    if fault == "not executed":
-        cell.execution_count, cell.outputs = None, []
-    else:
-        cell.outputs = [nbformat.v4.new_output("error", ename="ValueError",
-                                               evalue="lam must be >= 0", traceback=[])]
+    cell.outputs = [nbformat.v4.new_output("error", ename="ValueError",
+                                           evalue="lam must be >= 0", traceback=[])]
     path = tmp_path / NOTEBOOKS[1].name
     nbformat.write(nb, path)
     output = tmp_path / "out" / "report.pdf"
     done = build([NOTEBOOKS[0], path], output)
     assert done.returncode != 0
     assert str(path) in done.stderr and f"cell {number} " in done.stderr
-    assert ("not executed" if fault == "not executed" else "lam must be >= 0") in done.stderr
+    assert "lam must be >= 0" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
     assert not output.parent.exists() or not any(output.parent.iterdir())
 
 
 @pytest.mark.slow
 def test_nbconvert_exporter_writes_the_pdf_of_one_notebook(tmp_path, pypdf):
+    """`jupyter nbconvert --to a3pdf`: the notebook's text and its numbered figure, without
+    its progress bars and widgets."""
+    path = executed_notebook(tmp_path / "bars.ipynb", [("# Training with a bar", None),
+                                                       ("train()", bar_and_widget()),
+                                                       ("show()", figure_outputs("Loss by step"))])
     done = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "a3pdf",
-                           "--output-dir", str(tmp_path), str(NOTEBOOKS[0])],
+                           "--output-dir", str(tmp_path), str(path)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    reader = pypdf.PdfReader(tmp_path / (NOTEBOOKS[0].stem + ".pdf"))
-    heading = nbformat.read(NOTEBOOKS[0], as_version=4).cells[0].source.splitlines()[0]
-    assert normal(heading.lstrip("# ")) in normal(reader.pages[0].extract_text()
-                                                  + reader.pages[1].extract_text())
+    text = normal("".join(p.extract_text() for p in pypdf.PdfReader(tmp_path / "bars.pdf").pages))
+    assert "Training with a bar" in text and "final loss 1.25" in text
+    assert "Figure 1: Loss by step" in text
+    assert "15%" not in text and "HBox" not in text
 
 
 def test_build_refuses_an_output_that_is_not_a_pdf_before_building(tmp_path):
-    """The output's check (store.outputs, tested there for every kind of file) comes first."""
+    """The build script, in this process (its real command: above), checks the output first
+    (store.outputs, tested there for every kind of file): one line, exit status 1."""
+    spec = importlib.util.spec_from_file_location("build_pdf", REPO / "report" / "build_pdf.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
     out, what = tmp_path / "report.pdf", "is a file that assignment3 did not write, not a PDF"
     out.write_text("my notes\n")
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    proc = subprocess.run([*BUILD, str(REPO / "notebooks" / "01_gradient_check.ipynb"),
-                           "--output", str(out)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and proc.stderr == f"error: {out} {what}: give another path\n"
+    with pytest.raises(SystemExit) as stop:
+        script.main([str(NOTEBOOKS[0]), "--output", str(out)])
+    assert stop.value.code == f"error: {out} {what}: give another path"   # status 1, on stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
-
 
 
 #: At most this many pages: the report (title block, summary, contents, six sections with their

@@ -2,7 +2,6 @@
 configurations, a bar over the runs; the workers end with the call, however it ends (results,
 an error, SIGTERM or SIGHUP to their parent, the parent killed), leave nothing in /dev/shm and
 print no warnings; what a kill of the whole process group leaves, the next run removes."""
-import json
 import operator
 import os
 import re
@@ -97,11 +96,12 @@ def test_run_many_keeps_the_order_of_its_arguments():
     assert run_many(operator.add, [], n_jobs=3) == []
 
 
-@pytest.mark.parametrize("n_jobs", [0, -1, 1.5, True, "2"])
-def test_n_jobs_must_be_a_count(synthetic, n_jobs):
-    with pytest.raises(ValueError, match="n_jobs must be None \\(default\\) or an integer >= 1, "
-                                         f"got {n_jobs!r}"):
-        train_many(synthetic, [CONFIGS[0]], n_jobs=n_jobs)
+def test_n_jobs_must_be_a_count(synthetic):
+    """Below 1, and not an integer (a bool is none, nor is a string of digits)."""
+    for n_jobs in (0, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="n_jobs must be None \\(default\\) or an integer "
+                                             f">= 1, got {n_jobs!r}"):
+            train_many(synthetic, [CONFIGS[0]], n_jobs=n_jobs)
 
 
 def test_train_many_shows_a_bar_over_the_runs(synthetic, capsys):
@@ -153,37 +153,41 @@ TRAIN_MANY_FOREVER = SYNTHETIC_DATA + textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir() or not Path("/dev/shm").is_dir(),
                     reason="needs Linux's /proc and /dev/shm")
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-@pytest.mark.parametrize("after", [1])
-def test_stopped_parent_takes_its_workers_with_it(sig, after, shm_files_of, wait_until):
-    """The workers end with their parent, which ends by the signal and prints nothing: no
-    resource tracker's warning of leaked semaphores, neither of the workers' (stopped while
-    training, `after` 1 s) nor of the executor's (stopped as the workers start, the tasks still
-    on their way to them)."""
-    parent = subprocess.Popen([sys.executable, "-c", TRAIN_MANY_FOREVER], stderr=subprocess.PIPE,
-                              text=True)
+def test_stopped_parent_takes_its_workers_with_it(shm_files_of, wait_until):
+    """The workers end with their parent, which ends by the signal and prints nothing (no
+    resource tracker's warning of leaked semaphores): two parents at once, one stopped by
+    SIGTERM, one by SIGHUP, while their workers train."""
+    parents = {sig: subprocess.Popen([sys.executable, "-c", TRAIN_MANY_FOREVER],
+                                     stderr=subprocess.PIPE, text=True)
+               for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        wait_until(lambda: sum("LokyProcess" in _cmdline(p) for p in descendants(parent.pid)) == 2,
-                   60, "two worker processes")
-        time.sleep(after)
-        workers = descendants(parent.pid)
-        parent.send_signal(sig)
-        _, stderr = parent.communicate(timeout=60)    # until the resource trackers end too
-        assert parent.returncode == -sig
+        for pid in (parent.pid for parent in parents.values()):
+            wait_until(lambda pid=pid: sum("LokyProcess" in _cmdline(p)
+                                           for p in descendants(pid)) == 2,
+                       60, "two worker processes")
+        time.sleep(1)
+        workers = {sig: descendants(parent.pid) for sig, parent in parents.items()}
+        for sig, parent in parents.items():
+            parent.send_signal(sig)
+        for sig, parent in parents.items():
+            _, stderr = parent.communicate(timeout=60)   # until the resource trackers end too
+            assert (parent.returncode, stderr) == (-sig, ""), signal.Signals(sig).name
     finally:
-        parent.kill()
-        parent.communicate()
-    assert stderr == ""
-    wait_until(lambda: not any(alive(p) for p in workers), 30, "the workers to end")
-    assert shm_files_of(parent.pid) == []
-    assert [f for w in workers for f in shm_files_of(w)] == []
+        for parent in parents.values():
+            parent.kill()
+            parent.communicate()
+    every = [p for pids in workers.values() for p in pids]
+    wait_until(lambda: not any(alive(p) for p in every), 30, "the workers to end")
+    assert [f for parent in parents.values() for f in shm_files_of(parent.pid)] == []
+    assert [f for p in every for f in shm_files_of(p)] == []
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs Linux's /dev/shm")
 def test_killed_process_after_train_many_leaves_no_semaphores():
     """A notebook kernel is killed with its process group (nbval and jupyter do so), loky's
-    resource tracker with it: the semaphores of the workers must already be gone by then."""
+    resource tracker with it: the semaphores of the workers must already be gone by then (new
+    ones of processes still running, as other test sessions, are not counted)."""
     def semaphores():
         return {p.name for p in Path("/dev/shm").glob("sem.loky-*")}
 
@@ -196,8 +200,9 @@ def test_killed_process_after_train_many_leaves_no_semaphores():
         assert proc.stdout.readline().strip() == "done"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert semaphores() - before == set()
+        proc.communicate()                               # and closes its stdout
+    assert [name for name in semaphores() - before
+            if not alive(int(name.split("-")[1]))] == []     # sem.loky-<pid>-<name>
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,15 +409,3 @@ def test_search_stopped_by_sigterm_prints_one_line(cifar10_dir, tmp_path, wait_u
         kill_group(proc)
     assert (proc.returncode, stdout, stderr) == (128 + signal.SIGTERM, "", "stopped by SIGTERM\n")
     assert shm_files_of(proc.pid) == []
-
-
-@pytest.mark.slow
-def test_search_with_a_diverged_trial_prints_no_warning(cifar10_dir, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "assignment3", "search", "--lam-range", "1e-3", "1e3",
-         "--coarse", "3", "--fine", "0", "--cycles", "0.05", "--jobs", "2", "--json",
-         "--out", str(tmp_path / "search.jsonl")],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "CIFAR10_DIR": str(cifar10_dir)})
-    assert (proc.returncode, proc.stderr) == (0, "")
-    assert any(trial["diverged"] for trial in json.loads(proc.stdout)["trials"])

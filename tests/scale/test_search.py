@@ -1,8 +1,9 @@
 """Lambda search: the grids and the coarse-to-fine logic on tiny trainings of the synthetic
 data, the record of its trials (`TrialLog`) from which a stopped search resumes, and the files
 that are no record of this search; trials that diverge, recorded as such while the search goes
-on; on the real data (slow), the search command resuming after SIGKILL and reporting a diverged
-trial."""
+on; the search command refusing the record of another search; on the real data (slow), the
+search command resuming after SIGKILL, reporting a diverged trial and stopping when every trial
+of a stage diverged."""
 import json
 import re
 import signal
@@ -47,27 +48,23 @@ def test_random_values_in_range_sorted_and_seeded():
     assert lams != lambda_values(1e-4, 1e-2, 20, random=True, seed=2)
 
 
-@pytest.mark.parametrize("args", [(0, 1, 3), (1e-2, 1e-3, 3), (1e-3, 1e-3, 3), (1e-3, 1e-2, 0)])
-def test_bad_ranges(args):
-    lo, hi, n = args
-    with pytest.raises(ValueError, match=f"need 0 < lo < hi and n >= 1, got lo={lo}, hi={hi}, "
-                                         f"n={n}"):
-        lambda_values(*args)
+def test_bad_ranges_are_refused():
+    """One row per condition: lo > 0, lo < hi (here equal), n >= 1."""
+    for lo, hi, n in [(0, 1, 3), (1e-3, 1e-3, 3), (1e-3, 1e-2, 0)]:
+        with pytest.raises(ValueError, match=f"need 0 < lo < hi and n >= 1, got lo={lo}, "
+                                             f"hi={hi}, n={n}"):
+            lambda_values(lo, hi, n)
 
 
-def test_best_trial_uses_validation_only():
-    trials = [{"lam": 1, "val_accuracy": 0.5, "test_accuracy": 0.9},
-              {"lam": 2, "val_accuracy": 0.6, "test_accuracy": 0.1}]
-    assert best_trial(trials)["lam"] == 2
-
-
-def test_best_trial_is_one_that_trained():
+def test_best_trial_is_by_validation_among_those_that_trained():
     trials = [{"lam": 1, "val_accuracy": 0.5, "test_accuracy": 0.9, "diverged": None},
-              {"lam": 2, "val_accuracy": None, "test_accuracy": None,
+              {"lam": 2, "val_accuracy": 0.6, "test_accuracy": 0.1},
+              {"lam": 3, "val_accuracy": None, "test_accuracy": None,
                "diverged": {"step": 3, "eta": 0.1}}]
-    assert best_trial(trials)["lam"] == 1
+    assert best_trial(trials)["lam"] == 2                  # the test set plays no part
+    assert best_trial(trials[:1] + trials[2:])["lam"] == 1
     with pytest.raises(ValueError, match="no trial to choose from: every one diverged"):
-        best_trial(trials[1:])
+        best_trial(trials[2:])
 
 
 def test_coarse_to_fine_searches_around_the_best(synthetic):
@@ -92,8 +89,12 @@ def test_no_fine_stage(synthetic):
     assert out["best"] == best_trial(out["coarse"])
 
 
-def test_random_search_draws_its_fine_values_around_the_best(synthetic):
-    out = coarse_to_fine(synthetic, TINY, n_coarse=2, n_fine=2, random=True, seed=4, n_jobs=1)
+def test_random_search_draws_its_fine_values_around_the_best(synthetic, tmp_path):
+    """Recorded with the seed of its draws, which a resumed search must repeat."""
+    record = tmp_path / "trials.jsonl"
+    out = coarse_to_fine(synthetic, TINY, n_coarse=2, n_fine=2, random=True, seed=4, n_jobs=1,
+                         out=record)
+    assert json.loads(record.read_text().splitlines()[0])["search"]["draw_seed"] == 4
     assert [t["lam"] for t in out["coarse"]] == lambda_values(1e-5, 1e-1, 2, random=True, seed=4)
     centre = np.log10(best_trial(out["coarse"])["lam"])
     assert np.allclose([t["lam"] for t in out["fine"]],          # one coarse step either side
@@ -150,17 +151,29 @@ def test_record_of_another_search_is_refused(synthetic, tmp_path):
     assert again["best"]["result"] is None and out.read_text() == recorded
 
 
-@pytest.mark.parametrize("text, error", [
-    ("", SearchFileError), ('{"search": {}}\n{"lam": 0.1}\n', SearchFileError),
-    ("not json\n", OutputError), ('{"trials": []}\n', OutputError), ("[1, 2]\n", OutputError)])
-def test_a_file_that_is_no_record_is_refused(tmp_path, text, error):
-    """A file whose first line is not a record's is not ours (store.outputs refuses it); one
-    that starts as a record but goes on otherwise is a damaged record."""
-    path = tmp_path / "trials.jsonl"
-    path.write_text(text)
-    with pytest.raises(error, match=f"{path} is .*not a lambda search record.*give another"):
-        TrialLog(path, {})
-    assert path.read_text() == text
+def test_a_path_that_holds_no_record_is_refused(tmp_path):
+    """What may not receive a record is refused as the command line refuses it (store.outputs,
+    tested there for every kind of file; no IsADirectoryError or UnicodeDecodeError from deep
+    inside); an empty file is not yet a record. Nothing is changed."""
+    def write(text):
+        return lambda path: path.write_bytes(text)
+
+    for i, (make, error, what) in enumerate([
+            (write(b""), SearchFileError, "is empty, not a lambda search record: delete it or "
+                                          "give another --out file"),
+            (write(b"not json\n"), OutputError, "is a file that assignment3 did not write, "
+                                                "not a lambda search record: give another"),
+            (write(b'{"trials": []}\n'), OutputError, "is a file that assignment3 did not "
+                                                      "write, not a lambda search record"),
+            (write(b"PK\x03\x04 a zip"), OutputError, "is a damaged run file, not a lambda "
+                                                      "search record"),
+            (lambda path: path.mkdir(), OutputError, "is a folder, not a lambda search record")]):
+        path = tmp_path / f"trials{i}.jsonl"
+        make(path)
+        before = path.read_bytes() if path.is_file() else None
+        with pytest.raises(error, match=f"^{re.escape(f'{path} {what}')}"):
+            TrialLog(path, {"config": {}})
+        assert (path.read_bytes() if path.is_file() else None) == before, what
 
 
 #: A diverged trial's line in a record, and a trained one's (the format before diverged trials).
@@ -179,33 +192,38 @@ def test_record_lines_of_both_kinds_are_read(tmp_path):
     assert log.trials("fine") == {0.001: {**TRAINED_LINE, "diverged": None, "result": None}}
 
 
-@pytest.mark.parametrize("line", [
-    {**DIVERGED_LINE, "val_accuracy": 0.5},                    # a diverged trial with a score
-    {**DIVERGED_LINE, "diverged": {"step": "abc", "eta": 0.05}},
-    {**DIVERGED_LINE, "diverged": {"step": -5, "eta": 0.05}},
-    {**DIVERGED_LINE, "diverged": {"step": 1.5, "eta": 0.05}},
-    {**DIVERGED_LINE, "diverged": {"step": 12}},
-    {**DIVERGED_LINE, "diverged": {"step": 12, "eta": "fast"}},
-    {**DIVERGED_LINE, "diverged": True},
-    {**DIVERGED_LINE, "diverged": None},
-    {**DIVERGED_LINE, "lam": "1e3"},
-    {**DIVERGED_LINE, "lam": -1.0},
-    {**DIVERGED_LINE, "seconds": "0.02"},
-    {**DIVERGED_LINE, "stage": "medium"},
-    {**TRAINED_LINE, "val_accuracy": None},                   # no score, and not diverged
-    {**TRAINED_LINE, "test_accuracy": "0.18"},
-    {**TRAINED_LINE, "val_accuracy": 15.0},
-    {**TRAINED_LINE, "val_accuracy": True},
-    {**TRAINED_LINE, "seconds": None},
-])
-def test_a_trial_line_of_the_wrong_kind_is_refused(tmp_path, line):
+#: Trial lines that no search writes, one per check of a line (the checks of a field's value,
+#: store.fields.number and integer, are tested with the run files).
+WRONG_LINES = [
+    "not json",
+    json.dumps({"lam": 0.1}),                                 # fields missing
+    json.dumps({**DIVERGED_LINE, "stage": "medium"}),
+    json.dumps({**DIVERGED_LINE, "lam": "1e3"}),
+    json.dumps({**DIVERGED_LINE, "lam": 0.0}),
+    json.dumps({**DIVERGED_LINE, "seconds": "0.02"}),
+    json.dumps({**DIVERGED_LINE, "val_accuracy": 0.5}),       # a diverged trial with a score
+    json.dumps({**DIVERGED_LINE, "diverged": None}),
+    json.dumps({**DIVERGED_LINE, "diverged": {"step": 12}}),
+    json.dumps({**DIVERGED_LINE, "diverged": {"step": 1.5, "eta": 0.05}}),
+    json.dumps({**DIVERGED_LINE, "diverged": {"step": 12, "eta": "fast"}}),
+    json.dumps({**TRAINED_LINE, "val_accuracy": None}),       # no score, and not diverged
+    json.dumps({**TRAINED_LINE, "val_accuracy": 15.0}),
+]
+
+
+def test_a_trial_line_of_the_wrong_kind_is_refused(tmp_path):
+    """A file that starts as a record but goes on otherwise is a damaged record, left as it
+    is."""
     path = tmp_path / "trials.jsonl"
-    text = json.dumps({"search": {}}) + "\n" + json.dumps(line) + "\n"
-    path.write_text(text)
-    with pytest.raises(SearchFileError, match=f"{re.escape(str(path))} is not a lambda search "
-                                              r"record \(line 2: .*give another --out file"):
-        TrialLog(path, {})
-    assert path.read_text() == text
+    for line in WRONG_LINES:
+        text = json.dumps({"search": {}}) + "\n" + line + "\n"
+        path.write_text(text)
+        with pytest.raises(SearchFileError, match=f"^{re.escape(str(path))} is not a lambda "
+                                                  f"search record \\(line 2: "
+                                                  f"{re.escape(repr(line[:80]))}\\): give "
+                                                  f"another --out file"):
+            TrialLog(path, {})
+        assert path.read_text() == text, line
 
 
 #: A coarse grid 1e-3, 1, 1e3 on which TINY trains at 1e-3 and 1 but diverges at 1e3 (its L2
@@ -316,7 +334,7 @@ def test_search_loads_a_source_itself(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The search command on the real data
+# The search command (on the real data but for the refusal of another search's record)
 
 
 #: A search of 6 short trials through the command line.
@@ -356,59 +374,66 @@ def test_out_resumes_after_sigkill(tmp_path, cifar10_dir, capsys):
     assert json.loads(second.stdout) == uninterrupted
 
 
-@pytest.mark.slow
-def test_out_of_another_search_stops_the_command(tmp_path, cifar10_dir, capsys):
+def test_the_command_refuses_the_record_of_another_search_before_loading_data(tmp_path,
+                                                                              capsys):
+    """A search stopped by its missing data has begun its record; the same --out for another
+    search is then refused (before the data: the folder is still missing), one line, exit
+    status 2, the record unchanged."""
     out = tmp_path / "trials.jsonl"
-    short = ["--cycles", "0.01", "--coarse", "1", "--fine", "0", "--jobs", "1", "--data",
-             str(cifar10_dir), "--out", str(out), "--json"]
-    assert main(["search", "--hidden", "20", *short]) == 0
+    args = ["--cycles", "0.01", "--coarse", "1", "--fine", "0", "--jobs", "1", "--data",
+            str(tmp_path / "nothing"), "--out", str(out), "--json"]
+    assert main(["search", "--hidden", "20", *args]) == 2
+    assert "does not exist" in capsys.readouterr().err
     recorded = out.read_text()
-    assert main(["search", "--hidden", "30", *short]) == 2
-    err = capsys.readouterr().err
-    assert f"{out} records another search (hidden [20] there, [30] here)" in err
+    assert main(["search", "--hidden", "30", *args]) == 2
+    out_, err = capsys.readouterr()
+    assert out_ == "" and err == (f"error: {out} records another search (hidden [20] there, "
+                                  f"[30] here): give another --out file, or delete {out} to "
+                                  f"start this one afresh\n")
     assert out.read_text() == recorded
 
 
 def _search(*args):
     """`python -m assignment3 search *args`, finished."""
     return subprocess.run([sys.executable, "-m", "assignment3", "search", *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow
 def test_the_command_reports_a_diverged_trial_and_goes_on(tmp_path, cifar10_dir):
-    """The search of the issue that met it (lam 1e3 diverges within 0.05 cycles): a table row
-    says where it diverged, the best is a trial that trained, and the same search again with
-    --json trains nothing and gives the record's trials."""
+    """The search of the issue that met it (lam 1e3 diverges within 0.05 cycles), in two worker
+    processes: the trial is recorded as diverged, the best is a trial that trained, and nothing
+    reaches stderr (no resource tracker's warning from the workers); the same search again
+    trains nothing and its table says where the trial diverged."""
     out = tmp_path / "s.jsonl"
     args = ["--lam-range", "1e-3", "1e3", "--coarse", "3", "--fine", "0", "--cycles", "0.05",
             "--jobs", "2", "--data", str(cifar10_dir), "--out", str(out)]
-    table = _search(*args)
-    assert table.returncode == 0, table.stderr
-    assert "Traceback" not in table.stderr and "leaked" not in table.stderr
+    first = _search(*args, "--json")
+    assert (first.returncode, first.stderr) == (0, "")
     record = {line["lam"]: line for line in map(json.loads, out.read_text().splitlines()[1:])}
     assert sorted(record) == pytest.approx([1e-3, 1, 1e3])
     assert [lam for lam, line in record.items() if "diverged" in line] == [1e3]
-    step, eta = record[1e3]["diverged"]["step"], record[1e3]["diverged"]["eta"]
     best = max((line for line in record.values() if "diverged" not in line),
                key=lambda line: line["val_accuracy"])
+    report = json.loads(first.stdout)
+    assert report["best"] == {k: best[k] for k in ("lam", "val_accuracy", "test_accuracy")}
+    assert report["trials"] == [
+        {"stage": "coarse", "lam": lam, "val_accuracy": record[lam]["val_accuracy"],
+         "test_accuracy": record[lam]["test_accuracy"], "diverged": record[lam].get("diverged")}
+        for lam in sorted(record)]
+
+    recorded = out.read_text()
+    table = _search(*args)
+    assert table.returncode == 0, table.stderr
+    assert "Traceback" not in table.stderr
+    assert out.read_text() == recorded
+    step, eta = record[1e3]["diverged"]["step"], record[1e3]["diverged"]["eta"]
     rows = table.stdout.splitlines()
     assert len(rows) == 4
     assert rows[2] == f"coarse lam 1.000e+03: diverged at step {step} (learning rate {eta:.3g})"
     assert rows[3] == (f"best lam {best['lam']:.3e}: validation accuracy "
                        f"{100 * best['val_accuracy']:.2f}%, test accuracy "
                        f"{100 * best['test_accuracy']:.2f}%")
-
-    recorded = out.read_text()
-    again = _search(*args, "--json")
-    assert again.returncode == 0 and again.stderr == "", again.stderr
-    assert out.read_text() == recorded
-    report = json.loads(again.stdout)
-    assert report["best"] == {k: best[k] for k in ("lam", "val_accuracy", "test_accuracy")}
-    assert report["trials"] == [
-        {"stage": "coarse", "lam": lam, "val_accuracy": record[lam]["val_accuracy"],
-         "test_accuracy": record[lam]["test_accuracy"], "diverged": record[lam].get("diverged")}
-        for lam in sorted(record)]
 
 
 @pytest.mark.slow
@@ -419,16 +444,3 @@ def test_the_command_fails_when_every_trial_of_a_stage_diverged(cifar10_dir):
     assert failed.stderr == ("error: every trial of the coarse stage diverged (all 2 values of "
                              "lam, 1e+03 to 1e+05): none trained; lower --eta-max, or search "
                              "smaller values with --lam-range LO HI\n")
-
-
-@pytest.mark.parametrize("make, what", [
-    (lambda p: p.mkdir(), "is a folder, not a lambda search record"),
-    (lambda p: p.write_bytes(b"PK\x03\x04 a zip"), "not a lambda search record"),
-])
-def test_the_record_of_a_search_goes_only_where_a_record_may(tmp_path, make, what):
-    """The library refuses as the command line does: no UnicodeDecodeError or
-    IsADirectoryError from deep inside."""
-    out = tmp_path / "s.jsonl"
-    make(out)
-    with pytest.raises(OutputError, match=what):
-        TrialLog(out, {"config": {}})
