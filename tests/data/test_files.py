@@ -24,7 +24,6 @@ from assignment3.data.files import (
     TEST_FILE,
     TRAIN_FILES,
     DataError,
-    default_cache_dir,
     download_cifar10,
     find_data_dir,
     missing_files,
@@ -56,16 +55,15 @@ def cache_home(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def test_the_file_names():
-    assert ALL_FILES == ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
-                         "data_batch_5", "test_batch")
-    assert FOLDER == "cifar-10-batches-py"
-
-
 def test_missing_files(tmp_path):
+    """The batch files a folder lacks, by the names of the official archive (a folder of that
+    name is not the file)."""
+    (tmp_path / "data_batch_2").mkdir()
+    assert missing_files(tmp_path) == ["data_batch_1", "data_batch_2", "data_batch_3",
+                                       "data_batch_4", "data_batch_5", "test_batch"]
     folder = fake_batches(tmp_path / "cifar", skip=["data_batch_2", "test_batch"])
     assert missing_files(folder) == ["data_batch_2", "test_batch"]
-    (folder / "data_batch_2").mkdir()                      # a folder is not the file
+    (folder / "data_batch_2").mkdir()
     assert missing_files(folder) == ["data_batch_2", "test_batch"]
 
 
@@ -84,6 +82,12 @@ def test_find_data_dir_uses_cifar10_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert find_data_dir(download=False) == folder
     assert not (tmp_path / "cache").exists()
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()                          # never downloaded into
+    with pytest.raises(DataError, match="^the CIFAR10_DIR folder .*cache has no data_batch_1, "
+                                        ".*test_batch: set CIFAR10_DIR"):
+        find_data_dir()
+    assert list((tmp_path / "cache").iterdir()) == []
 
 
 @pytest.mark.slow
@@ -92,13 +96,12 @@ def test_find_data_dir_uses_cifar10_dir_of_the_real_data(cifar10_dir, monkeypatc
     assert find_data_dir(download=False) == cifar10_dir
 
 
-@pytest.mark.parametrize("make, problem", [(lambda p: None, "does not exist"),
-                                           (lambda p: p.write_text("x"), "is not a folder")])
-def test_missing_folder(tmp_path, make, problem):
-    make(tmp_path / "nope")
-    with pytest.raises(DataError, match=f"the CIFAR-10 folder {tmp_path / 'nope'} {problem}: "
-                                        "set CIFAR10_DIR"):
-        find_data_dir(tmp_path / "nope")
+def test_missing_folder(tmp_path):
+    for problem in ("does not exist", "is not a folder"):
+        with pytest.raises(DataError, match=f"^the CIFAR-10 folder {tmp_path / 'nope'} {problem}: "
+                                            "set CIFAR10_DIR"):
+            find_data_dir(tmp_path / "nope")
+        (tmp_path / "nope").write_text("x")
 
 
 def test_folder_missing_a_batch(tmp_path):
@@ -111,21 +114,6 @@ def test_parent_folder_gets_a_hint(tmp_path):
     fake_batches(tmp_path / "cifar-10-batches-py")
     with pytest.raises(DataError, match="did you mean .*cifar-10-batches-py"):
         find_data_dir(tmp_path)
-
-
-def test_default_cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert default_cache_dir() == tmp_path / "assignment3"
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for xdg in ("", "relative/path"):
-        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
-        assert default_cache_dir() == tmp_path / "home" / ".cache" / "assignment3"
-
-
-def test_cifar10_dir_empty_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path))
-    with pytest.raises(DataError, match="CIFAR10_DIR folder .* has no data_batch_1, .*test_batch"):
-        find_data_dir()
 
 
 def test_cache_without_download(cache_home):
@@ -276,85 +264,71 @@ def test_download_refuses_existing_folder(root):
     assert [p.name for p in root.iterdir()] == ["cifar-10-batches-py"]
 
 
-def test_download_wrong_md5(http_server, root):
-    url = http_server.serve("/cifar.tar.gz", make_archive(batch_entries()))
-    with pytest.raises(DataError, match="corrupt .*expected 0123456789abcdef.*try again"):
-        download_cifar10(root, url=url, md5="0123456789abcdef", progress=False)
-    assert list(root.iterdir()) == []
+def refusal(download, *args, **kwargs):
+    """The message of the DataError of download(*args, **kwargs) (None if it raises none)."""
+    try:
+        download(*args, **kwargs)
+    except DataError as err:
+        return str(err)
+    return None
 
 
-def test_download_truncated_transfer(http_server, root):
+def test_failed_download_leaves_nothing(http_server, root):
+    """A wrong md5, a transfer cut short, an HTTP error, nothing listening, a body that is no
+    tar archive, an archive without the batches: DataError saying what and what to do, and
+    nothing left in the folder."""
     archive = make_archive(batch_entries())
-    url = http_server.serve("/cifar.tar.gz", archive[:100], length=len(archive))
-    with pytest.raises(DataError, match=f"cut short \\(100 of {len(archive)} bytes\\)"):
-        download_cifar10(root, url=url, md5=hashlib.md5(archive).hexdigest(), progress=False)
-    assert list(root.iterdir()) == []
-
-
-def test_download_http_error(http_server, root):
-    with pytest.raises(DataError, match="could not download .*404"):
-        download_cifar10(root, url=http_server.url("/missing.tar.gz"), progress=False)
-    assert list(root.iterdir()) == []
-
-
-def test_download_connection_refused(root):
-    with socket.socket() as sock:  # a port that nothing listens on
+    body = b"<html>not an archive</html>"
+    other = make_archive({"other/": b"", "other/data_batch_1": b"x"})
+    with socket.socket() as sock:                   # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(DataError, match="could not download .*network connection"):
-        download_cifar10(root, url=f"http://127.0.0.1:{port}/x.tar.gz", progress=False)
-    assert list(root.iterdir()) == []
+    cases = [
+        (http_server.serve("/a.tar.gz", archive), "0123456789abcdef",
+         "corrupt .*expected 0123456789abcdef.*try again"),
+        (http_server.serve("/cut.tar.gz", archive[:100], length=len(archive)),
+         hashlib.md5(archive).hexdigest(), f"cut short \\(100 of {len(archive)} bytes\\)"),
+        (http_server.url("/missing.tar.gz"), "", "could not download .*404"),
+        (f"http://127.0.0.1:{port}/x.tar.gz", "", "could not download .*network connection"),
+        (http_server.serve("/html.tar.gz", body), hashlib.md5(body).hexdigest(),
+         "could not extract .*cifar-10-python.tar.gz"),
+        (http_server.serve("/other.tar.gz", other), hashlib.md5(other).hexdigest(),
+         "has no cifar-10-batches-py/data_batch_1, .*not the CIFAR")]
+    wrong = []
+    for url, md5, message in cases:
+        said = refusal(download_cifar10, root, url=url, md5=md5, progress=False)
+        if not re.search(message, str(said)) or list(root.iterdir()):
+            wrong.append((url, said, list(root.iterdir())))
+    assert wrong == [], "(url, refusal, left in the folder) not as expected"
 
 
 # The explicit member check must hold on its own: tarfile's "data" filter is not in every 3.11.
 # Without it, as where it is missing ("fully_trusted" says so where it exists, without warnings).
 NO_TAR_FILTER = {"filter": "fully_trusted"} if files._TAR_FILTER else {}
-tar_filter_or_none = pytest.mark.parametrize(
-    "tar_filter", [files._TAR_FILTER, NO_TAR_FILTER], ids=["tar-filter", "no-tar-filter"])
 
 
-@tar_filter_or_none
-@pytest.mark.parametrize("evil, reason", [
-    ("../evil", "'..' path component"),
-    ("cifar-10-batches-py/../../evil", "'..' path component"),
-    ("{tmp_path}/evil", "absolute path"),
-])
-def test_download_unsafe_member(http_server, root, tmp_path, monkeypatch, tar_filter, evil,
-                                reason):
-    monkeypatch.setattr(files, "_TAR_FILTER", tar_filter)
-    evil = evil.format(tmp_path=tmp_path)
-    archive = make_archive({**batch_entries(), evil: b"evil"})
-    url = http_server.serve("/cifar.tar.gz", archive)
-    with pytest.raises(DataError, match=f"refusing to extract '{re.escape(evil)}' .*{reason}"):
-        download_cifar10(root, url=url, md5=hashlib.md5(archive).hexdigest(), progress=False)
-    assert list(root.iterdir()) == []
-    assert [p.name for p in tmp_path.iterdir()] == ["root"]  # nothing written outside root
-
-
-@tar_filter_or_none
-def test_download_link_member(http_server, root, tmp_path, monkeypatch, tar_filter):
-    monkeypatch.setattr(files, "_TAR_FILTER", tar_filter)
-    archive = make_archive(batch_entries(), links={"cifar-10-batches-py/link": str(tmp_path)})
-    url = http_server.serve("/cifar.tar.gz", archive)
-    with pytest.raises(DataError, match="'cifar-10-batches-py/link' .*link or special file"):
-        download_cifar10(root, url=url, md5=hashlib.md5(archive).hexdigest(), progress=False)
-    assert list(root.iterdir()) == []
-
-
-def test_download_not_a_tar(http_server, root):
-    body = b"<html>not an archive</html>"
-    url = http_server.serve("/cifar.tar.gz", body)
-    with pytest.raises(DataError, match="could not extract .*cifar-10-python.tar.gz"):
-        download_cifar10(root, url=url, md5=hashlib.md5(body).hexdigest(), progress=False)
-    assert list(root.iterdir()) == []
-
-
-def test_download_archive_without_batches(http_server, root):
-    archive = make_archive({"other/": b"", "other/data_batch_1": b"x"})
-    url = http_server.serve("/cifar.tar.gz", archive)
-    with pytest.raises(DataError, match="has no cifar-10-batches-py/data_batch_1, .*not the CIFAR"):
-        download_cifar10(root, url=url, md5=hashlib.md5(archive).hexdigest(), progress=False)
-    assert list(root.iterdir()) == []
+def test_download_refuses_unsafe_members(http_server, root, tmp_path, monkeypatch):
+    """A member escaping the folder by '..' or an absolute path, and a symbolic link: refused
+    before anything is extracted, with tarfile's "data" filter and without it; nothing written
+    inside the folder or outside."""
+    unsafe = {"cifar-10-batches-py/../../evil": ({"cifar-10-batches-py/../../evil": b"evil"}, {},
+                                                 "has a '..' path component"),
+              f"{tmp_path}/evil": ({f"{tmp_path}/evil": b"evil"}, {}, "has an absolute path"),
+              "cifar-10-batches-py/link": ({}, {"cifar-10-batches-py/link": str(tmp_path)},
+                                           "is a link or special file")}
+    wrong = []
+    for tar_filter in (files._TAR_FILTER, NO_TAR_FILTER):
+        monkeypatch.setattr(files, "_TAR_FILTER", tar_filter)
+        for name, (entries, links, problem) in unsafe.items():
+            archive = make_archive({**batch_entries(), **entries}, links)
+            url = http_server.serve("/cifar.tar.gz", archive)
+            said = refusal(download_cifar10, root, url=url, md5=hashlib.md5(archive).hexdigest(),
+                           progress=False)
+            if not re.search(f"refusing to extract {re.escape(repr(name))} from .*: it {problem}. "
+                             "This is not the official CIFAR-10 archive", str(said)) \
+                    or list(root.iterdir()) or [p.name for p in tmp_path.iterdir()] != ["root"]:
+                wrong.append((tar_filter, name, said))
+    assert wrong == [], "(tar filter, member, refusal) not as expected"
 
 
 # ---------------------------------------------------------------------------------------------

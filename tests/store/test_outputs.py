@@ -3,12 +3,13 @@ devices; and the atomic write, whose cleanup never hides the write's own error."
 import json
 import os
 import pickle
+import socket
 
 import numpy as np
 import pytest
 
 from assignment3.store import runfile
-from assignment3.store.outputs import OTHER, OutputError, check_output, kind_of, write_atomic
+from assignment3.store.outputs import KINDS, OTHER, OutputError, check_output, kind_of, write_atomic
 
 
 @pytest.fixture
@@ -43,39 +44,43 @@ def test_each_file_is_told_apart(files):
         "empty": "empty"}
 
 
-@pytest.mark.parametrize("kind", ["run", "checkpoint", "search", "record", "figure", "pdf"])
-def test_a_file_of_ours_may_be_replaced_by_one_of_its_kind_only(files, kind):
-    assert check_output(files[kind], kind) == files[kind]
-    assert check_output(files["empty"], kind) == files["empty"]
-    assert check_output(files[kind].with_name("new"), kind).name == "new"
-    for other in files:
-        if other not in (kind, "empty"):
-            with pytest.raises(OutputError, match=f"^{files[other]} is .*: give another path"):
-                check_output(files[other], kind)
+def test_a_file_of_ours_may_be_replaced_by_one_of_its_kind_only(files):
+    """Each kind of output may go where nothing is, to an empty file or over a file of its kind;
+    over any other file it is refused, naming what is there (one of ours: "or delete the
+    file")."""
+    for kind in KINDS:
+        assert check_output(files[kind], kind) == files[kind]
+        assert check_output(files["empty"], kind) == files["empty"]
+        assert check_output(files[kind].with_name("new"), kind).name == "new"
+        for other, path in files.items():
+            if other in (kind, "empty"):
+                continue
+            what = KINDS.get(other) or {"batch": "a CIFAR-10 data batch", "text": OTHER}[other]
+            with pytest.raises(OutputError) as refused:
+                check_output(path, kind)
+            assert str(refused.value) == (f"{path} is {what}, not {KINDS[kind]}: give another "
+                                          "path" + (", or delete the file" if other in KINDS
+                                                    else "")), (kind, other)
 
 
-def test_a_checkpoint_where_a_run_is_wanted_says_so(files):
-    with pytest.raises(OutputError, match="is a checkpoint, not a saved run: give another path, "
-                                          "or delete the file$"):
-        check_output(files["checkpoint"], "run")
-    with pytest.raises(OutputError, match="is a CIFAR-10 data batch, not a saved run: give "
-                                          "another path$"):
-        check_output(files["batch"], "run")
+def bound_socket(path):
+    """A Unix socket at `path` (the socket is closed, its file stays)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
 
 
-@pytest.mark.parametrize("make, what", [
-    (lambda p: p.mkdir(), "a folder"),
-    (os.mkfifo, r"a FIFO \(named pipe\)"),
-    (lambda p: p.symlink_to("/dev/null"), "a symbolic link"),
-])
-def test_folders_fifos_and_links_are_refused(tmp_path, make, what):
-    path = tmp_path / "out.npz"
-    make(path)
-    with pytest.raises(OutputError, match=f"out.npz is {what}, not a saved run"):
-        check_output(path, "run")
-
-
-def test_a_device_is_refused_and_left_as_it_is():
+def test_what_is_no_file_is_refused(tmp_path):
+    """A folder, a FIFO, a socket, a symbolic link (even to a file) and a device: refused as
+    what they are; writing to the device is refused too, and it is left as it is."""
+    (tmp_path / "file").write_text("x")
+    made = {"a folder": lambda p: p.mkdir(), r"a FIFO \(named pipe\)": os.mkfifo,
+            "a socket": bound_socket,
+            "a symbolic link": lambda p: p.symlink_to(tmp_path / "file")}
+    for i, (what, make) in enumerate(made.items()):
+        make(tmp_path / f"{i}.npz")
+        with pytest.raises(OutputError, match=f"^{tmp_path / f'{i}.npz'} is {what}, not a "
+                                              "saved run: give another path$"):
+            check_output(tmp_path / f"{i}.npz", "run")
     with pytest.raises(OutputError, match="^/dev/null is a device, not a saved run"):
         check_output("/dev/null", "run")
     with pytest.raises(OutputError, match="is a device"):

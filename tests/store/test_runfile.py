@@ -55,20 +55,6 @@ def test_write_refuses_before_writing_anything(tmp_path, arrays):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failed_write_keeps_the_old_file_whole(stored):
-    """A writer that fails half-way: the file holds the old content, the partial file is gone."""
-    path, old = stored
-
-    def half_then_fail(f):
-        f.write(b"half a file")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        runfile.write_atomic(path, "run", half_then_fail)
-    assert path.read_bytes() == old
-    assert sorted(p.name for p in path.parent.iterdir()) == ["run.npz"]
-
-
 def test_parameters_and_moving_averages_round_trip():
     params = init_params([20, 8, 6, 10], batch_norm=True, seed=0)
     stats = [(np.full((8, 1), 0.5), np.full((8, 1), 2.0)), (np.zeros((6, 1)), np.ones((6, 1)))]
@@ -111,50 +97,6 @@ def test_file_with_a_pickled_object_is_refused_unread(tmp_path):
                                            "have to unpickle"):
         runfile.read(tmp_path / "evil.npz")
     assert not marker.exists()
-
-
-def damaged(stored, tmp_path, how):
-    """The stored run file damaged in the way `how` says, written to a new file."""
-    path, whole = stored
-    meta_of = {"other format": {"format": FORMAT_VERSION + 1},
-               "meta not a dict": [FORMAT_VERSION]}
-    out = tmp_path / "damaged.npz"
-    if how == "truncated":
-        out.write_bytes(whole[:len(whole) // 2])
-    elif how == "zeroed start":
-        out.write_bytes(b"\0" * 100 + whole[100:])
-    elif how == "JSON file":
-        out.write_text('{"best": []}')
-    elif how == "no meta":
-        np.savez(out, W_0=np.zeros(2))
-    elif how == "meta not text":
-        np.savez(out, W_0=np.zeros(2), meta=np.zeros(2))
-    elif how == "damaged JSON":
-        np.savez(out, W_0=np.zeros(2), meta=np.array('{"format": 1, '))
-    else:
-        np.savez(out, W_0=np.zeros(2), meta=np.array(json.dumps(meta_of[how])))
-    return out
-
-
-@pytest.mark.parametrize("how, message", [
-    ("truncated", r"not a readable run file \(not an .npz archive\); it may be truncated or "
-                  r"corrupt, or another kind of file"),
-    ("zeroed start", "not a readable run file .*; it may be truncated or corrupt"),
-    ("JSON file", r"not a readable run file \(not an .npz archive\)"),
-    ("no meta", "has no 'meta' member with JSON text; not a run file"),
-    ("meta not text", "has no 'meta' member with JSON text"),
-    ("damaged JSON", r"its JSON member is damaged \("),
-    ("other format", f"is in run format {FORMAT_VERSION + 1}, this code reads format "
-                     f"{FORMAT_VERSION}"),
-    ("meta not a dict", r"its JSON member holds \[1\], not an object; not a run file"),
-])
-def test_file_that_is_no_run_file_is_refused(stored, tmp_path, how, message):
-    path = damaged(stored, tmp_path, how)
-    before = path.read_bytes()
-    with pytest.raises(RunFileError, match=message) as err:
-        runfile.read(path)
-    assert str(err.value).startswith(f"{path}: ") and err.value.path == path
-    assert path.read_bytes() == before                                    # left as it is
 
 
 def read_in_thread(path):
@@ -273,74 +215,96 @@ def test_zip_members_made_here_are_what_numpy_reads(tmp_path):
     assert not arrays["z"].any()
 
 
-@pytest.mark.parametrize("member, message", [
-    ("bomb", r"array z: [\d,]+ compressed bytes declare 33,554,560 bytes, more than arrays of a "
-             r"network compress \(16x\); refused unread"),
-    ("short data", r"array W_0: its member declares 4 bytes of data, its header's shape \(2, "
-                   r"2\) float64 needs 32; the file is damaged"),
-    ("long data", r"array W_0: its member declares 40 bytes of data, its header's shape \(2, "
-                  r"2\) float64 needs 32; the file is damaged"),
-    ("no npy", r"not a readable run file \(member W_0: ValueError: .*magic"),
-    ("npy version 9", r"not a readable run file \(member W_0: ValueError: npy format version "
-                      r"\(9, 0\)\); it may be truncated or corrupt"),
-    ("huge header", r"not a readable run file \(member W_0: ValueError: its .npy header "
-                    r"declares 1,073,741,824 bytes, "
-                    r"more than the 10,064 a header may take\); it may be truncated"),
-    ("beyond the file", r"array W_0: its member declares 4,000,128 bytes, more than the file "
-                        r"holds; the file is truncated"),
-    ("crc", r"not a readable run file \(member W_0: BadZipFile: Bad CRC-32"),
-])
-def test_member_is_checked_before_its_data_is_read(tmp_path, member, message):
+#: The member of a run file with its format alone.
+FORMAT_ONLY = npy(np.array(json.dumps({"format": FORMAT_VERSION})))
+EYE = npy(np.eye(2))
+
+
+@pytest.mark.parametrize("member, declared, message", [
+    (("z.npy", deflated_zeros(npy_header((1 << 23,)), 1 << 25)), None,
+     r"array z: [\d,]+ compressed bytes declare 33,554,560 bytes, more than arrays of a network "
+     r"compress \(16x\); refused unread"),
+    (("W_0.npy", npy_header((2, 2), "<f8") + bytes(4)), None,
+     r"array W_0: its member declares 4 bytes of data, its header's shape \(2, 2\) float64 "
+     r"needs 32; the file is damaged"),
+    (("W_0.npy", b"PK not an array at all"), None,
+     r"not a readable run file \(member W_0: ValueError: .*magic"),
+    (("W_0.npy", b"\x93NUMPY\x09\x00" + EYE[8:]), None,
+     r"not a readable run file \(member W_0: ValueError: npy format version \(9, 0\)\); it may "
+     r"be truncated or corrupt"),
+    (("W_0.npy", b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 30) + b"{" * 100), None,
+     r"not a readable run file \(member W_0: ValueError: its .npy header declares "
+     r"1,073,741,824 bytes, more than the 10,064 a header may take\); it may be truncated"),
+    (("W_0.npy", npy_header((1000, 1000)) + bytes(100)), 4_000_128,
+     r"array W_0: its member declares 4,000,128 bytes, more than the file holds; the file is "
+     r"truncated"),
+    (("W_0.npy", EYE), "crc", r"not a readable run file \(member W_0: BadZipFile: Bad CRC-32"),
+], ids=["bomb", "size not its header's", "no npy", "npy version 9", "huge header",
+        "beyond the file", "crc"])
+def test_member_is_checked_before_its_data_is_read(tmp_path, member, declared, message):
     """A member that would inflate 1000-fold (32 MiB of 32 kB), one whose zip size is not its
     header's, one that is no .npy, a header of an unknown version or declaring a gigabyte (numpy
     would read all of it before checking it), a member larger than the file, and stored bytes
     that are not what the directory's CRC says."""
-    eye = npy(np.eye(2))
-    made = {"bomb": ("z.npy", deflated_zeros(npy_header((1 << 23,)), 1 << 25)),
-            "short data": ("W_0.npy", npy_header((2, 2), "<f8") + bytes(4)),
-            "long data": ("W_0.npy", eye + bytes(8)),
-            "no npy": ("W_0.npy", b"PK not an array at all"),
-            "npy version 9": ("W_0.npy", b"\x93NUMPY\x09\x00" + eye[8:]),
-            "huge header": ("W_0.npy", b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 30)
-                            + b"{" * 100),
-            "beyond the file": ("W_0.npy", npy_header((1000, 1000)) + bytes(100))}
-    name, data = made.get(member, ("W_0.npy", eye))
-    members = {"meta.npy": npy(np.array(json.dumps({"format": FORMAT_VERSION}))), name: data}
-    write_zip(tmp_path / "bad.npz", members,
-              declared={"W_0.npy": 4_000_128} if member == "beyond the file" else {})
-    if member == "crc":                        # the stored data changed after the CRC was taken
-        whole = (tmp_path / "bad.npz").read_bytes()
-        at = whole.index(eye) + len(eye) - 1
-        (tmp_path / "bad.npz").write_bytes(whole[:at] + b"\x01" + whole[at + 1:])
-    with pytest.raises(RunFileError, match=f"^{tmp_path / 'bad.npz'}: {message}"):
-        runfile.read(tmp_path / "bad.npz")
+    name, data = member
+    path = tmp_path / "bad.npz"
+    write_zip(path, {"meta.npy": FORMAT_ONLY, name: data},
+              declared={name: declared} if isinstance(declared, int) else {})
+    if declared == "crc":                      # the stored data changed after the CRC was taken
+        whole = path.read_bytes()
+        at = whole.index(EYE) + len(EYE) - 1
+        path.write_bytes(whole[:at] + b"\x01" + whole[at + 1:])
+    with pytest.raises(RunFileError, match=f"^{path}: {message}"):
+        runfile.read(path)
 
 
-@pytest.mark.parametrize("meta, message", [
-    (deflated_zeros(npy_header((), "<U20971520"), 5 << 24),
+def meta_member(value):
+    """A zip archive's member `meta.npy` holding np.array(value) (a run file's: its JSON text)."""
+    return {"meta.npy": npy(np.array(value))}
+
+
+@pytest.mark.parametrize("members, message", [
+    (None, r"not a readable run file \(not an .npz archive\); it may be truncated or corrupt, or "
+     r"another kind of file"),
+    ({"W_0.npy": EYE}, "has no 'meta' member with JSON text; not a run file"),
+    (meta_member(1.5), "has no 'meta' member with JSON text"),
+    (meta_member(["{}"]), "has no 'meta' member with JSON text"),
+    ({"meta.npy": deflated_zeros(npy_header((), "<U20971520"), 5 << 24)},
      r"its JSON member 'meta' declares 83,886,208 bytes, more than the 67,108,864 a run file's "
      r"JSON may take; refused unread"),
-    (deflated_zeros(npy_header((), "<U4194304"), 1 << 24),
+    ({"meta.npy": deflated_zeros(npy_header((), "<U4194304"), 1 << 24)},
      r"its JSON member 'meta': [\d,]+ compressed bytes declare 16,777,344 bytes, more than a "
      r"run's JSON compresses \(64x\); refused unread"),
-    (npy(np.array("[" * 100_000 + "]" * 100_000)), r"its JSON member is damaged \(nested too "
-                                                   r"deeply\)"),
-    (npy(np.array('{"format": 1, "seed": ' + "9" * 5000 + "}")),
+    (meta_member("[" * 100_000 + "]" * 100_000),
+     r"its JSON member is damaged \(nested too deeply\)"),
+    (meta_member('{"format": 1, "seed": ' + "9" * 5000 + "}"),
      r"its JSON member is damaged \(Exceeds the limit"),
-    (npy(np.array(["{}"])), "has no 'meta' member with JSON text; not a run file"),
-    (npy(np.array('{"kind": "run"}')), "field 'format': missing; not a run file"),
-    (npy(np.array('{"format": "1"}')), 'is in run format "1", this code reads format 1'),
-    (npy(np.array('{"format": true}')), "is in run format true, this code reads format 1"),
-    (npy(np.array('{"format": 1.0}')), r"is in run format 1.0, this code reads format 1"),
-])
-def test_json_member_is_checked(tmp_path, meta, message):
-    """A JSON member declaring 80 MiB (inflating from 80 kB), one declaring 16 MiB (within the
-    limit, but inflating 1000-fold from 16 kB), one nested too deeply for the parser,
-    with an integer of 5,000 digits, not a str scalar, without a format or of a format as
-    text."""
-    write_zip(tmp_path / "bad.npz", {"meta.npy": meta})
-    with pytest.raises(RunFileError, match=f"^{tmp_path / 'bad.npz'}: {message}"):
-        runfile.read(tmp_path / "bad.npz")
+    (meta_member(f"[{FORMAT_VERSION}]"),
+     r"its JSON member holds \[1\], not an object; not a run file"),
+    (meta_member('{"kind": "run"}'), "field 'format': missing; not a run file"),
+    (meta_member('{"format": true}'), "is in run format true, this code reads format 1"),
+    (meta_member('{"format": 1.0}'), "is in run format 1.0, this code reads format 1"),
+    (meta_member(json.dumps({"format": FORMAT_VERSION + 1})),
+     f"is in run format {FORMAT_VERSION + 1}, this code reads format {FORMAT_VERSION}"),
+], ids=["truncated", "no meta", "meta a float", "meta an array", "meta of 80 MiB",
+        "meta inflating", "JSON nested too deeply", "JSON of 5000 digits", "JSON no object",
+        "no format", "format true", "format 1.0", "format 2"])
+def test_file_that_is_no_run_file_is_refused(stored, tmp_path, members, message):
+    """A run file cut short; archives without a JSON member or whose `meta` is not a str scalar,
+    whose JSON member declares 80 MiB (inflating from 80 kB) or 16 MiB (within the limit, but
+    inflating 1000-fold from 16 kB), is nested too deeply for the parser, holds an integer of
+    5,000 digits, or is not an object; without a format, or of another one (true and 1.0 equal
+    1 in Python): refused, naming the file, and left as it is. (members None: the stored run
+    file cut in half.)"""
+    path = tmp_path / "bad.npz"
+    if members is None:
+        path.write_bytes(stored[1][:len(stored[1]) // 2])
+    else:
+        write_zip(path, members)
+    before = path.read_bytes()
+    with pytest.raises(RunFileError, match=f"^{path}: {message}") as err:
+        runfile.read(path)
+    assert err.value.path == path and path.read_bytes() == before
 
 
 def test_unknown_members_and_other_files_in_the_archive(stored, tmp_path):
