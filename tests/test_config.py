@@ -26,21 +26,11 @@ from assignment3.report.presets import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST,
     # types
     ({"batch_norm": "no"}, ConfigTypeError, "batch_norm must be True or False, got 'no'"),
     ({"flip": 1}, ConfigTypeError, "flip must be True or False, got 1"),
-    ({"zca": "yes"}, ConfigTypeError, "zca must be True or False"),
     ({"n_s": 2.5}, ConfigTypeError, r"n_s must be an integer in \[1, 1000000\] or None, got 2.5"),
-    ({"n_batch": 100.0}, ConfigTypeError, "n_batch must be an integer >= 1, got 100.0"),
     ({"n_batch": True}, ConfigTypeError, "n_batch must be an integer"),
-    ({"n_batch": "100"}, ConfigTypeError, "n_batch must be an integer"),
-    ({"seed": 2.5}, ConfigTypeError, "seed must be an integer >= 0, got 2.5"),
     ({"lam": "0.1"}, ConfigTypeError, "lam must be a number >= 0, got '0.1'"),
     ({"init": True}, ConfigTypeError, "init must be he, xavier or a number > 0, got True"),
-    ({"init": "uniform"}, ConfigTypeError, "init must be he, xavier or a number > 0"),
-    ({"dtype": np.float16}, ConfigTypeError, "dtype must be one of float32, float64"),
     ({"dtype": "float16"}, ConfigTypeError, "dtype must be one of float32, float64, got 'float16'"),
-    ({"schedule": "cosine"}, ConfigTypeError, "schedule must be one of cyclic, one_cycle, got "
-                                              "'cosine'"),
-    ({"bn_order": "middle"}, ConfigTypeError, "bn_order must be one of before, after, got "
-                                              "'middle'"),
     ({"hidden": ()}, ConfigTypeError, r"hidden must be a non-empty sequence of layer sizes, "
                                       r"got \(\)"),
     ({"hidden": 50}, ConfigTypeError, "hidden must be a non-empty sequence"),
@@ -49,36 +39,23 @@ from assignment3.report.presets import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST,
                                              r"\[1, 16384\], got 2.5"),
     # values out of their limits
     ({"hidden": (50, 0)}, ConfigError, r"every layer size in hidden .*, got 0"),
-    ({"hidden": (100_000,)}, ConfigError, "every layer size in hidden"),
     ({"hidden": (4000,) * 4}, ConfigError, r"hidden=\(4000, 4000, 4000, 4000\) makes a network "
                                            r"of [\d,]+ parameters on CIFAR-10 .* at most "
                                            "50,000,000 are allowed"),
     ({"n_s": 0}, ConfigError, r"n_s must be an integer in \[1, 1000000\] or None, got 0"),
     ({"n_batch": 0}, ConfigError, "n_batch must be an integer >= 1, got 0"),
-    ({"seed": -1}, ConfigError, "seed must be an integer >= 0"),
-    ({"lam": -1}, ConfigError, "lam must be a number >= 0, got -1"),
     ({"lam": float("nan")}, ConfigError, "lam must be a number >= 0, got nan"),
-    ({"eta_max": float("inf")}, ConfigError, "eta_max must be a number > 0"),
     ({"eta_min": 0}, ConfigError, "eta_min must be a number > 0, got 0"),
     ({"cycles": 0}, ConfigError, r"cycles must be a number in \(0, 1000\], got 0"),
-    ({"cycles": float("inf")}, ConfigError, "cycles must be a number in"),
     ({"init": float("nan")}, ConfigError, "init must be he, xavier or a number > 0"),
     ({"evals_per_cycle": 0}, ConfigError, r"evals_per_cycle must be an integer in \[1, 1000\]"),
     ({"schedule": "one_cycle", "epochs": 0}, ConfigError,
      r"epochs must be a number in \(0, 10000\] or None, got 0"),
     ({"schedule": "one_cycle", "epochs": 2, "warmup": 1.0}, ConfigError,
      r"warmup must be a number in \(0, 1\), got 1.0"),
-    ({"momentum": 1.0}, ConfigError, r"momentum must be a number in \[0, 1\), got 1.0"),
-    ({"momentum": float("nan")}, ConfigError, "momentum must be a number"),
-    ({"dropout": 1.0}, ConfigError, r"dropout must be a number in \[0, 1\), got 1.0"),
-    ({"max_shift": -1}, ConfigError, r"max_shift must be an integer in \[0, 31\], got -1"),
     ({"max_shift": 32}, ConfigError, "max_shift must be an integer in"),
-    ({"blas_threads": 0}, ConfigError, "blas_threads must be an integer >= 1, got 0"),
-    ({"label_smoothing": 1.0}, ConfigError, r"label_smoothing must be a number in \[0, 1\)"),
-    ({"mixup": -1}, ConfigError, r"mixup must be a number in \[0, 100\], got -1"),
     # settings that do not fit together
     ({"eta_min": 0.2}, ConfigError, "eta_max=0.1 must be at least eta_min=0.2"),
-    ({"eta_min": 1, "eta_max": 0.1}, ConfigError, "eta_max=0.1 must be at least eta_min=1"),
     ({"n_batch": 1}, ConfigError, "batch_norm=True normalises each unit over the mini-batch, so "
                                   "it needs n_batch >= 2"),
     ({"schedule": "one_cycle"}, ConfigError, "schedule='one_cycle' needs its length in epochs: "
@@ -92,6 +69,9 @@ from assignment3.report.presets import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST,
                                           "set optimizer to adamw, or use lam for SGD"),
 ])
 def test_config_refuses_values_it_cannot_use(kwargs, error, message):
+    """One row per kind of limit (`Limit.check`'s branches: kind, range ends open or closed,
+    finiteness, choices, optional) and per rule between settings; each field's own limit is
+    LIMITS, which the command line's test takes at its ends."""
     with pytest.raises(error, match=message) as err:
         Config(**kwargs)
     assert isinstance(err.value, ConfigError) and isinstance(err.value, ValueError)

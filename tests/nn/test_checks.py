@@ -9,6 +9,7 @@ from assignment3.data import CIFAR10, Split, one_hot
 from assignment3.nn import cost
 from assignment3.nn.checks import (
     check_data,
+    check_input,
     check_one_hot,
     checked_float_dtype,
     is_int,
@@ -78,8 +79,8 @@ def with_nan(X):
     return X
 
 
-#: (what is changed, how, the exception and part of its message): each is refused by all of
-#: forward, compute_gradients, compute_cost and evaluate.
+#: (what is changed, how, the exception and part of its message): each is refused by
+#: `check_input`, which every public function of the network and the cost calls.
 BAD_INPUTS = [
     ("X", lambda X: X[:, :0], ValueError, "n >= 1"),                       # an empty batch
     ("X", lambda X: X[:5], ValueError, "X must be d x n with d = 20"),
@@ -105,19 +106,29 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("which, change, error, message", BAD_INPUTS)
-@pytest.mark.parametrize("call", ["forward", "compute_gradients", "compute_cost", "evaluate"])
-def test_public_functions_refuse_bad_inputs(net, which, change, error, message, call):
-    params, X, Y, y, stats = net
+def test_check_input_refuses_bad_inputs(net, which, change, error, message):
+    params, X, Y, _, _ = net
     if which == "X":
         X = change(X)
     else:
         params = change(params)
-    calls = {"forward": lambda: forward(params, X),
-             "compute_gradients": lambda: compute_gradients(params, X, Y, 0.01),
-             "compute_cost": lambda: compute_cost(params, X, Y, 0.01),
-             "evaluate": lambda: evaluate(params, X, y, 0.01, stats)}
     with pytest.raises(error, match=message):
-        calls[call]()
+        check_input(params, X, Y)
+
+
+def test_every_public_function_checks_its_inputs(net):
+    """Each reaches `check_input`: a bad X and bad params are refused by all of them."""
+    params, X, Y, y, stats = net
+    calls = [lambda p, X: forward(p, X),
+             lambda p, X: compute_gradients(p, X, Y, 0.01),
+             lambda p, X: compute_cost(p, X, Y, 0.01),
+             lambda p, X: evaluate(p, X, y, 0.01, stats),
+             lambda p, X: cost.test_scores(p, X, stats)]
+    for call in calls:
+        with pytest.raises(ValueError, match="X holds NaN or infinite values"):
+            call(params, with_nan(X))
+        with pytest.raises(TypeError, match="params must be a dict of the lists"):
+            call({k: v for k, v in params.items() if k != "beta"}, X)
 
 
 @pytest.mark.parametrize("labels, error, message", [
