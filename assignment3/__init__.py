@@ -32,7 +32,7 @@ if TYPE_CHECKING:                              # for type checkers: the names as
     from .training import Result as Result
     from .training import train as train
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: Each public name and the module that defines it.
 _HOME = {"Config": "config", "load_cifar10": "data", "backward": "nn",
