@@ -56,18 +56,28 @@ lock: | $(BIN)/activate
 	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.10 \
 	    --generate-hashes --custom-compile-command "make lock" --quiet -o requirements.lock
 
+# the Python V on the PATH (not a pyenv shim), else the newest V.x under `pyenv root`
+find_python = { command -v python$(1) 2>/dev/null | grep -v /shims/ \
+    || ls -d $$(pyenv root 2>/dev/null)/versions/$(1).*/bin/python$(1) 2>/dev/null | tail -n 1; }
+
 # make check-one V=3.12 DEPS=newest: make check in a new environment build/envs/3.12-newest
 check-one:
-	@py=$$(command -v python$(V) 2>/dev/null | grep -v /shims/ \
-	    || ls -d $$(pyenv root 2>/dev/null)/versions/$(V).*/bin/python$(V) 2>/dev/null | tail -n 1); \
+	@py=$$($(call find_python,$(V))); \
 	if [ -z "$$py" ]; then echo "python$(V) not found on PATH or under pyenv root"; exit 1; fi; \
 	echo "== Python $(V) ($$py), $(DEPS) versions"; \
 	rm -rf build/envs/$(V)-$(DEPS); \
 	$(MAKE) --no-print-directory check PYTHON=$$py VENV=build/envs/$(V)-$(DEPS) DEPS=$(DEPS)
 
+# every Python of PYTHONS found here, locked and newest; says which failed, after trying all
 check-all:
-	@for v in $(PYTHONS); do for deps in locked newest; do \
-	    $(MAKE) --no-print-directory check-one V=$$v DEPS=$$deps || exit 1; done; done
+	@failed=""; for v in $(PYTHONS); do \
+	    if [ -z "$$($(call find_python,$$v))" ]; then echo "== python$$v: not found, skipped"; \
+	        continue; fi; \
+	    for deps in locked newest; do \
+	        $(MAKE) --no-print-directory check-one V=$$v DEPS=$$deps || failed="$$failed $$v-$$deps"; \
+	    done; done; \
+	if [ -n "$$failed" ]; then echo "make check failed on:$$failed"; exit 1; fi; \
+	echo "make check passed on every Python found, locked and newest"
 
 data: setup
 	$(BIN)/python -c "from assignment3.data import find_data_dir; print('CIFAR-10 in', find_data_dir())"

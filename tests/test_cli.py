@@ -366,7 +366,7 @@ def stop_handlers():
 def send(sig):
     """Send `sig` to this process; its handler (run in the main thread, between two bytecodes)
     is to raise before 5 s have passed."""
-    os.kill(os.getpid(), sig)
+    signal.raise_signal(sig)                 # to this thread: no other thread may take it
     end = time.monotonic() + 5
     while time.monotonic() < end:
         time.sleep(0.001)

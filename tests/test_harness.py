@@ -147,7 +147,7 @@ def run_until_signal(data, config, checkpoint, sig, at_step, progress=False):
             if run.step % eval_every == 0:
                 harness.evaluate(eta)
             if run.step == at_step:
-                os.kill(os.getpid(), sig)              # a real signal to this process
+                signal.raise_signal(sig)               # a real signal, to this thread
             harness.step_done(eta)
         harness.finish(learning_rate(total - 1))
     return run
