@@ -2,6 +2,7 @@
 data set built in memory (for everything else)."""
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -143,6 +144,16 @@ def shm_files_of(pid):
 @pytest.fixture(name="shm_files_of", scope="session")
 def shm_files_of_fixture():
     return shm_files_of
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_stops():
+    """SIGINT as Ctrl-C in this process and the processes it starts, as in a terminal, even when
+    the tests were started in the background by a shell (`make check &`), which ignores SIGINT
+    for them: the tests of stops send it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session", autouse=True)
