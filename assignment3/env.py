@@ -2,9 +2,12 @@
 value that cannot be used raises `EnvironmentValueError` naming the variable, what it holds and
 what it should hold, instead of being ignored or replaced by a default. An empty value means
 "unset", as in `VAR= command`."""
+import contextlib
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import Error
 
@@ -21,6 +24,8 @@ WAIT_WORKERS = "ASSIGNMENT3_WAIT_WORKERS"
 #: "1": `make beyond` retrains section 6 instead of loading its stored runs.
 RETRAIN = "ASSIGNMENT3_RETRAIN"
 
+T = TypeVar("T")  # a parsed value
+
 
 class EnvironmentValueError(Error, ValueError):
     """An environment variable of the package holds a value it cannot use."""
@@ -33,33 +38,20 @@ def read(name: str) -> str | None:
     return value or None
 
 
-def integer(name: str, default: int, *, lo: int = 1, hi: int | None = None,
-            what: str = "an integer") -> int:
-    """The variable `name` as an integer in lo..hi (hi None: no upper bound), or `default` if
-    it is unset."""
+def parsed(name: str, parse: Callable[[str], T], valid: Callable[[T], bool], default: T,
+           expected: str, fix: str = "such a value") -> T:
+    """The variable `name` read by `parse` (which may raise ValueError), or `default` if it is
+    unset; a value that `parse` refuses or that is not `valid` raises EnvironmentValueError
+    saying what it `expected` and what to set it to (`fix`)."""
     text = read(name)
     if text is None:
         return default
-    try:
-        value: int | None = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < lo or (hi is not None and value > hi):
-        bounds = f">= {lo}" if hi is None else f"in {lo}..{hi}"
-        raise EnvironmentValueError(f"{name}={os.environ[name]!r}: expected {what}, an integer "
-                                    f"{bounds}; set it to such a value or unset it")
-    return value
-
-
-def choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    """The variable `name`, which must be one of `choices`, or `default` if unset."""
-    value = read(name)
-    if value is None:
-        return default
-    if value not in choices:
-        raise EnvironmentValueError(f"{name}={os.environ[name]!r}: expected one of "
-                                    f"{', '.join(choices)}; set it to one of them or unset it")
-    return value
+    with contextlib.suppress(ValueError):
+        value = parse(text)
+        if valid(value):
+            return value
+    raise EnvironmentValueError(f"{name}={os.environ[name]!r}: expected {expected}; set it to "
+                                f"{fix} or unset it")
 
 
 def data_dir() -> Path | None:
@@ -76,7 +68,8 @@ def cache_home() -> Path:
 
 def jobs(cores: int) -> int:
     """Worker processes: $ASSIGNMENT3_JOBS (1 to `cores`), else `cores`."""
-    return integer(JOBS, cores, hi=cores, what="the number of worker processes")
+    return parsed(JOBS, int, lambda n: 1 <= n <= cores, cores,
+                  f"the number of worker processes, an integer in 1..{cores}")
 
 
 def scheduler() -> str | None:
@@ -86,20 +79,10 @@ def scheduler() -> str | None:
 
 def wait_workers(default: float) -> float:
     """$ASSIGNMENT3_WAIT_WORKERS: seconds, a finite number > 0; `default` if unset."""
-    text = read(WAIT_WORKERS)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise EnvironmentValueError(f"{WAIT_WORKERS}={os.environ[WAIT_WORKERS]!r}: expected the "
-                                    f"seconds to wait for Dask workers, a number > 0; set it to "
-                                    f"such a value or unset it")
-    return value
+    return parsed(WAIT_WORKERS, float, lambda seconds: 0 < seconds < math.inf, default,
+                  "the seconds to wait for Dask workers, a number > 0")
 
 
 def retrain() -> bool:
     """Whether $ASSIGNMENT3_RETRAIN asks to retrain the stored runs ("1"; "0" or unset: no)."""
-    return choice(RETRAIN, ("0", "1"), "0") == "1"
+    return parsed(RETRAIN, str, ("0", "1").__contains__, "0", "one of 0, 1", "one of them") == "1"

@@ -25,59 +25,38 @@ def test_read_strips_and_takes_empty_for_unset(monkeypatch):
         assert env.read(NAME) == read, f"{NAME}={value!r}"
 
 
-#: (value, upper bound, what env.integer gives: the number, or the end of its refusal)
-INTEGERS = [(None, 10, 7), ("", 10, 7), (" 3 ", 10, 3), ("1", 10, 1), ("10", 10, 10),
-            ("abc", 10, "in 1..10"), ("0", 10, "in 1..10"), ("11", 10, "in 1..10"),
-            ("1.5", None, ">= 1"), ("1000000", None, 1000000)]
+JOBS = "the number of worker processes, an integer in 1..4; set it to such a value"
+WAIT = "the seconds to wait for Dask workers, a number > 0; set it to such a value"
+RETRAIN = "one of 0, 1; set it to one of them"
+#: variable -> (its reader, [(value, what the reader gives: the value, or what its refusal
+#: expected)])
+PARSED = {
+    "ASSIGNMENT3_JOBS": (lambda: env.jobs(4), [(None, 4), ("", 4), (" 2 ", 2), ("1", 1),
+                                               ("4", 4), ("0", JOBS), ("5", JOBS), ("1.5", JOBS),
+                                               ("abc", JOBS)]),
+    "ASSIGNMENT3_WAIT_WORKERS": (lambda: env.wait_workers(2.5), [(None, 2.5), (" 0.2 ", 0.2),
+                                                                 ("0", WAIT), ("inf", WAIT),
+                                                                 ("nan", WAIT), ("x", WAIT)]),
+    "ASSIGNMENT3_RETRAIN": (env.retrain, [(None, False), ("", False), ("0", False),
+                                          (" 1 ", True), ("yes", RETRAIN)]),
+}
 
 
-def test_integer(monkeypatch):
-    """An integer in lo..hi, both ends included (no upper bound if hi is None); the default if
-    unset or empty; anything else refused with a ValueError naming the bounds."""
-    for value, hi, expected in INTEGERS:
-        set_or_unset(monkeypatch, NAME, value)
-        case = f"{NAME}={value!r}, hi={hi}"
-        if isinstance(expected, int):
-            assert env.integer(NAME, 7, lo=1, hi=hi, what="a count") == expected, case
-            continue
-        with pytest.raises(ValueError) as refused:
-            env.integer(NAME, 7, lo=1, hi=hi, what="a count")
-        assert isinstance(refused.value, env.EnvironmentValueError), case
-        assert str(refused.value) == (f"{NAME}='{value}': expected a count, an integer "
-                                      f"{expected}; set it to such a value or unset it"), case
-
-
-def test_jobs_is_a_count_of_worker_processes_up_to_the_cores(monkeypatch):
-    monkeypatch.delenv("ASSIGNMENT3_JOBS", raising=False)
-    assert env.jobs(4) == 4
-    monkeypatch.setenv("ASSIGNMENT3_JOBS", " 2 ")
-    assert env.jobs(4) == 2
-    monkeypatch.setenv("ASSIGNMENT3_JOBS", "5")
-    with pytest.raises(env.EnvironmentValueError,
-                       match="^ASSIGNMENT3_JOBS='5': expected the number of worker processes, an "
-                             "integer in 1..4; "):
-        env.jobs(4)
-
-
-def test_choice(monkeypatch):
-    monkeypatch.delenv(NAME, raising=False)
-    assert env.choice(NAME, ("a", "b"), "a") == "a"
-    monkeypatch.setenv(NAME, " b ")
-    assert env.choice(NAME, ("a", "b"), "a") == "b"
-    monkeypatch.setenv(NAME, "c")
-    with pytest.raises(env.EnvironmentValueError,
-                       match=f"{NAME}='c': expected one of a, b; set it to one of them or unset"):
-        env.choice(NAME, ("a", "b"), "a")
-
-
-def test_retrain_is_0_or_1(monkeypatch):
-    for value, retrain in ((None, False), ("", False), ("0", False), (" 1 ", True)):
-        set_or_unset(monkeypatch, "ASSIGNMENT3_RETRAIN", value)
-        assert env.retrain() is retrain, f"ASSIGNMENT3_RETRAIN={value!r}"
-    monkeypatch.setenv("ASSIGNMENT3_RETRAIN", "yes")
-    with pytest.raises(env.EnvironmentValueError,
-                       match="ASSIGNMENT3_RETRAIN='yes': expected one of 0, 1"):
-        env.retrain()
+def test_parsed_variables(monkeypatch):
+    """Each variable read by its parser: the default if unset or empty, the parsed value within
+    its bounds (both ends included), anything else refused naming the variable, its value and
+    what it should hold."""
+    for name, (reader, cases) in PARSED.items():
+        for value, expected in cases:
+            set_or_unset(monkeypatch, name, value)
+            case = f"{name}={value!r}"
+            if not isinstance(expected, str):
+                assert reader() == expected and type(reader()) is type(expected), case
+                continue
+            with pytest.raises(ValueError) as refused:
+                reader()
+            assert isinstance(refused.value, env.EnvironmentValueError), case
+            assert str(refused.value) == f"{name}='{value}': expected {expected} or unset it", case
 
 
 def test_data_dir(monkeypatch, tmp_path):

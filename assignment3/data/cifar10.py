@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,21 @@ _PICKLE_GLOBALS = frozenset({
     ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),
 })
+
+#: What a batch's data and labels must be, checked in order: (whether they are, what is wrong if
+#: not), each a function of (data, labels as an array).
+_BATCH_CHECKS: tuple[tuple[Callable[[Any, np.ndarray], object],
+                           Callable[[Any, np.ndarray], str]], ...] = (
+    (lambda data, _: isinstance(data, np.ndarray),
+     lambda data, _: f"has data of type {type(data).__name__}, expected a numpy array"),
+    (lambda data, _: data.dtype == np.uint8 and data.shape == (_BATCH_ROWS, D),
+     lambda data, _: f"has data {data.dtype} {data.shape}, expected uint8 ({_BATCH_ROWS}, {D})"),
+    (lambda _, labels: labels.shape == (_BATCH_ROWS,) and labels.dtype.kind in "iu",
+     lambda _, labels: f"has labels {labels.dtype} {labels.shape}, expected {_BATCH_ROWS} "
+                       "integers"),
+    (lambda _, labels: labels.min() >= 0 and labels.max() < K,
+     lambda _, labels: f"has labels in {labels.min()}..{labels.max()}, expected 0..{K - 1}"),
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,20 +129,9 @@ def load_batch(path: str | os.PathLike[str]) -> tuple[NDArray[np.uint8], NDArray
     if not isinstance(batch, dict) or not {b"data", b"labels"} <= batch.keys():
         raise _bad_batch(path, "is not a dict with the keys b'data' and b'labels'")
     data, labels = batch[b"data"], np.asarray(batch[b"labels"])
-    if not isinstance(data, np.ndarray):
-        raise _bad_batch(path, f"has data of type {type(data).__name__}, expected a numpy array")
-    if data.dtype != np.uint8 or data.shape != (_BATCH_ROWS, D):
-        raise _bad_batch(
-            path, f"has data {data.dtype} {data.shape}, expected uint8 ({_BATCH_ROWS}, {D})"
-        )
-    if labels.shape != (_BATCH_ROWS,) or labels.dtype.kind not in "iu":
-        raise _bad_batch(
-            path, f"has labels {labels.dtype} {labels.shape}, expected {_BATCH_ROWS} integers"
-        )
-    if labels.min() < 0 or labels.max() >= K:
-        raise _bad_batch(
-            path, f"has labels in {labels.min()}..{labels.max()}, expected 0..{K - 1}"
-        )
+    for holds, problem in _BATCH_CHECKS:
+        if not holds(data, labels):
+            raise _bad_batch(path, problem(data, labels))
     return data, labels.astype(np.int64)
 
 
@@ -159,9 +163,22 @@ def load_cifar10(path: str | os.PathLike[str] | None = None, *, n_val: int = 500
     """
     n_val, dtype = _checked_n_val(n_val), checked_float_dtype(dtype)
     folder = find_data_dir(path, download=download, progress=progress)
-    train, val, mean, std = _train_val(folder, n_val, dtype)
+    data, batch_labels = zip(*(load_batch(folder / name) for name in TRAIN_FILES))
+    labels = np.concatenate(batch_labels)  # the data is not concatenated: saves 150 MB
+    n_train = _N_TRAIN - n_val
+    train_rows, val_rows = _rows(data, 0, n_train), _rows(data, n_train, _N_TRAIN)
+    mean, std = _mean_std(train_rows)
+    constant = np.flatnonzero(std == 0)
+    if constant.size:
+        raise DataError(
+            f"{constant.size} of the {D} pixel values (the first: dimension {constant[0]}) are "
+            f"the same in every one of the {n_train} training images, so they cannot be "
+            f"normalised (their std is 0): use more training images (a smaller n_val), or replace "
+            f"the batches in {folder} with intact copies"
+        )
     test_data, test_labels = load_batch(folder / TEST_FILE)
-    test = _normalised([test_data], test_labels, mean, std, dtype)
+    train, val, test = (_normalised(rows, y, mean, std, dtype) for rows, y in (
+        (train_rows, labels[:n_train]), (val_rows, labels[n_train:]), ([test_data], test_labels)))
     return CIFAR10(train=train, val=val, test=test, mean=mean[:, None], std=std[:, None],
                    source=Source(None if path is None else str(path), n_val, dtype.name))
 
@@ -175,29 +192,7 @@ def _checked_n_val(n_val: object) -> int:
     return int(n_val)
 
 
-def _train_val(folder: Path, n_val: int,
-               dtype: np.dtype[Any]) -> tuple[Split, Split, np.ndarray, np.ndarray]:
-    """Training and validation splits, and the training split's mean and std (float64, (d,))."""
-    batches = [load_batch(folder / name) for name in TRAIN_FILES]
-    data = [batch_data for batch_data, _ in batches]  # not concatenated: saves 150 MB
-    labels = np.concatenate([batch_labels for _, batch_labels in batches])
-    n_train = _N_TRAIN - n_val
-    train_rows, val_rows = _rows(data, 0, n_train), _rows(data, n_train, _N_TRAIN)
-    mean, std = _mean_std(train_rows)
-    constant = np.flatnonzero(std == 0)
-    if constant.size:
-        raise DataError(
-            f"{constant.size} of the {D} pixel values (the first: dimension {constant[0]}) are "
-            f"the same in every one of the {n_train} training images, so they cannot be "
-            f"normalised (their std is 0): use more training images (a smaller n_val), or replace "
-            f"the batches in {folder} with intact copies"
-        )
-    train = _normalised(train_rows, labels[:n_train], mean, std, dtype)
-    val = _normalised(val_rows, labels[n_train:], mean, std, dtype)
-    return train, val, mean, std
-
-
-def _rows(batches: list[np.ndarray], start: int, stop: int) -> list[np.ndarray]:
+def _rows(batches: Sequence[np.ndarray], start: int, stop: int) -> list[np.ndarray]:
     """Views holding rows start..stop of the concatenation of batches (each 10000 x d)."""
     return [
         batch[max(start - i * _BATCH_ROWS, 0):max(stop - i * _BATCH_ROWS, 0)]
@@ -208,42 +203,26 @@ def _rows(batches: list[np.ndarray], start: int, stop: int) -> list[np.ndarray]:
 def _mean_std(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std (float64, shape (d,)) of all rows of blocks (uint8, n_i x d).
 
-    The float64 sums of uint8 values and of their squares are exact (< 2**53), so the one-pass
-    formula var = E[x^2] - E[x]^2 only rounds once at the end.
+    The integer sums of the values and of their squares are exact, so the one-pass formula
+    var = E[x^2] - E[x]^2 only rounds once at the end.
     """
-    total, total_sq = np.zeros(D), np.zeros(D)
-    for _, chunk in _float64_chunks(blocks):
-        total += chunk.sum(axis=0)
-        total_sq += np.einsum("ij,ij->j", chunk, chunk)
     n = sum(len(block) for block in blocks)
-    mean = total / n
-    return mean, np.sqrt(total_sq / n - mean**2)
+    mean = sum(block.sum(axis=0, dtype=np.int64) for block in blocks) / n
+    mean_sq = sum(np.einsum("ij,ij->j", block, block, dtype=np.int64) for block in blocks) / n
+    return mean, np.sqrt(mean_sq - mean**2)
 
 
 def _normalised(blocks: list[np.ndarray], labels: np.ndarray, mean: np.ndarray,
                 std: np.ndarray, dtype: np.dtype[Any]) -> Split:
     """Split of (x - mean) / std for the rows x of blocks (uint8, n_i x d) in order, computed in
-    float64 and stored as dtype."""
+    float64 chunks of rows and stored as dtype."""
     out = np.empty((len(labels), D), dtype)  # n x d, C-contiguous: X = out.T
-    scale = 1.0 / std
-    for rows, chunk in _float64_chunks(blocks):
-        chunk -= mean
-        np.multiply(chunk, scale, out=out[rows])
+    scale, start = 1.0 / std, 0
+    for rows in (block[i:i + _CHUNK_ROWS] for block in blocks
+                 for i in range(0, len(block), _CHUNK_ROWS)):
+        np.multiply(rows - mean, scale, out=out[start:start + len(rows)])
+        start += len(rows)
     return Split(X=out.T, Y=one_hot(labels, dtype=dtype), y=labels)
-
-
-def _float64_chunks(blocks: list[np.ndarray]) -> Iterator[tuple[slice, np.ndarray]]:
-    """Yield (rows, chunk): consecutive row chunks of blocks (uint8, n_i x d) as float64, rows
-    numbering them in the concatenation of blocks. chunk is one reused buffer."""
-    buffer = np.empty((_CHUNK_ROWS, D))
-    offset = 0
-    for block in blocks:
-        for start in range(0, len(block), _CHUNK_ROWS):
-            part = block[start:start + _CHUNK_ROWS]
-            chunk = buffer[:len(part)]
-            chunk[...] = part
-            yield slice(offset + start, offset + start + len(part)), chunk
-        offset += len(block)
 
 
 def zca_whiten(data: CIFAR10, eps_scale: float = ZCA_EPS_SCALE) -> CIFAR10:

@@ -3,21 +3,22 @@ which is the only place ever downloaded into. The download is checked (length, m
 safely (no links, no paths outside the folder) and moved into place in one rename; every partial
 file is removed on any failure or stop. Every problem the user can fix raises `DataError`, saying
 what is wrong and what to do."""
+import contextlib
 import fcntl
 import hashlib
 import http.client
 import os
 import re
-import shutil
 import sys
 import tarfile
 import tempfile
-import time
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PureWindowsPath
 from typing import IO, Any
+
+from tqdm.auto import tqdm
 
 from .. import env
 from ..errors import Error
@@ -36,6 +37,14 @@ HINT = "set CIFAR10_DIR (or give {0}) to the folder holding data_batch_1..5 and 
 _ARCHIVE = "cifar-10-python.tar.gz"
 _PART_PREFIX = f".{_ARCHIVE}.part-"  # partial downloads, in the folder the archive goes to
 _TAR_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+#: Members that could write outside the folder they are extracted into: (test, what it is). They
+#: are refused before extraction, as tarfile's "data" filter would, which not every 3.11 has.
+_UNSAFE_MEMBERS: tuple[tuple[Callable[[tarfile.TarInfo], object], str], ...] = (
+    (lambda member: not (member.isfile() or member.isdir()), "is a link or special file"),
+    (lambda member: member.name.startswith(("/", "\\")) or PureWindowsPath(member.name).drive,
+     "has an absolute path"),
+    (lambda member: ".." in re.split(r"[/\\]", member.name), "has a '..' path component"),
+)
 
 
 class DataError(Error, RuntimeError):
@@ -65,8 +74,7 @@ def find_data_dir(path: str | os.PathLike[str] | None = None, *, download: bool 
         return _checked_user_dir(folder, f"the {env.DATA_DIR} folder")
     folder = default_cache_dir() / FOLDER
     if folder.exists():
-        missing = missing_files(folder)
-        if missing:
+        if missing := missing_files(folder):
             raise not_found(
                 f"the cached CIFAR-10 folder {folder} is incomplete (no {', '.join(missing)}): "
                 f"delete {folder} so it is downloaded again, or "
@@ -85,8 +93,7 @@ def _checked_user_dir(folder: Path, source: str) -> Path:
     if not folder.is_dir():
         problem = "is not a folder" if folder.exists() else "does not exist"
         raise not_found(f"{source} {folder} {problem}: ")
-    missing = missing_files(folder)
-    if missing:
+    if missing := missing_files(folder):
         nested = folder / FOLDER
         guess = f" (did you mean {nested}?)" if nested.is_dir() else ""
         raise not_found(f"{source} {folder} has no {', '.join(missing)}{guess}: ")
@@ -120,155 +127,99 @@ def download_cifar10(root: str | os.PathLike[str], *, url: str = CIFAR10_URL,
                         f"{env.CACHE_HOME} to a folder you can write to") from None
     with signals_raise():
         _remove_stale_parts(root)
-        return _download(url, md5, root, target, progress)
-
-
-def _download(url: str, md5: str, root: Path, target: Path, progress: bool) -> Path:
-    """The body of download_cifar10: fetch, check the md5, extract."""
-    if progress:
-        print(f"Downloading {url} to {root}", file=sys.stderr)
-    part, digest = _fetch(url, root, progress)
-    archive = root / _ARCHIVE
-    try:
-        if digest != md5.lower():
-            raise DataError(
-                f"the file downloaded from {url} is corrupt (md5 {digest}, expected {md5}): "
-                "try again"
-            )
-        os.replace(part, archive)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    try:
-        _extract(archive, target, progress)
-    except BaseException:
-        archive.unlink(missing_ok=True)
-        raise
+        if progress:
+            print(f"Downloading {url} to {root}", file=sys.stderr)
+        fd, name = tempfile.mkstemp(dir=root, prefix=_PART_PREFIX)
+        part, archive = Path(name), root / _ARCHIVE
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest = _fetch(url, out, progress)
+                if digest != md5.lower():
+                    raise DataError(
+                        f"the file downloaded from {url} is corrupt (md5 {digest}, expected "
+                        f"{md5}): try again"
+                    )
+                os.replace(part, archive)  # still locked: never taken for a stale part
+            _extract(archive, target, progress)
+        except BaseException:
+            # the partial file, or once it is verified and renamed the archive
+            (part if part.exists() else archive).unlink(missing_ok=True)
+            raise
     return target
 
 
-def _fetch(url: str, root: Path, progress: bool) -> tuple[Path, str]:
-    """Stream url into a new temporary file in root; return its path and md5 hex digest.
-
-    The temporary file is removed on any failure; a transfer shorter than its Content-Length
-    is a failure.
-    """
-    fd, name = tempfile.mkstemp(dir=root, prefix=_PART_PREFIX)
-    part = Path(name)
+def _fetch(url: str, out: IO[bytes], progress: bool) -> str:
+    """Stream url into out (a new partial file); return its md5 hex digest. A transfer shorter
+    than its Content-Length is refused."""
+    md5 = hashlib.md5(usedforsecurity=False)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held while the file is written: it is not stale
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        fcntl.flock(out, fcntl.LOCK_EX)  # held while the file is written: it is not stale
+        with urllib.request.urlopen(url, timeout=60) as response:
             length = response.headers.get("Content-Length", "")
             expected = int(length) if length.isdigit() else None
-            digest, received = _copy(response, out, expected, progress)
-        if expected is not None and received != expected:
-            raise DataError(
-                f"the download from {url} was cut short ({received} of {expected} bytes): "
-                "try again"
-            )
-    except BaseException as exc:
-        part.unlink(missing_ok=True)
-        if isinstance(exc, (OSError, http.client.HTTPException)):
-            raise not_found(
-                f"could not download {url} ({exc}): check the network connection and try "
-                f"again, or download and extract it by hand and "
-            ) from exc
-        raise
-    return part, digest
+            with tqdm(total=expected, unit="B", unit_scale=True, disable=not progress) as bar:
+                while chunk := response.read(1 << 18):
+                    out.write(chunk)
+                    md5.update(chunk)
+                    bar.update(len(chunk))
+    except (OSError, http.client.HTTPException) as exc:
+        raise not_found(
+            f"could not download {url} ({exc}): check the network connection and try "
+            f"again, or download and extract it by hand and "
+        ) from exc
+    if expected is not None and out.tell() != expected:
+        raise DataError(
+            f"the download from {url} was cut short ({out.tell()} of {expected} bytes): "
+            "try again"
+        )
+    return md5.hexdigest()
 
 
 def _remove_stale_parts(root: Path) -> None:
     """Remove the partial files of downloads into root that no process is writing any more
     (killed outright, e.g. by SIGKILL): a live download holds a lock on its file."""
     for part in root.glob(f"{_PART_PREFIX}*"):
-        try:
-            with part.open("rb") as f:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                part.unlink()
-        except (BlockingIOError, FileNotFoundError):
-            pass  # being written by another download, or already removed
-
-
-def _copy(response: IO[bytes], out: IO[bytes], expected: int | None,
-          progress: bool) -> tuple[str, int]:
-    """Copy response into out; return the md5 hex digest and the byte count."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    received, shown = 0, 0.0
-    while chunk := response.read(1 << 18):
-        out.write(chunk)
-        md5.update(chunk)
-        received += len(chunk)
-        if progress and time.monotonic() - shown >= 0.1:
-            _show_progress(received, expected)
-            shown = time.monotonic()
-    if progress:
-        _show_progress(received, expected)
-        print(file=sys.stderr)
-    return md5.hexdigest(), received
-
-
-def _show_progress(received: int, expected: int | None) -> None:
-    done = f"{received / 1e6:6.1f}"
-    if expected:
-        done = f"{100 * received / expected:5.1f}% {done}/{expected / 1e6:.1f}"
-    sys.stderr.write(f"\r  {done} MB")
-    sys.stderr.flush()
+        # skipped if being written by another download, or already removed
+        with contextlib.suppress(BlockingIOError, FileNotFoundError), part.open("rb") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            part.unlink()
 
 
 def _extract(archive: Path, target: Path, progress: bool) -> None:
     """Extract archive into a temporary folder next to target, then rename its batch folder to
-    target. The temporary folder is always removed."""
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".cifar-10-extract-"))
-    try:
-        if progress:
-            print(f"Extracting {archive}", file=sys.stderr)
+    target (one atomic step) once it is complete. The temporary folder is always removed."""
+    if progress:
+        print(f"Extracting {archive}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".cifar-10-extract-",
+                                     ignore_cleanup_errors=True) as tmp:
         try:
             with tarfile.open(archive, "r:gz") as tar:
                 tar.extractall(tmp, members=_safe_members(tar), **_TAR_FILTER)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise DataError(f"could not extract {archive} ({exc}): download it again") from exc
-        _move_into_place(tmp / FOLDER, target, archive)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        extracted = Path(tmp) / FOLDER
+        if missing := missing_files(extracted):
+            raise DataError(
+                f"{archive} has no {FOLDER}/{', '.join(missing)}: it is not the CIFAR-10 python "
+                f"archive; download it again from {CIFAR10_URL}"
+            )
+        try:
+            os.rename(extracted, target)
+        except OSError as exc:
+            if missing_files(target):  # else a concurrent download finished first: use its copy
+                raise DataError(
+                    f"could not move the extracted data to {target} ({exc}): delete {target} "
+                    "and try again"
+                ) from exc
 
 
 def _safe_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     """Yield the members of tar, raising DataError at the first one that is unsafe to extract."""
     for member in tar:
-        problem = _unsafe(member)
-        if problem:
-            raise DataError(
-                f"refusing to extract {member.name!r} from {tar.name!s}: it {problem}. This is not "
-                f"the official CIFAR-10 archive; download it again from {CIFAR10_URL}"
-            )
+        for unsafe, problem in _UNSAFE_MEMBERS:
+            if unsafe(member):
+                raise DataError(
+                    f"refusing to extract {member.name!r} from {tar.name!s}: it {problem}. This is "
+                    f"not the official CIFAR-10 archive; download it again from {CIFAR10_URL}"
+                )
         yield member
-
-
-def _unsafe(member: tarfile.TarInfo) -> str | None:
-    """Why extracting member could write outside the target folder, or None if it cannot."""
-    if not (member.isfile() or member.isdir()):
-        return "is a link or special file"
-    name = member.name
-    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
-        return "has an absolute path"
-    if ".." in re.split(r"[/\\]", name):
-        return "has a '..' path component"
-    return None
-
-
-def _move_into_place(extracted: Path, target: Path, archive: Path) -> None:
-    """Rename the extracted batch folder to target (one atomic step) once it is complete."""
-    missing = missing_files(extracted)
-    if missing:
-        raise DataError(
-            f"{archive} has no {FOLDER}/{', '.join(missing)}: it is not the CIFAR-10 python "
-            f"archive; download it again from {CIFAR10_URL}"
-        )
-    try:
-        os.rename(extracted, target)
-    except OSError as exc:
-        if missing_files(target):  # else a concurrent download finished first: use its copy
-            raise DataError(
-                f"could not move the extracted data to {target} ({exc}): delete {target} and "
-                "try again"
-            ) from exc

@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -159,13 +160,16 @@ def test_cache_is_downloaded_when_missing(cache_home, http_server, monkeypatch):
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    """Serves server.routes: path -> (body, announced Content-Length); 404 otherwise."""
+    """Serves server.routes: path -> (body, announced Content-Length, what to do first or None);
+    404 otherwise."""
 
     def do_GET(self):
         if self.path not in self.server.routes:
             self.send_error(404)
             return
-        body, length = self.server.routes[self.path]
+        body, length, first = self.server.routes[self.path]
+        if first:
+            first()
         self.send_response(200)
         self.send_header("Content-Length", str(length))
         self.end_headers()
@@ -181,9 +185,10 @@ class Server(http.server.ThreadingHTTPServer):
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}{path}"
 
-    def serve(self, path: str, body: bytes, length: int | None = None) -> str:
-        """URL of path, which sends body and announces length (default: its true length)."""
-        self.routes[path] = (body, len(body) if length is None else length)
+    def serve(self, path: str, body: bytes, length: int | None = None, first=None) -> str:
+        """URL of path, which sends body and announces length (default: its true length), after
+        calling first() if given."""
+        self.routes[path] = (body, len(body) if length is None else length, first)
         return self.url(path)
 
 
@@ -244,7 +249,7 @@ def test_download_good_archive(http_server, root, capsys):
     for name in ALL_FILES:
         assert (folder / name).read_bytes() == f"fake {name}".encode()
     err = capsys.readouterr().err
-    assert url in err and "100.0%" in err and "MB" in err
+    assert url in err and "100%" in err and f"{len(archive)}/{len(archive)}" in err
 
 
 def test_download_creates_its_folder_and_takes_an_upper_case_md5(http_server, tmp_path, capsys):
@@ -300,6 +305,29 @@ def test_failed_download_leaves_nothing(http_server, root):
         if not re.search(message, str(said)) or list(root.iterdir()):
             wrong.append((url, said, list(root.iterdir())))
     assert wrong == [], "(url, refusal, left in the folder) not as expected"
+
+
+def test_download_racing_another_into_the_same_folder(http_server, root):
+    """The batch folder appears while the download runs, as when another download into the same
+    folder finishes first: its copy is used if complete (this archive kept); if not, DataError
+    says to delete it, and this download leaves nothing."""
+    archive = make_archive(batch_entries())
+    md5 = hashlib.md5(archive).hexdigest()
+    for skip in ((), ALL_FILES[1:]):
+        url = http_server.serve("/cifar.tar.gz", archive,
+                                first=lambda skip=skip: fake_batches(root / FOLDER, skip))
+        if not skip:
+            assert download_cifar10(root, url=url, md5=md5, progress=False) == root / FOLDER
+            assert sorted(p.name for p in root.iterdir()) == [FOLDER, "cifar-10-python.tar.gz"]
+            assert (root / FOLDER / "data_batch_1").read_bytes() == b""     # the other's copy
+        else:
+            with pytest.raises(DataError, match=f"^could not move the extracted data to "
+                                                f"{root / FOLDER} .*: delete {root / FOLDER} and "
+                                                "try again$"):
+                download_cifar10(root, url=url, md5=md5, progress=False)
+            assert [p.name for p in root.iterdir()] == [FOLDER]
+        shutil.rmtree(root / FOLDER)
+        (root / "cifar-10-python.tar.gz").unlink(missing_ok=True)
 
 
 # The explicit member check must hold on its own: tarfile's "data" filter is not in every 3.11.
