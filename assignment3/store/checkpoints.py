@@ -22,7 +22,18 @@ from ..nn.types import Array, Params
 from ..training import MATH_VERSION, schedule
 from ..training.inputs import STREAMS, Position
 from ..training.run import History, State
-from .fields import check_history, field, integer, number
+from .fields import (
+    OBJECT,
+    STRING,
+    check_history,
+    field,
+    fields,
+    integer,
+    is_object,
+    list_of,
+    number,
+    shaped,
+)
 from .outputs import OutputError
 from .provenance import code_version, machine
 from .runfile import RunFile, RunFileError, param_arrays, read_network, shown, write
@@ -35,11 +46,8 @@ def data_fingerprint(data: CIFAR10) -> dict[str, Any]:
     """What identifies the data a run trains on: the sizes of its splits and a CRC-32 of the
     training mean and std and of the first training images."""
     parts = (data.mean, data.std, data.train.X[:, :FINGERPRINT_IMAGES])
-    crc = 0
-    for a in parts:
-        crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
     return {"sizes": [int(s.X.shape[1]) for s in (data.train, data.val, data.test)],
-            "crc32": crc}
+            "crc32": zlib.crc32(b"".join(np.ascontiguousarray(a).tobytes() for a in parts))}
 
 
 class Checkpoint:
@@ -73,21 +81,22 @@ class Checkpoint:
             self._check(f.meta)
             step, position, history, seconds = self._progress(f.meta, total, eval_every,
                                                               batches)
-            dims = [like["W"][0].shape[1], *(W.shape[0] for W in like["W"])]
-            params, stats = read_network(f, dims, bool(like["gamma"]), like["W"][0].dtype)
-            vectors = {name: f.array(name, v.shape, v.dtype, "its configuration's optimiser")
-                       for name, v in vectors_like.items()}
-        return State(step=step, params=params, stats=stats, vectors=vectors, history=history,
-                     position=position, seconds=seconds)
+            params, stats = read_network(f, [like["W"][0].shape[1],
+                                             *(W.shape[0] for W in like["W"])],
+                                         bool(like["gamma"]), like["W"][0].dtype)
+            return State(step=step, params=params, stats=stats, history=history,
+                         position=position, seconds=seconds, vectors={
+                             name: f.array(name, v.shape, v.dtype, "its configuration's optimiser")
+                             for name, v in vectors_like.items()})
 
     def save(self, state: State) -> None:
         """Write `state` to the file (atomically: the previous checkpoint stays whole until the
         new one replaces it)."""
-        arrays = {**param_arrays(state.params, state.stats), **state.vectors}
         try:
-            write(self.path, arrays, {"kind": "checkpoint", **self.identity, **self.provenance,
-                                      "step": state.step, "position": state.position,
-                                      "history": state.history, "seconds": state.seconds})
+            write(self.path, {**param_arrays(state.params, state.stats), **state.vectors},
+                  {"kind": "checkpoint", **self.identity, **self.provenance, "step": state.step,
+                   "position": state.position, "history": state.history,
+                   "seconds": state.seconds})
         except OSError as err:
             raise OutputError(f"could not write the checkpoint {self.path} at step {state.step} "
                               f"({err.strerror or err}); a checkpoint written there before is "
@@ -101,21 +110,16 @@ class Checkpoint:
         if meta.get("kind") == "run":
             raise RunFileError(path, "is a saved run, not a checkpoint; give --checkpoint a path "
                                      "of its own")
-        field(path, meta, "kind", lambda v: v == "checkpoint", '"checkpoint"')
-        version = field(path, meta, "code_version", lambda v: isinstance(v, str), "a string")
-        field(path, meta, "machine", lambda v: isinstance(v, dict), "an object")
-        math_version = field(path, meta, "math_version", integer(0), "an integer >= 0")
-        if math_version != mine["math_version"]:
+        found = fields(path, meta, IDENTITY_FIELDS)
+        if found["math_version"] != mine["math_version"]:
             raise RunFileError(path, (
-                f"was written by code whose maths differ (math version {math_version}, this "
-                f"code's is {mine['math_version']}, code version {shown(version, 40)}): resuming "
-                "would mix two different runs. Delete it to start the run over, or use another "
-                "checkpoint path"))
-        theirs = field(path, meta, "config", lambda v: isinstance(v, dict),
-                       "an object (a configuration)")
+                f"was written by code whose maths differ (math version {found['math_version']}, "
+                f"this code's is {mine['math_version']}, code version "
+                f"{shown(found['code_version'], 40)}): resuming would mix two different runs. "
+                "Delete it to start the run over, or use another checkpoint path"))
         # a field added to Config since the checkpoint was written has its default there: the
         # older code did what the default does
-        theirs = {**config_dict(Config()), **theirs}
+        theirs = {**config_dict(Config()), **found["config"]}
         if theirs != mine["config"]:
             diff = "; ".join(f"{k}: {shown(theirs.get(k), 40)} there, {shown(v, 40)} here"
                              for k, v in {**theirs, **mine["config"]}.items()
@@ -123,12 +127,10 @@ class Checkpoint:
             raise RunFileError(path, f"was written for another configuration ({diff}). Use "
                                      "another checkpoint path for this run, or delete the file to "
                                      "start over")
-        data = field(path, meta, "data", _is_fingerprint,
-                     'an object {"sizes": [3 integers], "crc32": an integer}')
-        if data != mine["data"]:
-            raise RunFileError(path, f"was written for other data ({shown(data)}, this run's: "
-                                     f"{shown(mine['data'])}). Use another checkpoint path for "
-                                     "this run, or delete the file to start over")
+        if found["data"] != mine["data"]:
+            raise RunFileError(path, f"was written for other data ({shown(found['data'])}, this "
+                                     f"run's: {shown(mine['data'])}). Use another checkpoint path "
+                                     "for this run, or delete the file to start over")
 
     def _progress(self, meta: dict[str, Any], total: int, eval_every: int, batches: int
                   ) -> tuple[int, Position, History, float]:
@@ -140,49 +142,47 @@ class Checkpoint:
         step = field(path, meta, "step", integer(1, total),
                      f"an integer in 1..{total} (the steps of this run; a checkpoint is written "
                      "after a step)")
-        position = field(path, meta, "position", lambda v: isinstance(v, dict) and
+        position = field(path, meta, "position", lambda v: is_object(v) and
                          set(v) == {"epoch", "batch", "streams"},
                          'an object with "epoch", "batch" and "streams" (where the input stream '
                          "stands)")
-        field(path, position, "epoch", is_random_state, "a PCG64 random state", "position")
-        field(path, position, "batch", integer(1, batches),
-              f"an integer in 1..{batches} (the mini-batches of an epoch)", "position")
-        streams = field(path, position, "streams", lambda v: isinstance(v, dict) and
-                        set(v) == set(STREAMS), "an object with the random states of "
-                        + ", ".join(STREAMS), "position")
-        for name in STREAMS:
-            field(path, streams, name, is_random_state, "a PCG64 random state",
-                  "position.streams")
+        fields(path, position, {
+            "epoch": RANDOM_STATE,
+            "batch": (integer(1, batches), f"an integer in 1..{batches} (the mini-batches of an "
+                                           "epoch)"),
+            "streams": (lambda v: is_object(v) and set(v) == set(STREAMS),
+                        f"an object with the random states of {', '.join(STREAMS)}")}, "position")
+        fields(path, position["streams"], dict.fromkeys(STREAMS, RANDOM_STATE),
+               "position.streams")
         history = check_history(path, meta, step)
-        evaluated = list(range(eval_every, step + 1, eval_every))
-        if step == total and total % eval_every:
-            evaluated.append(total)
+        evaluated = [*range(eval_every, step + 1, eval_every),        # and the last step's
+                     *([total] if step == total and total % eval_every else [])]
         if history["step"] != evaluated:
             raise RunFileError(path, (
                 f"field 'history.step': expected the evaluations of this run up to step {step} "
                 f"(every {eval_every} step{'s' * (eval_every > 1)} and at the last), "
                 f"{shown(evaluated)}, got "
                 f"{shown(history['step'])}"))
-        seconds = field(path, meta, "seconds", number(0), "a number >= 0")
-        return step, position, history, float(seconds)
+        return step, position, history, float(field(path, meta, "seconds", number(0),
+                                                      "a number >= 0"))
 
 
-def _is_fingerprint(value: Any) -> bool:
-    """Whether `value` has the form of a `data_fingerprint`."""
-    return (isinstance(value, dict) and set(value) == {"sizes", "crc32"}
-            and isinstance(value["sizes"], list) and len(value["sizes"]) == 3
-            and all(is_int(n) for n in value["sizes"]) and is_int(value["crc32"]))
+#: Whether a value is the state of a PCG64 bit generator (numpy's default), as
+#: `bit_generator.state` gives it (and as a position of `minibatches.inputs` holds it).
+is_random_state = shaped(bit_generator=lambda v: v == "PCG64",
+                         state=shaped(state=integer(0, (1 << 128) - 1),
+                                      inc=integer(0, (1 << 128) - 1)),
+                         has_uint32=integer(0, 1), uinteger=integer(0, (1 << 32) - 1))
 
+#: A field of a random state (`fields.fields`).
+RANDOM_STATE = (is_random_state, "a PCG64 random state")
 
-def is_random_state(value: Any) -> bool:
-    """Whether `value` is the state of a PCG64 bit generator (numpy's default), as
-    `bit_generator.state` gives it (and as a position of `minibatches.inputs` holds it)."""
-    if not (isinstance(value, dict) and set(value) == {"bit_generator", "state", "has_uint32",
-                                                        "uinteger"}):
-        return False
-    inner = value["state"]
-    return bool(value["bit_generator"] == "PCG64" and isinstance(inner, dict)
-            and set(inner) == {"state", "inc"}
-            and all(is_int(v) and 0 <= v < 1 << 128 for v in inner.values())
-            and is_int(value["has_uint32"]) and value["has_uint32"] in (0, 1)
-            and is_int(value["uinteger"]) and 0 <= value["uinteger"] < 1 << 32)
+#: The fields of a checkpoint's JSON that say which run it is of and which code wrote it, in
+#: the order they are checked: a field of the wrong type is refused before a value that differs
+#: from this run's.
+IDENTITY_FIELDS = {
+    "kind": (lambda v: v == "checkpoint", '"checkpoint"'), "code_version": STRING,
+    "machine": OBJECT, "math_version": (integer(0), "an integer >= 0"),
+    "config": (is_object, "an object (a configuration)"),
+    "data": (shaped(sizes=list_of(is_int, 3), crc32=is_int),
+             'an object {"sizes": [3 integers], "crc32": an integer}')}

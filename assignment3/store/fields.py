@@ -10,36 +10,65 @@ from ..nn.checks import is_int, is_real
 from ..training.run import HISTORY_KEYS
 from .runfile import RunFileError, shown
 
+#: A check of a field's value.
+Check = Callable[[Any], bool]
+
 
 def field(path: str | os.PathLike[str], meta: dict[str, Any], name: str,
-          ok: Callable[[Any], bool], expected: str, within: str = "") -> Any:
+          ok: Check, expected: str, within: str = "") -> Any:
     """meta[name] if `ok` of it; else RunFileError naming `path`, the field (as a field of
     `within`, e.g. "position", if given), what it should be (`expected`) and what it is."""
     label = f"{within}.{name}" if within else name
     if name not in meta:
         raise RunFileError(path, f"field {label!r}: missing (expected {expected})")
-    value = meta[name]
-    if not ok(value):
-        raise RunFileError(path, f"field {label!r}: expected {expected}, got {shown(value)}")
-    return value
+    if not ok(meta[name]):
+        raise RunFileError(path, f"field {label!r}: expected {expected}, got {shown(meta[name])}")
+    return meta[name]
 
 
-def integer(lo: int, hi: int | None = None) -> Callable[[Any], bool]:
+def fields(path: str | os.PathLike[str], meta: dict[str, Any],
+           table: dict[str, tuple[Check, str]], within: str = "") -> dict[str, Any]:
+    """The fields of `table` (name -> (ok, expected), checked in its order by `field`) of
+    `meta`, by name."""
+    return {name: field(path, meta, name, ok, expected, within)
+            for name, (ok, expected) in table.items()}
+
+
+def integer(lo: int, hi: int | None = None) -> Check:
     """Whether a value is an integer in lo..hi (no bool)."""
     return lambda v: bool(is_int(v) and lo <= v and (hi is None or v <= hi))
 
 
-def number(lo: float, hi: float | None = None) -> Callable[[Any], bool]:
+def number(lo: float, hi: float | None = None) -> Check:
     """Whether a value is a finite number in [lo, hi] (an int or a float, no bool)."""
     return lambda v: bool(is_real(v) and math.isfinite(v) and lo <= v
                           and (hi is None or v <= hi))
 
 
+def shaped(**checks: Check) -> Check:
+    """Whether a value is an object with exactly the keys of `checks`, each passing its check."""
+    return lambda v: (isinstance(v, dict) and set(v) == set(checks)
+                      and all(ok(v[key]) for key, ok in checks.items()))
+
+
+def list_of(ok: Check, n: int | None = None) -> Check:
+    """Whether a value is a list (of `n` items, if given) of which each passes `ok`."""
+    return lambda v: isinstance(v, list) and n in (None, len(v)) and all(map(ok, v))
+
+
+def is_object(value: Any) -> bool:
+    """Whether a value is a JSON object (a dict)."""
+    return isinstance(value, dict)
+
+
+#: A field of a JSON object and of text (`fields` tables).
+OBJECT, STRING = (is_object, "an object"), (lambda v: isinstance(v, str), "a string")
+
+
 def config_field(path: str | os.PathLike[str], meta: dict[str, Any]) -> Config:
     """The `Config` of the field `config` of `meta`; RunFileError unless it is an object that
     `config_from_dict` accepts."""
-    fields_ = field(path, meta, "config", lambda v: isinstance(v, dict),
-                    "an object (a configuration)")
+    fields_ = field(path, meta, "config", is_object, "an object (a configuration)")
     try:
         return config_from_dict(fields_)
     except (TypeError, ValueError) as err:          # ConfigError, ConfigTypeError, unknown fields
@@ -52,21 +81,14 @@ def check_history(path: str | os.PathLike[str], meta: dict[str, Any],
     """The field `history` of `meta` if it is the history of a run after `last` steps: an
     object with a list for each of `harness.HISTORY_KEYS`, all of one length, `step`
     increasing integers in 1..last, the others numbers; else RunFileError naming the field."""
-    keys = ", ".join(HISTORY_KEYS)
-    history = field(path, meta, "history", lambda v: isinstance(v, dict) and
-                    set(v) == set(HISTORY_KEYS), f"an object with the lists {keys}")
-    for key in HISTORY_KEYS:
-        values, integers = history[key], key == "step"
-        if not isinstance(values, list) or not all(map(is_int if integers else is_real, values)):
-            raise RunFileError(path, f"field 'history.{key}': expected a list of "
-                                     f"{'integers' if integers else 'numbers'}, got "
-                                     f"{shown(values)}")
-    lengths = {len(history[key]) for key in HISTORY_KEYS}
-    if len(lengths) > 1:
-        found = ", ".join(f"{key} {len(history[key])}" for key in HISTORY_KEYS)
-        raise RunFileError(path, f"field 'history': expected lists of one length, got {found}")
-    steps = history["step"]
-    if any(not 1 <= s <= last for s in steps) or any(a >= b for a, b in zip(steps, steps[1:])):
-        raise RunFileError(path, f"field 'history.step': expected increasing steps in "
-                                 f"1..{last}, got {shown(steps)}")
+    history = field(path, meta, "history", lambda v: is_object(v) and set(v) == set(HISTORY_KEYS),
+                    f"an object with the lists {', '.join(HISTORY_KEYS)}")
+    fields(path, history, {key: (list_of(is_int), "a list of integers") if key == "step" else
+                           (list_of(is_real), "a list of numbers") for key in HISTORY_KEYS},
+           "history")
+    if len({len(history[key]) for key in HISTORY_KEYS}) > 1:
+        raise RunFileError(path, "field 'history': expected lists of one length, got " + ", ".join(
+            f"{key} {len(history[key])}" for key in HISTORY_KEYS))
+    field(path, history, "step", lambda steps: all(1 <= s <= last for s in steps) and
+          all(a < b for a, b in zip(steps, steps[1:])), f"increasing steps in 1..{last}", "history")
     return history

@@ -7,13 +7,14 @@ be a folder, a device, a FIFO, a socket or a symbolic link; and an existing file
 replaced only if it is one of ours of the same kind (a saved run by a saved run, a figure by a
 figure, ...), or empty. A file of another kind, or one this package did not write (a data batch,
 say), is refused. Each refusal is an `OutputError` with a one-line message naming the path."""
+import contextlib
 import json
 import os
 import stat
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..errors import Error
 
@@ -51,68 +52,44 @@ def check_output(path: str | os.PathLike[str], kind: str) -> Path:
     path = Path(path)
     folder = path.absolute().parent
     if not folder.is_dir():
-        problem = "is not a folder" if folder.exists() else "does not exist"
-        raise OutputError(f"{path}: the folder {folder} {problem}; create it first")
+        raise OutputError(f"{path}: the folder {folder} "
+                          f"{'is not a folder' if folder.exists() else 'does not exist'}; "
+                          "create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: the folder {folder} is not writable; give a path in a "
                           f"folder you can write to")
     found = kind_of(path)
     if found in (None, "empty", kind) or (found == DAMAGED and kind in ("run", "checkpoint")):
         return path                    # a damaged run file: its reader says what is wrong
-    what = KINDS.get(found, found)
-    raise OutputError(f"{path} is {what}, not {KINDS[kind]}: give another path"
+    raise OutputError(f"{path} is {KINDS.get(found, found)}, not {KINDS[kind]}: give another path"
                       + (", or delete the file" if found in KINDS else ""))
 
 
 def kind_of(path: Path) -> str | None:
     """What is at `path`: None (nothing), "empty", one of KINDS, or a description of anything
     else ("a folder", "a device", "a FIFO", "a symbolic link", "a CIFAR-10 data batch",
-    OTHER). Reads at most the first bytes of a file and a run file's JSON member."""
+    OTHER). Reads at most the first bytes of a file, a run file's JSON member, and a JSON
+    object of at most MAX_META_BYTES (a record)."""
     try:
-        mode = path.lstat().st_mode
+        if special := special_file(path.lstat().st_mode):
+            return special
+        with path.open("rb") as f:
+            head = f.read(1 << 16)
+        run = _run_file_kind(path)
+        whole = path.read_bytes() if head.lstrip().startswith(b"{") and \
+            path.stat().st_size <= MAX_META_BYTES else b""
     except FileNotFoundError:
         return None
     except OSError as err:
         return f"not readable ({err.strerror})"
-    special = special_file(mode)
-    if special:
-        return special
-    try:
-        with path.open("rb") as f:
-            head = f.read(1 << 16)
-    except OSError as err:
-        return f"not readable ({err.strerror})"
-    if not head:
-        return "empty"
-    if head.startswith(b"PK\x03\x04"):
-        return _run_file_kind(path)
-    if head.startswith(b"%PDF"):
-        return "pdf"
-    if head.startswith(FIGURE_MAGIC) or head[4:12] == b"ftypavif":
-        return "figure"
-    if head.startswith(b"\x80") and b"batch_label" in head:
-        return "a CIFAR-10 data batch"
-    first = head.split(b"\n", 1)[0]
-    try:
-        line = json.loads(first) if first.lstrip().startswith(b"{") else None
-    except ValueError:
-        line = None
-    if isinstance(line, dict) and set(line) == {"search"}:
-        return "search"
-    if _is_record(path, head):
-        return "record"
-    if _has_run_directory(path):       # a run file whose first bytes are damaged
-        return DAMAGED
-    return OTHER
-
-
-def _has_run_directory(path: Path) -> bool:
-    """Whether the file ends in the directory of a zip archive naming a run file's JSON."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return "meta.npy" in z.namelist()
-    except (OSError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError):
-        return False
+    told = ((not head, "empty"), (head.startswith(b"PK\x03\x04"), run or DAMAGED),
+            (head.startswith(b"%PDF"), "pdf"),
+            (head.startswith(FIGURE_MAGIC) or head[4:12] == b"ftypavif", "figure"),
+            (head.startswith(b"\x80") and b"batch_label" in head, "a CIFAR-10 data batch"),
+            (set(_json_object(head.split(b"\n", 1)[0])) == {"search"}, "search"),
+            ({"ablation", "best", "machine"} <= set(_json_object(whole)), "record"),  # runs.json
+            (run is not None, DAMAGED))        # a run file whose first bytes are damaged
+    return next((kind for test, kind in told if test), OTHER)
 
 
 def special_file(mode: int) -> str | None:
@@ -121,33 +98,25 @@ def special_file(mode: int) -> str | None:
     return next((what for test, what in SPECIAL_FILES if test(mode)), None)
 
 
-def _run_file_kind(path: Path) -> str:
-    """"run" or "checkpoint" for a run file (`runfile`), DAMAGED for an archive that does not
-    open, else OTHER."""
+def _run_file_kind(path: Path) -> str | None:
+    """"run" or "checkpoint" for a run file (`runfile`), OTHER for another zip archive with a
+    run file's JSON member, None for any other file (or an archive that does not open)."""
     try:
         with zipfile.ZipFile(path) as z:
             info = z.getinfo("meta.npy")
-            if info.file_size > MAX_META_BYTES:
-                return OTHER
-            text = z.read(info).decode("utf-32-le", errors="ignore")
+            text = "" if info.file_size > MAX_META_BYTES else \
+                z.read(info).decode("utf-32-le", errors="ignore")
     except (KeyError, OSError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError):
-        return DAMAGED
-    for kind in ("run", "checkpoint"):
-        if f'"kind": "{kind}"' in text:
-            return kind
-    return OTHER
+        return None
+    return next((kind for kind in ("run", "checkpoint") if f'"kind": "{kind}"' in text), OTHER)
 
 
-def _is_record(path: Path, head: bytes) -> bool:
-    """Whether the file is a record of runs (`report.beyond.RECORD`): a JSON object with the
-    lists of runs."""
-    if not head.lstrip().startswith(b"{") or path.stat().st_size > MAX_META_BYTES:
-        return False
+def _json_object(text: bytes) -> dict[str, Any]:
+    """The JSON object that `text` is, or {} if it is none."""
     try:
-        record = json.loads(path.read_bytes())
-    except (ValueError, OSError):
-        return False
-    return isinstance(record, dict) and {"ablation", "best", "machine"} <= set(record)
+        return json.loads(text) if text.lstrip().startswith(b"{") else {}
+    except (ValueError, RecursionError):       # not JSON (or not UTF-8), nested too deeply
+        return {}
 
 
 def write_atomic(path: str | os.PathLike[str], kind: str,
@@ -166,8 +135,6 @@ def write_atomic(path: str | os.PathLike[str], kind: str,
         check_output(path, kind)                # not replaced by something else meanwhile
         os.replace(partial, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):  # e.g. a read-only file system: the write's error counts
             partial.unlink(missing_ok=True)
-        except OSError:
-            pass                       # e.g. a read-only file system: the write's error counts
         raise

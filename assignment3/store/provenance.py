@@ -4,7 +4,7 @@ and kernel), that machine's float32 matmul rate, and each in the short form the 
 import os
 import platform
 import subprocess
-import time
+import timeit
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,11 @@ def machine() -> dict[str, Any]:
         cpu = next((line.split(":", 1)[1].strip() for line in
                     Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), cpu)
-    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')}), "
-            f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"]
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "blas": "; ".join(blas)}
+            "numpy": np.__version__,
+            "blas": "; ".join(f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')}),"
+                              f" {i['num_threads']} threads" for i in threadpool_info()
+                              if i["user_api"] == "blas")}
 
 
 #: What the committed notebooks were executed with (docs/same-numbers.md): numpy, its OpenBLAS
@@ -42,22 +43,20 @@ def unlike_reference(machine_info: dict[str, Any]) -> str:
     """"" if a `machine()` dict has the numpy, OpenBLAS and kernel of the committed numbers, else
     a clause saying that it has not, for the report's execution record."""
     blas = machine_info.get("blas", "")
-    if machine_info.get("numpy") == REFERENCE["numpy"] and \
-            blas.startswith(REFERENCE["blas"] + ".") and f"({REFERENCE['kernel']})" in blas:
-        return ""
-    return ("; not the versions of the committed numbers (numpy {numpy}, {blas} with the "
-            "{kernel} kernel), so the last digits may differ").format(**REFERENCE)
+    return "" if machine_info.get("numpy") == REFERENCE["numpy"] and \
+        blas.startswith(REFERENCE["blas"] + ".") and f"({REFERENCE['kernel']})" in blas else \
+        ("; not the versions of the committed numbers (numpy {numpy}, {blas} with the "
+         "{kernel} kernel), so the last digits may differ").format(**REFERENCE)
 
 
 def code_version(repo: Path = REPO) -> str:
     """The git commit of the code ("<hash>", with "+changes" if the working tree differs from
     it), or "unknown" outside a git checkout."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
     try:
-        commit = git("rev-parse", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=no", "--", "assignment3")
+        commit, changed = (subprocess.run(["git", "-C", str(repo), *args], capture_output=True,
+                                          text=True, check=True).stdout.strip()
+                           for args in (("rev-parse", "HEAD"), ("status", "--porcelain",
+                                        "--untracked-files=no", "--", "assignment3")))
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+changes" if changed else "")
@@ -70,25 +69,19 @@ def matmul_rate(config: Config, d: int = D, repeats: int = 20) -> float:
     rng = np.random.default_rng(0)
     W = rng.standard_normal((config.hidden[0], d), dtype=np.float32)
     X = rng.standard_normal((d, config.n_batch), dtype=np.float32)
-    times = []
-    with threadpool_limits(config.blas_threads, user_api="blas"):
-        for _ in range(repeats + 1):                   # the first product warms up
-            start = time.perf_counter()
-            W @ X
-            times.append(time.perf_counter() - start)
+    with threadpool_limits(config.blas_threads, user_api="blas"):   # the first product warms up
+        times = timeit.repeat(lambda: W @ X, number=1, repeat=repeats + 1)
     return float(2 * W.size * config.n_batch / np.median(times[1:]) / 1e9)
 
 
 def describe(machine_info: dict[str, Any] | None) -> str:
     """One line for a `machine()` dict (or "not recorded" for None)."""
-    if not machine_info:
-        return "not recorded"
-    return "{cpu}, {cores} cores, numpy {numpy}, BLAS {blas}".format(**machine_info)
+    return "{cpu}, {cores} cores, numpy {numpy}, BLAS {blas}".format(**machine_info) \
+        if machine_info else "not recorded"
 
 
 def short_version(version: str) -> str:
     """A `code_version` shortened for print: the first 12 hex digits of the commit and its
     "+changes"; other text (e.g. "unknown") as it is."""
-    if len(version) >= 40 and version[:40].isalnum():
-        return version[:12] + version[40:]
-    return version
+    return version[:12] + version[40:] if len(version) >= 40 and version[:40].isalnum() \
+        else version

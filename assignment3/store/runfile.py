@@ -9,6 +9,7 @@ checked before use (`fields`); then only the arrays of the network its
 configuration describes are read, each after its .npy header (dtype, shape) and its declared
 size are checked against that network, so nothing unknown is decompressed and no member can
 inflate beyond the network's size; nothing is ever unpickled."""
+import contextlib
 import io
 import json
 import math
@@ -62,6 +63,9 @@ AVERAGED = "swa_"
 #: The names of the arrays of a network (`param_arrays`): (prefix, name)_l.
 NETWORK_ARRAY = re.compile(rf"((?:{AVERAGED})?)(?:{'|'.join((*PARAM_NAMES, *STAT_NAMES))})_\d+")
 
+#: What the arrays of `read_network` are part of, as a refusal names it.
+NETWORK = "its configuration's network"
+
 
 class RunFileError(Error, ValueError):
     """A run or checkpoint file that cannot be used; the message names the file and says why."""
@@ -94,7 +98,7 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Array], dict[str, Any]
         return {name: f.array(name) for name in f.names()}, f.meta
 
 
-class RunFile:
+class RunFile(contextlib.AbstractContextManager["RunFile"]):
     """A run file open for reading, read defensively. On opening: RunFileError (naming the file)
     unless `path` is a regular file (a folder, FIFO, device or socket is named as such, and
     never opened for reading in a way that could block), a zip archive (.npz) with a JSON
@@ -105,68 +109,56 @@ class RunFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        problem = path_problem(self.path)
-        if problem:
+        if problem := path_problem(self.path):
             raise RunFileError(self.path, problem)
         try:         # O_NONBLOCK: a FIFO put there since the check does not block the open
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            self._file = open(self.path, "rb",
+                              opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK))
         except OSError as err:
             raise RunFileError(self.path, f"cannot be read ({err.strerror or err})") from None
-        self._file = os.fdopen(fd, "rb")
-        self._zip: zipfile.ZipFile | None = None
         try:
-            status = os.fstat(fd)
-            self._size = status.st_size
-            problem = _mode_problem(status.st_mode)
+            status = os.fstat(self._file.fileno())
+            self._size, problem = status.st_size, path_problem(self.path, status.st_mode)
             if problem:
                 raise RunFileError(self.path, problem)
             self._zip = self._open_zip()
             self.meta = self._read_meta()
         except BaseException:
-            self.close()
+            self._file.close()
             raise
 
-    def __enter__(self) -> "RunFile":
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._zip is not None:
-            self._zip.close()
-        self._file.close()
+        self._file.close()          # (a zip archive read from a file it was given holds nothing)
 
     def names(self) -> list[str]:
         """The names of the array members (the .npy members but `meta`), in the file's order."""
-        assert self._zip is not None
         return [n[:-len(".npy")] for n in self._zip.namelist()
                 if n.endswith(".npy") and n != f"{META}.npy"]
 
-    def header(self, name: str, what: str = "its configuration's network"
-               ) -> tuple[Shape, np.dtype[Any]]:
-        """(shape, dtype) of the array member `name`, from its header alone; RunFileError if
-        there is no such member (it is one of `what`) or its header is not readable."""
-        shape, dtype, _ = self._header(name, self._member(name, what))
-        return shape, dtype
+    def member(self, name: str, missing: str) -> zipfile.ZipInfo:
+        """The zip entry of the .npy member `name`; RunFileError saying `missing` if none."""
+        try:
+            return self._zip.getinfo(f"{name}.npy")
+        except KeyError:
+            raise RunFileError(self.path, missing) from None
 
     def array(self, name: str, shape: Shape | None = None, dtype: DTypeLike | None = None,
-              what: str = "its configuration's network") -> Array:
+              what: str = NETWORK) -> Array:
         """The array member `name` (one of `what`), if its header says `shape` and `dtype`
         (default: whatever it says); RunFileError, before any of its data is decompressed,
         if it is missing, another shape or dtype, an object array, compressed more than arrays
         of a network compress (`MAX_INFLATION`), or its size is not its header's."""
-        info = self._member(name, what)
+        info = self.member(name, f"misses the array {name} of {what}")
         if info.header_offset + info.compress_size > self._size:
             raise RunFileError(self.path, (
                 f"array {name}: its member declares {info.compress_size:,} bytes, more than the "
                 "file holds; the file is truncated"))
-        got_shape, got_dtype, offset = self._header(name, info)    # its first bytes only
-        want_shape = got_shape if shape is None else tuple(shape)
-        want_dtype = got_dtype if dtype is None else np.dtype(dtype)
-        if (got_shape, got_dtype) != (want_shape, want_dtype):
+        got_shape, got_dtype, offset = self.header(name, info)    # its first bytes only
+        want = (got_shape if shape is None else tuple(shape),
+                got_dtype if dtype is None else np.dtype(dtype))
+        if (got_shape, got_dtype) != want:
             raise RunFileError(self.path, (
-                f"array {name}: expected shape {want_shape} {want_dtype} ({what}), got shape "
+                f"array {name}: expected shape {want[0]} {want[1]} ({what}), got shape "
                 f"{got_shape} {got_dtype}; the file is damaged or not of this run"))
         self._check_inflation(info, f"array {name}", MAX_INFLATION,
                               "arrays of a network compress")
@@ -196,8 +188,7 @@ class RunFile:
         if start != b"PK\x03\x04" or not zipfile.is_zipfile(self._file):
             raise RunFileError(self.path, "not a readable run file (not an .npz archive); it may "
                                           "be truncated or corrupt, or another kind of file")
-        try:
-            self._file.seek(0)
+        try:                               # (it finds the directory from the file's end)
             return zipfile.ZipFile(self._file)
         except Exception as err:           # zipfile, struct, OS errors of a damaged directory
             raise RunFileError(self.path, f"not a readable run file ({type(err).__name__}: "
@@ -205,25 +196,22 @@ class RunFile:
 
     def _read_meta(self) -> dict[str, Any]:
         no_meta = f"has no {META!r} member with JSON text; not a run file"
-        assert self._zip is not None
-        try:
-            info = self._zip.getinfo(f"{META}.npy")
-        except KeyError:
-            raise RunFileError(self.path, no_meta) from None
+        info = self.member(META, no_meta)
         if info.file_size > MAX_META_BYTES:
             raise RunFileError(self.path, (
                 f"its JSON member {META!r} declares {info.file_size:,} bytes, more than the "
                 f"{MAX_META_BYTES:,} a run file's JSON may take; refused unread"))
         self._check_inflation(info, f"its JSON member {META!r}", MAX_META_INFLATION,
                               "a run's JSON compresses")
-        shape, dtype, offset = self._header(META, info)
+        shape, dtype, offset = self.header(META, info)
         if dtype.kind != "U" or shape != () or info.file_size != offset + dtype.itemsize:
             raise RunFileError(self.path, no_meta)
         try:
             meta = json.loads(str(self._data(META, info)))
         except (ValueError, RecursionError) as err:     # JSONDecodeError; too many digits
-            problem = "nested too deeply" if isinstance(err, RecursionError) else err
-            raise RunFileError(self.path, f"its JSON member is damaged ({problem})") from None
+            raise RunFileError(self.path, "its JSON member is damaged ("
+                               f"{'nested too deeply' if isinstance(err, RecursionError) else err})"
+                               ) from None
         if not isinstance(meta, dict):
             raise RunFileError(self.path, f"its JSON member holds {shown(meta, 40)}, not an "
                                           "object; not a run file")
@@ -234,33 +222,21 @@ class RunFile:
                                           f"code reads format {FORMAT_VERSION}")
         return meta
 
-    def _member(self, name: str, what: str) -> zipfile.ZipInfo:
-        assert self._zip is not None
+    def header(self, name: str, info: zipfile.ZipInfo) -> tuple[Shape, np.dtype[Any], int]:
+        """(shape, dtype, bytes of the header) from the .npy header of the member `info` (of
+        `name`): its first bytes only are decompressed. RunFileError if it is not readable or
+        of an object dtype (its data would be a pickle)."""
         try:
-            return self._zip.getinfo(f"{name}.npy")
-        except KeyError:
-            raise RunFileError(self.path, f"misses the array {name} of {what}") from None
-
-    def _header(self, name: str, info: zipfile.ZipInfo) -> tuple[Shape, np.dtype[Any], int]:
-        """(shape, dtype, bytes of the header) from the member's .npy header: its first bytes
-        only are decompressed. RunFileError for an object dtype (its data would be a pickle)."""
-        assert self._zip is not None
-        try:
-            with self._zip.open(info) as f:
-                start = f.read(len(np.lib.format.MAGIC_PREFIX) + 2)
-                version = np.lib.format.read_magic(io.BytesIO(start))
-                if version not in NPY_HEADER_LENGTH:
-                    raise ValueError(f"npy format version {version}")
-                length = f.read(struct.calcsize(NPY_HEADER_LENGTH[version]))
-                n = struct.unpack(NPY_HEADER_LENGTH[version], length)[0]
-                if n > MAX_NPY_HEADER:    # numpy would read all of it before its own check
-                    raise ValueError(f"its .npy header declares {n:,} bytes, more than the "
-                                     f"{MAX_NPY_HEADER:,} a header may take")
-                header = io.BytesIO(start + length + f.read(n))
-                np.lib.format.read_magic(header)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read_header(header)
+            with self._zip.open(info) as f:        # magic, version, length, at most the header
+                start = f.read(len(np.lib.format.MAGIC_PREFIX) + 6 + MAX_NPY_HEADER)
+            version = np.lib.format.read_magic(header := io.BytesIO(start))
+            if version not in NPY_HEADER_LENGTH:
+                raise ValueError(f"npy format version {version}")
+            n = struct.unpack_from(NPY_HEADER_LENGTH[version], start, header.tell())[0]
+            if n > MAX_NPY_HEADER:    # numpy would read all of it before its own check
+                raise ValueError(f"its .npy header declares {n:,} bytes, more than the "
+                                 f"{MAX_NPY_HEADER:,} a header may take")
+            shape, _, dtype = getattr(np.lib.format, f"read_array_header_{version[0]}_0")(header)
         except Exception as err:            # zipfile, zlib, npy header errors of a damaged file
             raise RunFileError(self.path, f"not a readable run file (member {name}: "
                                           f"{type(err).__name__}: {err}); it may be truncated "
@@ -273,7 +249,6 @@ class RunFile:
 
     def _data(self, name: str, info: zipfile.ZipInfo) -> Array:
         """The array of a member whose header and size were checked."""
-        assert self._zip is not None
         try:
             with self._zip.open(info) as f:
                 return np.lib.format.read_array(f, allow_pickle=False)
@@ -283,65 +258,31 @@ class RunFile:
                                           "or corrupt") from None
 
 
-def path_problem(path: Path) -> str | None:
+def path_problem(path: Path, mode: int | None = None) -> str | None:
     """None if `path` is a regular file (or a link to one); else what is wrong, as the end of
     a sentence naming it: "no such file", "is a folder, not a file", "is a FIFO (named pipe),
-    not a file", ... (found with stat, which opens nothing)."""
+    not a file", ... (found from its st_mode `mode` if given, else with stat, which opens
+    nothing)."""
     try:
-        mode = path.stat().st_mode
+        mode = path.stat().st_mode if mode is None else mode
     except FileNotFoundError:
         return ("is a symbolic link to a file that does not exist" if path.is_symlink()
                 else "no such file")
     except OSError as err:
         return f"cannot be read ({err.strerror or err})"
-    return _mode_problem(mode)
-
-
-def _mode_problem(mode: int) -> str | None:
-    """None for a regular file's st_mode, else what the file is instead (`special_file`)."""
-    if stat.S_ISREG(mode):
-        return None
     what = special_file(mode)
-    return f"is {what}, not a file" if what else "is not a regular file"
+    return None if stat.S_ISREG(mode) else f"is {what}, not a file" if what else \
+        "is not a regular file"
 
 
 def param_arrays(params: Params, stats: Stats, prefix: str = "") -> dict[str, Array]:
     """The arrays of `params` and the BN moving averages `stats` ([(mu, v)] per BN layer) as
     one flat dict: W_0, ..., b_0, ..., gamma_0, ..., beta_0, ..., mu_0, v_0, ..., each name
     after `prefix` (AVERAGED for averaged weights)."""
-    arrays = {f"{prefix}{name}_{l}": P for name in PARAM_NAMES for l, P in enumerate(params[name])}
-    arrays.update({f"{prefix}{key}_{l}": a for l, stat in enumerate(stats)
-                   for key, a in zip(STAT_NAMES, stat)})
-    return arrays
-
-
-def params_from(arrays: dict[str, Array], layers: int, bn_layers: int,
-                path: str | os.PathLike[str], prefix: str = "") -> tuple[Params, Stats]:
-    """(params, stats) from the dict of `param_arrays` (without a prefix), for a net of
-    `layers` layers with `bn_layers` BN layers; RunFileError (naming `path` and the array
-    with its `prefix`) if an array is missing."""
-    counts = {"W": layers, "b": layers, "gamma": bn_layers, "beta": bn_layers}
-    try:
-        params = {name: [arrays[f"{name}_{l}"] for l in range(counts[name])]
-                  for name in PARAM_NAMES}
-        stats = [(arrays[f"mu_{l}"], arrays[f"v_{l}"]) for l in range(bn_layers)]
-    except KeyError as err:
-        raise RunFileError(path, f"misses the array {prefix}{err.args[0]} of its "
-                                 "configuration's network") from None
-    return params, stats
-
-
-def network_shapes(dims: Sequence[int], batch_norm: bool) -> dict[str, Shape]:
-    """The shape of every array of `param_arrays` for the network of layer sizes
-    dims = [d, m_1, ..., K]: W_l m_(l+1) x m_l and b_l m_(l+1) x 1, and with batch norm gamma_l,
-    beta_l, mu_l and v_l m_(l+1) x 1 for the hidden layers."""
-    layers = len(dims) - 1
-    shapes: dict[str, Shape] = {f"W_{l}": (dims[l + 1], dims[l]) for l in range(layers)}
-    shapes.update({f"b_{l}": (dims[l + 1], 1) for l in range(layers)})
-    if batch_norm:
-        for name in ("gamma", "beta", *STAT_NAMES):
-            shapes.update({f"{name}_{l}": (dims[l + 1], 1) for l in range(layers - 1)})
-    return shapes
+    return {**{f"{prefix}{name}_{l}": P for name in PARAM_NAMES
+               for l, P in enumerate(params[name])},
+            **{f"{prefix}{key}_{l}": a for l, stat in enumerate(stats)
+               for key, a in zip(STAT_NAMES, stat)}}
 
 
 def network_dims(f: RunFile, hidden: Sequence[int]) -> list[int]:
@@ -349,19 +290,19 @@ def network_dims(f: RunFile, hidden: Sequence[int]) -> list[int]:
     d and K (the data's, which a configuration does not hold) from the headers of the first
     and the last W. RunFileError if those do not fit `hidden`, or if the network would have
     more parameters than a `Config` allows (MAX_PARAMETERS)."""
-    last, found = len(hidden), []
+    found = []
     for l, axis, fixed in ((0, 0, hidden[0]), (len(hidden), 1, hidden[-1])):
-        shape, _ = f.header(f"W_{l}")
+        shape = f.header(f"W_{l}", f.member(f"W_{l}", f"misses the array W_{l} of {NETWORK}"))[0]
         if len(shape) != 2 or shape[axis] != fixed or min(shape) < 1:
-            want = f"({fixed}, d)" if axis == 0 else f"(K, {fixed})"
-            raise RunFileError(f.path, f"array W_{l}: expected shape {want} (hidden "
-                                       f"{list(hidden)} of its configuration), got shape {shape}")
+            raise RunFileError(f.path, (
+                f"array W_{l}: expected shape {f'({fixed}, d)' if axis == 0 else f'(K, {fixed})'}"
+                f" (hidden {list(hidden)} of its configuration), got shape {shape}"))
         found.append(shape[1 - axis])
     dims = [found[0], *hidden, found[1]]
     n = sum((m_in + 1) * m_out for m_in, m_out in zip(dims[:-1], dims[1:]))
     if n > MAX_PARAMETERS:
         raise RunFileError(f.path, (
-            f"arrays W_0 and W_{last}: a network of {n:,} parameters ({dims[0]:,} inputs, "
+            f"arrays W_0 and W_{len(hidden)}: a network of {n:,} parameters ({dims[0]:,} inputs, "
             f"{dims[-1]:,} classes), more than a configuration allows ({MAX_PARAMETERS:,}); "
             "refused unread"))
     return dims
@@ -369,22 +310,28 @@ def network_dims(f: RunFile, hidden: Sequence[int]) -> list[int]:
 
 def read_network(f: RunFile, dims: Sequence[int], batch_norm: bool, dtype: DTypeLike,
                  prefix: str = "") -> tuple[Params, Stats]:
-    """(params, stats) of the network of layer sizes `dims` stored in `f` (its arrays named
-    after `prefix`, as `param_arrays` names them): those arrays and only those, each checked
-    (`RunFile.array`) to be of its `network_shapes` shape and of `dtype` before it is read;
-    RunFileError if `f` holds arrays of another network (a layer more, or batch norm where
-    `batch_norm` is False)."""
-    shapes = {prefix + name: shape for name, shape in network_shapes(dims, batch_norm).items()}
+    """(params, stats) of the network of layer sizes dims = [d, m_1, ..., K] stored in `f` (its
+    arrays named after `prefix`, as `param_arrays` names them): those arrays and only those,
+    each checked (`RunFile.array`) to be of `dtype` and of its shape before it is read: W_l
+    m_(l+1) x m_l, b_l m_(l+1) x 1, and with batch norm gamma_l, beta_l, mu_l and v_l
+    m_(l+1) x 1 for the hidden layers. RunFileError if one is missing, or if `f` holds arrays of
+    another network (a layer more, or batch norm where `batch_norm` is False)."""
     layers = len(dims) - 1
+    counts = {"W": layers, "b": layers, **dict.fromkeys(("gamma", "beta", *STAT_NAMES),
+                                                         layers - 1 if batch_norm else 0)}
+    shapes = {(name, l): (dims[l + 1], dims[l] if name == "W" else 1)
+              for name, n in counts.items() for l in range(n)}
+    ours = {f"{prefix}{name}_{l}" for name, l in shapes}
     extra = [name for name in f.names() if (match := NETWORK_ARRAY.fullmatch(name))
-             and match.group(1) == prefix and name not in shapes]
+             and match.group(1) == prefix and name not in ours]
     if extra:
         raise RunFileError(f.path, (
             f"array {extra[0]}: not part of the network of its configuration ({layers} layers"
             f"{', with' if batch_norm else ', no'} batch norm); the file is damaged or not of "
             "this run"))
-    arrays = {name[len(prefix):]: f.array(name, shape, dtype) for name, shape in shapes.items()}
-    return params_from(arrays, layers, layers - 1 if batch_norm else 0, f.path, prefix)
+    got = {name: [f.array(f"{prefix}{name}_{l}", shapes[name, l], dtype) for l in range(n)]
+           for name, n in counts.items()}
+    return {name: got[name] for name in PARAM_NAMES}, list(zip(got["mu"], got["v"]))
 
 
 def shown(value: Any, limit: int = 60) -> str:

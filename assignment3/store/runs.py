@@ -8,20 +8,37 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..config import Config, config_dict
+from ..config import config_dict
 from ..data import CIFAR10, DataError, zca_whiten
 from ..nn.augment import flipped
 from ..nn.cost import evaluate, test_scores
 from ..nn.network import softmax
 from ..training import MATH_VERSION, Averaged, Result
 from . import provenance, runfile
-from .fields import check_history, config_field, field, integer, number
-from .runfile import RunFileError
+from .fields import (
+    OBJECT,
+    STRING,
+    check_history,
+    config_field,
+    field,
+    fields,
+    integer,
+    is_object,
+    number,
+)
 
 Path_ = str | os.PathLike[str]
 
-#: The fields of a run's JSON that hold its `Result`'s scalars.
-SCALARS = ("steps", "epochs", "seconds", "val_accuracy", "test_accuracy")
+#: The scores of a run, and of its averaged weights (in the field "swa").
+ACCURACIES = ("val_accuracy", "test_accuracy")
+
+#: The fields of a run's JSON that hold its `Result`'s scalars (`fields.fields`), and those that
+#: say where it comes from.
+SCALAR_FIELDS = {"steps": (integer(1), "an integer >= 1"), "epochs": (number(0), "a number >= 0"),
+                 "seconds": (number(0), "a number >= 0"),
+                 **dict.fromkeys(ACCURACIES, (number(0, 1), "a number in [0, 1]"))}
+PROVENANCE_FIELDS = {"math_version": (integer(0), "an integer >= 0"), "code_version": STRING,
+                     "machine": OBJECT, "notes": OBJECT}
 
 
 def save_run(path: Path_, result: Result, notes: dict[str, Any] | None = None,
@@ -32,16 +49,14 @@ def save_run(path: Path_, result: Result, notes: dict[str, Any] | None = None,
     kept beside its weights (arrays named after `runfile.AVERAGED`), their scores in "swa"."""
     arrays = runfile.param_arrays(result.params, result.stats)
     swa = {}
-    if result.averaged is not None:
-        averaged = result.averaged
+    if (averaged := result.averaged) is not None:
         arrays.update(runfile.param_arrays(averaged.params, averaged.stats, runfile.AVERAGED))
-        swa = {"swa": {"val_accuracy": averaged.val_accuracy,
-                       "test_accuracy": averaged.test_accuracy}}
-    meta = {"kind": "run", "math_version": MATH_VERSION, "config": config_dict(result.config),
-            "history": result.history, **{key: getattr(result, key) for key in SCALARS},
-            "code_version": version or provenance.code_version(),
-            "machine": machine or provenance.machine(), "notes": notes or {}, **swa}
-    runfile.write(path, arrays, meta)
+        swa = {"swa": {key: getattr(averaged, key) for key in ACCURACIES}}
+    runfile.write(path, arrays, {
+        "kind": "run", "math_version": MATH_VERSION, "config": config_dict(result.config),
+        "history": result.history, **{key: getattr(result, key) for key in SCALAR_FIELDS},
+        "code_version": version or provenance.code_version(),
+        "machine": machine or provenance.machine(), "notes": notes or {}, **swa})
 
 
 def read_run(path: Path_) -> tuple[Result, dict[str, Any]]:
@@ -52,36 +67,26 @@ def read_run(path: Path_) -> tuple[Result, dict[str, Any]]:
     with runfile.RunFile(path) as f:
         meta = f.meta
         if meta.get("kind") == "checkpoint":
-            raise RunFileError(path, "is a checkpoint, not a saved run: finish its training "
-                                     "(train ... --checkpoint PATH) with --save to keep the run")
+            raise runfile.RunFileError(path, "is a checkpoint, not a saved run: finish its "
+                                             "training (train ... --checkpoint PATH) with --save "
+                                             "to keep the run")
         field(path, meta, "kind", lambda v: v == "run", '"run" (a saved run)')
         config = config_field(path, meta)
-        steps = field(path, meta, "steps", integer(1), "an integer >= 1")
-        scalars = {"steps": steps,
-                   "epochs": field(path, meta, "epochs", number(0), "a number >= 0"),
-                   "seconds": field(path, meta, "seconds", number(0), "a number >= 0"),
-                   **{key: field(path, meta, key, number(0, 1), "a number in [0, 1]")
-                      for key in ("val_accuracy", "test_accuracy")}}
-        history = check_history(path, meta, steps)
-        field(path, meta, "math_version", integer(0), "an integer >= 0")
-        field(path, meta, "code_version", lambda v: isinstance(v, str), "a string")
-        for key in ("machine", "notes"):
-            field(path, meta, key, lambda v: isinstance(v, dict), "an object")
+        scalars = fields(path, meta, SCALAR_FIELDS)
+        history = check_history(path, meta, scalars["steps"])
+        fields(path, meta, PROVENANCE_FIELDS)
         dims = runfile.network_dims(f, config.hidden)
         params, stats = runfile.read_network(f, dims, config.batch_norm, config.dtype)
-        averaged = _averaged(f, dims, config) if config.swa else None
+        averaged = None
+        if config.swa:                      # the averaged weights, with their scores
+            scores = field(path, meta, "swa", lambda v: is_object(v)
+                           and all(number(0, 1)(v.get(key)) for key in ACCURACIES),
+                           'an object of "val_accuracy" and "test_accuracy", numbers in [0, 1]')
+            averaged = Averaged(*runfile.read_network(f, dims, config.batch_norm, config.dtype,
+                                                      runfile.AVERAGED),
+                                *(scores[key] for key in ACCURACIES))
     return Result(config=config, params=params, stats=stats, history=history, **scalars,
                   averaged=averaged), meta
-
-
-def _averaged(f: runfile.RunFile, dims: list[int], config: Config) -> Averaged:
-    """The averaged weights stored in `f` by a run of `config`, with their scores."""
-    scores = field(f.path, f.meta, "swa", lambda v: isinstance(v, dict)
-                   and all(number(0, 1)(v.get(key)) for key in ("val_accuracy", "test_accuracy")),
-                   'an object of "val_accuracy" and "test_accuracy", numbers in [0, 1]')
-    params, stats = runfile.read_network(f, dims, config.batch_norm, config.dtype,
-                                         runfile.AVERAGED)
-    return Averaged(params, stats, scores["val_accuracy"], scores["test_accuracy"])
 
 
 def load_run(path: Path_) -> Result:
@@ -104,19 +109,17 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
                         f"the data it was trained on")
     if result.config.zca:
         data = zca_whiten(data)
-    params, stats, config = result.params, result.stats, result.config
-    net = config.net
-    splits = (("val", data.val), ("test", data.test))
-    with threadpool_limits(config.blas_threads, user_api="blas"):
-        scores = {name: evaluate(params, split.X, split.y, 0.0, stats, net=net)["accuracy"]
-                  for name, split in splits}
-        if result.averaged is not None:
-            avg = result.averaged
-            scores.update({f"{name}, averaged": evaluate(avg.params, split.X, split.y, 0.0,
-                                                         avg.stats, net=net)["accuracy"]
-                           for name, split in splits})
+    net = result.config.net
+    weights = [("", result.params, result.stats)]
+    if (avg := result.averaged) is not None:
+        weights.append((", averaged", avg.params, avg.stats))
+    with threadpool_limits(result.config.blas_threads, user_api="blas"):
+        scores = {f"{name}{which}": evaluate(params, split.X, split.y, 0.0, stats, net=net)[
+            "accuracy"] for which, params, stats in weights
+            for name, split in (("val", data.val), ("test", data.test))}
         if flip_average:
-            P = (softmax(test_scores(params, data.test.X, stats, net=net))
-                 + softmax(test_scores(params, flipped(data.test.X), stats, net=net)))
+            P = (softmax(test_scores(result.params, data.test.X, result.stats, net=net))
+                 + softmax(test_scores(result.params, flipped(data.test.X), result.stats,
+                                       net=net)))
             scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
     return scores

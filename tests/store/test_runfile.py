@@ -55,21 +55,30 @@ def test_write_refuses_before_writing_anything(tmp_path, arrays):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_parameters_and_moving_averages_round_trip():
+def test_parameters_and_moving_averages_round_trip(tmp_path):
+    """`param_arrays` names every array of a network; `read_network` reads those of the network
+    back (with or without a prefix), and refuses a file that misses one."""
     params = init_params([20, 8, 6, 10], batch_norm=True, seed=0)
     stats = [(np.full((8, 1), 0.5), np.full((8, 1), 2.0)), (np.zeros((6, 1)), np.ones((6, 1)))]
     flat = runfile.param_arrays(params, stats)
     assert sorted(flat) == sorted(["W_0", "W_1", "W_2", "b_0", "b_1", "b_2", "gamma_0",
                                    "gamma_1", "beta_0", "beta_1", "mu_0", "v_0", "mu_1", "v_1"])
-    back, back_stats = runfile.params_from(flat, 3, 2, "run.npz")
-    assert back.keys() == params.keys()
-    for name in params:
-        assert all(a is b for a, b in zip(back[name], params[name]))
-    assert all(a is b for pair, back_pair in zip(stats, back_stats)
-               for a, b in zip(pair, back_pair))
+    path = tmp_path / "run.npz"
+    runfile.write(path, {**flat, **runfile.param_arrays(params, stats, runfile.AVERAGED)},
+                  {"kind": "run"})
+    for prefix in ("", runfile.AVERAGED):
+        with runfile.RunFile(path) as f:
+            back, back_stats = runfile.read_network(f, [20, 8, 6, 10], True, np.float64, prefix)
+        assert back.keys() == params.keys()
+        for name in params:
+            assert all(np.array_equal(a, b) for a, b in zip(back[name], params[name], strict=True))
+        assert all(np.array_equal(a, b) for pair, back_pair in zip(stats, back_stats, strict=True)
+                   for a, b in zip(pair, back_pair, strict=True))
     del flat["W_1"]
-    with pytest.raises(RunFileError, match="run.npz: misses the array W_1 of its configuration"):
-        runfile.params_from(flat, 3, 2, "run.npz")
+    runfile.write(path, flat, {"kind": "run"})
+    with pytest.raises(RunFileError, match="run.npz: misses the array W_1 of its configuration's "
+                                           "network$"), runfile.RunFile(path) as f:
+        runfile.read_network(f, [20, 8, 6, 10], True, np.float64)
 
 
 class _Touch:
