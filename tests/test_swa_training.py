@@ -341,18 +341,19 @@ def test_bad_swa_field_is_refused(saved, tmp_path, value):
 
 
 def test_reevaluate_gives_the_stored_averaged_scores(saved, synthetic64):
-    """reevaluate of the saved run: "val, averaged" and "test, averaged" are the scores stored
-    with it; the raw scores stay the raw weights'."""
+    """reevaluate of the saved run: its scores are those stored with it, named as in the run's
+    summary (the averaged weights' swa_val_accuracy and swa_test_accuracy)."""
     path, result = saved
     scores = reevaluate(synthetic64, load_run(path), flip_average=False)
-    assert scores == {"val": result.val_accuracy, "test": result.test_accuracy,
-                      "val, averaged": result.averaged.val_accuracy,
-                      "test, averaged": result.averaged.test_accuracy}
+    summary = result.summary()
+    assert scores == {name: summary[name] for name in ("val_accuracy", "test_accuracy",
+                                                       "swa_val_accuracy", "swa_test_accuracy")}
 
 
 def test_reevaluate_without_swa_has_no_averaged_scores(runs, synthetic64):
     """A run without SWA gets no averaged scores."""
-    assert set(reevaluate(synthetic64, runs[0.0][0])) == {"val", "test", "test, flip-averaged"}
+    assert set(reevaluate(synthetic64, runs[0.0][0])) == {"val_accuracy", "test_accuracy",
+                                                          "test_accuracy_flip_averaged"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,9 +398,10 @@ def test_train_json_and_evaluate_give_the_averaged_scores(cli_synthetic, tmp_pat
         (averaged.val_accuracy, averaged.test_accuracy)
     status, out, err = cli_synthetic("evaluate", path, "--data", "unused")
     assert status == 0, err
-    assert out.rstrip("\n").endswith(f"; averaged weights (SWA): validation "
-                                     f"{100 * averaged.val_accuracy:.2f}%, test "
-                                     f"{100 * averaged.test_accuracy:.2f}%")
+    val, test = 100 * averaged.val_accuracy, 100 * averaged.test_accuracy   # stored, and again
+    assert out.rstrip("\n").endswith(f"; averaged weights (SWA): validation {val:.2f}%, test "
+                                     f"{test:.2f}% (stored with the run: {val:.2f}%, "
+                                     f"{test:.2f}%)")
     status, out, err = cli_synthetic(*SHORT, "--json")
     assert status == 0, err
     assert not {"swa_val_accuracy", "swa_test_accuracy"} & set(json.loads(out))

@@ -100,23 +100,21 @@ def evaluate_command(args: argparse.Namespace) -> int:
     result = load_run(args.path)
     data = load_cifar10(args.data, dtype=np.dtype(result.config.dtype), progress=not args.json)
     scores = reevaluate(data, result, flip_average=args.flip_average)
-    summary = {**result.summary(), "test_accuracy": scores["test"], "val_accuracy": scores["val"]}
-    if result.averaged is not None:
-        summary["swa_test_accuracy"] = scores["test, averaged"]
-        summary["swa_val_accuracy"] = scores["val, averaged"]
-    if args.flip_average:
-        summary["test_accuracy_flip_averaged"] = scores["test, flip-averaged"]
+    stored = result.summary()
     if args.json:
-        print(json.dumps(summary))
-    else:
-        flip = (f", flip-averaged {100 * scores['test, flip-averaged']:.2f}%"
-                if args.flip_average else "")
-        print(f"{args.path}: validation accuracy {100 * scores['val']:.2f}%, test accuracy "
-              f"{100 * scores['test']:.2f}%{flip} (stored with the run: "
-              f"{100 * result.val_accuracy:.2f}%, {100 * result.test_accuracy:.2f}%)"
-              + ("" if result.averaged is None else
-                 f"; averaged weights (SWA): validation {100 * scores['val, averaged']:.2f}%, "
-                 f"test {100 * scores['test, averaged']:.2f}%"))
+        print(json.dumps({**stored, **scores}))
+        return 0
+
+    def pair(prefix: str) -> tuple[float, ...]:
+        return tuple(100 * s[f"{prefix}{name}_accuracy"] for s in (scores, stored)
+                     for name in ("val", "test"))
+
+    flip = (f", flip-averaged {100 * scores['test_accuracy_flip_averaged']:.2f}%"
+            if args.flip_average else "")
+    print(f"{args.path}: validation accuracy {{:.2f}}%, test accuracy {{:.2f}}%{flip} (stored "
+          "with the run: {:.2f}%, {:.2f}%)".format(*pair(""))
+          + ("" if result.averaged is None else "; averaged weights (SWA): validation {:.2f}%, "
+             "test {:.2f}% (stored with the run: {:.2f}%, {:.2f}%)".format(*pair("swa_"))))
     return 0
 
 

@@ -198,7 +198,7 @@ def best_record(data: CIFAR10, change: str, result: Result,
                 version: str | None = None) -> dict[str, Any]:
     """`run_record` of a long run, with its flip-averaged test accuracy."""
     return {**run_record(change, result, version),
-            "test_accuracy_flip_averaged": reevaluate(data, result)["test, flip-averaged"]}
+            "test_accuracy_flip_averaged": reevaluate(data, result)["test_accuracy_flip_averaged"]}
 
 
 Runs = list[dict[str, Any]] | tuple[()]

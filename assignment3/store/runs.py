@@ -99,8 +99,9 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
     ZCA whitening refitted on the training split if the run used it, and the run's BLAS
     threads, so that they are the run's own numbers), and with `flip_average` the test
     accuracy with flip averaging: the mean of the probabilities of each test image and its
-    mirror image (a test-time augmentation; the training is the same). A run with averaged
-    weights also gets their scores, "val, averaged" and "test, averaged". DataError if the
+    mirror image (a test-time augmentation; the training is the same). The scores are named as
+    in `Result.summary`: val_accuracy, test_accuracy, for averaged weights swa_val_accuracy and
+    swa_test_accuracy, and test_accuracy_flip_averaged. DataError if the
     run's network does not fit the data (another input size or number of classes)."""
     d, K = result.params["W"][0].shape[1], result.params["W"][-1].shape[0]
     if (data.train.X.shape[0], data.train.Y.shape[0]) != (d, K):
@@ -112,14 +113,15 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
     net = result.config.net
     weights = [("", result.params, result.stats)]
     if (avg := result.averaged) is not None:
-        weights.append((", averaged", avg.params, avg.stats))
+        weights.append(("swa_", avg.params, avg.stats))
     with threadpool_limits(result.config.blas_threads, user_api="blas"):
-        scores = {f"{name}{which}": evaluate(params, split.X, split.y, 0.0, stats, net=net)[
-            "accuracy"] for which, params, stats in weights
-            for name, split in (("val", data.val), ("test", data.test))}
+        scores = {f"{which}{name}_accuracy":
+                  evaluate(params, split.X, split.y, 0.0, stats, net=net)["accuracy"]
+                  for which, params, stats in weights
+                  for name, split in (("val", data.val), ("test", data.test))}
         if flip_average:
             P = (softmax(test_scores(result.params, data.test.X, result.stats, net=net))
                  + softmax(test_scores(result.params, flipped(data.test.X), result.stats,
                                        net=net)))
-            scores["test, flip-averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
+            scores["test_accuracy_flip_averaged"] = float(np.mean(P.argmax(axis=0) == data.test.y))
     return scores

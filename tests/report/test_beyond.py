@@ -182,8 +182,10 @@ def test_save_and_load_give_back_the_runs(synthetic, tmp_path):
     for name in result.params:
         assert all(np.array_equal(a, b) for a, b in zip(result.params[name], loaded.params[name]))
     scores = reevaluate(synthetic, loaded)
-    assert scores["test"] == result.test_accuracy and scores["val"] == result.val_accuracy
-    assert record["best"][0]["test_accuracy_flip_averaged"] == scores["test, flip-averaged"]
+    assert (scores["test_accuracy"], scores["val_accuracy"]) == (result.test_accuracy,
+                                                                 result.val_accuracy)
+    assert record["best"][0]["test_accuracy_flip_averaged"] == \
+        scores["test_accuracy_flip_averaged"]
     rows = tables.ablation_table(loaded_record)
     assert rows[0]["test acc. (%)"] == pytest.approx(100 * result.test_accuracy)
     assert rows[0]["parameters"] == compute.n_parameters(config)

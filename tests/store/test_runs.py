@@ -224,10 +224,12 @@ def check_reevaluate(data, config, tmp_path):
     result = train(data, config)
     save_run(tmp_path / "run.npz", result)
     scores = reevaluate(data, load_run(tmp_path / "run.npz"))
-    assert scores["test"] == result.test_accuracy and scores["val"] == result.val_accuracy
-    assert 0 < scores["test, flip-averaged"] < 1
-    assert scores["test, flip-averaged"] != scores["test"]
-    assert reevaluate(data, result, flip_average=False).keys() == {"val", "test"}
+    assert (scores["test_accuracy"], scores["val_accuracy"]) == (result.test_accuracy,
+                                                                 result.val_accuracy)
+    assert 0 < scores["test_accuracy_flip_averaged"] < 1
+    assert scores["test_accuracy_flip_averaged"] != scores["test_accuracy"]
+    assert reevaluate(data, result, flip_average=False).keys() == {"val_accuracy",
+                                                                   "test_accuracy"}
 
 
 def test_reevaluate_gives_the_runs_own_scores(synthetic, tmp_path):
