@@ -160,14 +160,15 @@ def test_saved_run_reevaluates_to_its_stored_scores(runs, synthetic, tmp_path, n
     assert loaded.config == result.config and meta["config"]["linear"] == 1
     assert equal_params(loaded.params, result.params) and equal_stats(loaded.stats, result.stats)
     scores = reevaluate(synthetic, loaded)
-    assert scores["val"] == result.val_accuracy and scores["test"] == result.test_accuracy
+    assert (scores["val_accuracy"], scores["test_accuracy"]) == (result.val_accuracy,
+                                                                 result.test_accuracy)
     if name == "swa":
-        assert scores["val, averaged"] == result.averaged.val_accuracy
-        assert scores["test, averaged"] == result.averaged.test_accuracy
+        assert scores["swa_val_accuracy"] == result.averaged.val_accuracy
+        assert scores["swa_test_accuracy"] == result.averaged.test_accuracy
     X = synthetic.test.X
     P = sum(softmax(forward(loaded.params, Xt, loaded.stats, net=Net(linear=1))[0])
             for Xt in (X, flipped(X)))
-    assert scores["test, flip-averaged"] == np.mean(P.argmax(axis=0) == synthetic.test.y)
+    assert scores["test_accuracy_flip_averaged"] == np.mean(P.argmax(axis=0) == synthetic.test.y)
 
 
 def test_reevaluate_follows_the_config_linear(runs, synthetic):
@@ -176,9 +177,9 @@ def test_reevaluate_follows_the_config_linear(runs, synthetic):
     result = runs["linear"]
     relu = dataclasses.replace(result, config=result.config.with_(linear=0))
     scores = reevaluate(synthetic, relu, flip_average=False)
-    assert scores == {"val": accuracy(result.params, result.stats, synthetic.val, 0),
-                      "test": accuracy(result.params, result.stats, synthetic.test, 0)}
-    assert scores != {"val": result.val_accuracy, "test": result.test_accuracy}
+    assert scores == {"val_accuracy": accuracy(result.params, result.stats, synthetic.val, 0),
+                      "test_accuracy": accuracy(result.params, result.stats, synthetic.test, 0)}
+    assert scores != {"val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy}
     losses = [evaluate(result.params, synthetic.test.X, synthetic.test.y, 0.0, result.stats,
                        net=Net(linear=linear))["loss"] for linear in (0, 1)]
     assert losses[0] != pytest.approx(losses[1], rel=1e-3)
