@@ -21,27 +21,26 @@ workers at ADDRESS") up to WAIT_WORKERS seconds, or what $ASSIGNMENT3_WAIT_WORKE
 """
 import asyncio
 import logging
-import math
 import os
 import queue
 import socket
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import CancelledError, Future
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from functools import lru_cache
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
 from .. import env
-from ..config import Config
+from ..config import Config, Limit
 from ..data import CIFAR10, DataError, Source
 from ..errors import Error
-from ..nn.checks import is_real
-from ..training import Diverged, Result, train, train_or_diverged
+from ..training import Diverged, Result, train
 
 #: Seconds to wait for the scheduler to accept a connection.
 CONNECT_TIMEOUT = 5
@@ -70,8 +69,7 @@ def worker_wait(seconds: float | None) -> Iterator[None]:
     """Within this context (in this thread or task), runs on a cluster wait up to `seconds`
     for a scheduler without workers (None: $ASSIGNMENT3_WAIT_WORKERS, else WAIT_WORKERS): those
     of `train_many` and `coarse_to_fine` with a scheduler."""
-    if seconds is not None and not (is_real(seconds) and 0 < seconds < math.inf):
-        raise ValueError(f"worker_wait needs a number of seconds > 0, got {seconds!r}")
+    Limit(float, 0, lo_open=True, optional=True).check("seconds", seconds)
     token = _wait_workers.set(None if seconds is None else float(seconds))
     try:
         yield
@@ -79,8 +77,9 @@ def worker_wait(seconds: float | None) -> Iterator[None]:
         _wait_workers.reset(token)
 
 
-def train_on_cluster(address: str, data: CIFAR10 | Source, configs: list[Config], *,
-                     diverged: bool = False) -> Iterator[tuple[int, Result | Diverged]]:
+def train_on_cluster(address: str, data: CIFAR10 | Source, configs: list[Config],
+                     task: Callable[..., Result | Diverged] = train,
+                     ) -> Iterator[tuple[int, Result | Diverged]]:
     """Train every `Config` in `configs` on the workers of the Dask scheduler at `address`
     (e.g. tcp://host:8786); yield (i, Result of configs[i]) as the runs finish. `data` is a
     `data.Source`, or a `CIFAR10` that `load_cifar10` loaded (its `source`): the workers load
@@ -88,102 +87,84 @@ def train_on_cluster(address: str, data: CIFAR10 | Source, configs: list[Config]
     within CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT seconds, if the scheduler has had no workers
     for WAIT_WORKERS seconds (or what `worker_wait` or $ASSIGNMENT3_WAIT_WORKERS set) while runs
     wait, or if a task's workers kept dying; DataError if a worker cannot load the data.
-    `diverged`: a run whose training diverges gives a `training.Diverged` (else it raises)."""
+    `task`: `train`, or `training.train_or_diverged` (a run whose training diverges gives a
+    `training.Diverged`)."""
     source = data.source if isinstance(data, CIFAR10) else data
     if source is None:
         raise ValueError("Dask workers load CIFAR-10 themselves, so they need data as "
                          "load_cifar10 returns it (or a data.Source), not a slice or transformed "
                          "copy: pass that, or train locally with n_jobs")
     wait = _wait_workers.get() or env.wait_workers(WAIT_WORKERS)   # now, not when iterated
-    return _train_all(address, source, configs, wait, diverged) if configs else iter(())
+    return _train_all(address, source, configs, task, wait) if configs else iter(())
 
 
-def _train_all(address: str, source: Source, configs: list[Config], wait: float,
-               diverged: bool) -> Iterator[tuple[int, Result | Diverged]]:
-    """`train_on_cluster`'s runs, once its arguments are checked."""
-    with _closing(_connect(address)) as client:
+def _train_all(address: str, source: Source, configs: list[Config],
+               task: Callable[..., Result | Diverged],
+               wait: float) -> Iterator[tuple[int, Result | Diverged]]:
+    """`train_on_cluster`'s runs, once its arguments are checked. A task whose workers kept
+    dying is a ClusterError; one cancelled, a connection lost."""
+    with _connected(address) as client:
+        from distributed import KilledWorker  # installed: the client connected
         finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        futures = {client.submit(_train_task, source, config, diverged, pure=False): i
+        futures = {client.submit(_train_task, task, source, config, pure=False): i
                    for i, config in enumerate(configs)}
         for future in futures:
             future.add_done_callback(finished.put)
-        workers = _Workers(client, address, wait)
         while futures:
+            future = _next_finished(finished, client, address, wait, len(futures))
             try:
-                future = finished.get(timeout=POLL)
-            except queue.Empty:
-                workers.check(len(futures))
-                continue
-            i, result = futures.pop(future), _result(future, address)
+                result = future.result()
+            except KilledWorker as err:
+                raise ClusterError(f"the workers running a task kept dying ({err}); see the "
+                                   f"logs of the workers of {address} (memory limit, killed "
+                                   f"jobs)") from None
+            except CancelledError:              # the client lost its scheduler
+                raise _lost(address) from None
             future.release()    # else its worker keeps the Result, computed again if it dies
-            workers.seen()
-            yield i, result
+            yield futures.pop(future), result
+
+
+def _next_finished(finished: "queue.SimpleQueue[Any]", client: Any, address: str, wait: float,
+                   pending: int) -> Any:
+    """The next future of `finished`. While none finishes, the scheduler at `address` is asked
+    for its workers every POLL seconds: when it has had none for NOTICE_AFTER seconds, a line
+    on stderr says so; for `wait` seconds, ClusterError (`pending`: the runs waiting)."""
+    since, told = None, False                  # when the scheduler was seen without workers
+    while True:
+        with suppress(queue.Empty):
+            return finished.get(timeout=POLL)
+        try:
+            n = client.sync(client.scheduler.identity, n_workers=0,
+                            callback_timeout=CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT)["n_workers"]
+        except (OSError, asyncio.TimeoutError) as err:
+            raise _lost(address, err) from None
+        if n:
+            since, told = None, False
+            continue
+        since = since or time.monotonic()
+        waited = time.monotonic() - since
+        if waited >= wait:
+            raise ClusterError(f"the Dask scheduler at {address} has had no workers for "
+                               f"{wait:g} s, with {pending} run{'s' * (pending != 1)} waiting: "
+                               f"start workers (`dask worker {address} --nthreads 1`), or wait "
+                               f"longer with --wait-workers SECONDS or ${env.WAIT_WORKERS}")
+        if waited >= NOTICE_AFTER and not told:
+            tqdm.write(f"waiting for workers at {address}: the scheduler has none; giving up "
+                       f"after {wait:g} s (--wait-workers or ${env.WAIT_WORKERS})",
+                       file=sys.stderr)
+            told = True
 
 
 @contextmanager
-def _closing(client: Any) -> Iterator[Any]:
-    """`client`, closed at the end without the log of its attempts to reconnect to a scheduler
-    that went away (a traceback; the ClusterError has said it in one line)."""
-    try:
-        yield client
-    finally:
-        logger = logging.getLogger("distributed.client")
-        level = logger.level
-        logger.setLevel(logging.CRITICAL)
-        try:
-            client.close()
-        finally:
-            logger.setLevel(level)
-
-
-class _Workers:
-    """Watches that the scheduler at `address` has workers while runs wait: after NOTICE_AFTER
-    seconds without, a line on stderr; after `wait` seconds, ClusterError."""
-
-    def __init__(self, client: Any, address: str, wait: float) -> None:
-        self.client, self.address, self.wait = client, address, wait
-        self.since: float | None = None             # when the scheduler was seen without any
-        self.told = False
-        self.check(None)
-
-    def seen(self) -> None:
-        """A run finished: there are workers."""
-        self.since, self.told = None, False
-
-    def check(self, pending: int | None) -> None:
-        """Look at the scheduler's workers (`pending`: the runs not finished, None before
-        any was submitted)."""
-        try:
-            n = self.client.sync(self.client.scheduler.identity, n_workers=0,
-                                 callback_timeout=CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT)["n_workers"]
-        except (OSError, asyncio.TimeoutError) as err:
-            raise _lost(self.address, err) from None
-        if n:
-            self.seen()
-            return
-        now = time.monotonic()
-        self.since = now if self.since is None else self.since
-        waited = now - self.since
-        waiting = f", with {pending} run{'s' * (pending != 1)} waiting" if pending else ""
-        if waited >= self.wait:
-            raise ClusterError(f"the Dask scheduler at {self.address} has had no workers for "
-                               f"{self.wait:g} s{waiting}: start workers (`dask worker "
-                               f"{self.address} --nthreads 1`), or wait longer with "
-                               f"--wait-workers SECONDS or ${env.WAIT_WORKERS}")
-        if waited >= NOTICE_AFTER and not self.told:
-            tqdm.write(f"waiting for workers at {self.address}: the scheduler has none; giving "
-                       f"up after {self.wait:g} s (--wait-workers or ${env.WAIT_WORKERS})",
-                       file=sys.stderr)
-            self.told = True
-
-
-def _connect(address: str) -> Any:
+def _connected(address: str) -> Iterator[Any]:
     """A `distributed.Client` of the scheduler at `address`, or ClusterError within
     CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT seconds. A first plain connection checks that a Dask
     scheduler answers, under one deadline for the connection, Dask's handshake and its
     "identity" reply (`distributed.comm.connect` has none for the handshake, and reads the first
     bytes of a server that is not Dask, e.g. "HTTP/1.1", as the length of a frame of exabytes).
-    A Client that fails to connect still tries to close itself at exit, with a traceback."""
+    A Client that fails to connect still tries to close itself at exit, with a traceback. The
+    client is closed at the end without the log of its attempts to reconnect to a scheduler
+    that went away (a traceback; the ClusterError has said it in one line)."""
     try:
         from distributed import Client
         from distributed.comm import connect
@@ -225,29 +206,35 @@ def _connect(address: str) -> Any:
                            f"address (tcp://HOST:8786 by default; a worker's log names it) "
                            f"with --scheduler or ${env.SCHEDULER}")
     try:
-        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, asyncio.TimeoutError) as err:
         raise _lost(address, err) from None
+    try:
+        yield client
+    finally:
+        logger = logging.getLogger("distributed.client")
+        level = logger.level
+        logger.setLevel(logging.CRITICAL)
+        try:
+            client.close()
+        finally:
+            logger.setLevel(level)
 
 
 def _run_in_a_thread(coroutine: Coroutine[Any, Any, T]) -> T:
     """asyncio.run(coroutine) in a thread of its own: with its own event loop (also in a
     notebook's kernel, whose thread runs one already), and a daemon, so that Ctrl-C or SIGTERM
     here does not wait for it."""
-    outcome: list[Any] = []
+    outcome: Future[T] = Future()
 
     def run() -> None:
         try:
-            outcome.append(asyncio.run(coroutine))
+            outcome.set_result(asyncio.run(coroutine))
         except BaseException as err:                # handed to the caller
-            outcome.append(err)
+            outcome.set_exception(err)
 
-    thread = threading.Thread(target=run, name="assignment3-dask-probe", daemon=True)
-    thread.start()
-    thread.join()
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return cast(T, outcome[0])
+    threading.Thread(target=run, name="assignment3-dask-probe", daemon=True).start()
+    return outcome.result()
 
 
 def _check_address(address: str) -> None:
@@ -269,44 +256,28 @@ def _check_address(address: str) -> None:
 
 def _lost(address: str, err: BaseException | None = None) -> ClusterError:
     """The error of a connection to the scheduler at `address` lost during the runs (`err`:
-    how, if known)."""
-    how = f" ({_why(err)})" if err else ""
+    how, if known: its message, else its type's name, in one line of at most 120 characters)."""
+    how = " ".join(str(err).split()) or type(err).__name__ if err else ""
+    how = f" ({how if len(how) <= 120 else how[:117] + '...'})" if how else ""
     return ClusterError(f"lost the connection to the Dask scheduler at {address}{how}: check "
                         f"that it still runs, then run again")
 
 
-def _why(err: BaseException) -> str:
-    """An exception in a few words: its message, else its type's name; at most one line."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _result(future: Any, address: str) -> Result | Diverged:
-    """The Result of a finished task, or the error that stopped it."""
-    from concurrent.futures import CancelledError
-
-    from distributed import KilledWorker
-    try:
-        return future.result()
-    except KilledWorker as err:
-        raise ClusterError(f"the workers running a task kept dying ({err}); see the logs of "
-                           f"the workers of {address} (memory limit, killed jobs)") from None
-    except CancelledError:                  # the client lost its scheduler
-        raise _lost(address) from None
-
-
-def _train_task(source: Source, config: Config, diverged: bool) -> Result | Diverged:
-    """A task: train `config` on the data of `source`, loaded once in this worker process
-    (with `diverged`, `train_or_diverged`). A worker is one thread, started one per core, so the
+def _train_task(task: Callable[..., Result | Diverged], source: Source,
+                config: Config) -> Result | Diverged:
+    """A task: `task` (`train` or `train_or_diverged`) of `config` on the data of `source`,
+    loaded once in this worker process. A worker is one thread, started one per core, so the
     run does not prepare mini-batches in a second thread (`train`'s `cores`), as in the local
     worker processes of `parallel`."""
-    return (train_or_diverged if diverged else train)(worker_data(source), config, cores=1)
+    return task(worker_data(source), config, cores=1)
 
 
 @lru_cache(maxsize=1)
 def worker_data(source: Source) -> CIFAR10:
     """The CIFAR10 of `source`, loaded on the first call in this worker process (never
-    downloaded: N workers would fetch it N times). DataError names the worker and what to set."""
+    downloaded: N workers would fetch it N times). DataError names the worker ("Dask worker
+    <address> on <host name>", or outside a worker "process <pid> on <host name>") and what to
+    set."""
     try:
         return source.load(download=False)
     except DataError as err:
@@ -314,15 +285,10 @@ def worker_data(source: Source) -> CIFAR10:
                "that each worker uses its CIFAR10_DIR" if source.path else
                "set CIFAR10_DIR, in the environment `dask worker` starts in, to that machine's "
                "copy of cifar-10-batches-py")
-        raise DataError(f"{_worker_name()} cannot load CIFAR-10: {fix}. ({err})") from None
-
-
-def _worker_name() -> str:
-    """"Dask worker <address> on <host name>"; outside a worker (`worker_data` called in the
-    client) "process <pid> on <host name>"."""
-    from distributed import get_worker
-    try:
-        who = f"Dask worker {get_worker().address}"
-    except ValueError:                      # distributed: "No worker found"
-        who = f"process {os.getpid()}"
-    return f"{who} on {socket.gethostname()}"
+        from distributed import get_worker
+        try:
+            who = f"Dask worker {get_worker().address}"
+        except ValueError:                  # "No worker found": called in the client
+            who = f"process {os.getpid()}"
+        raise DataError(f"{who} on {socket.gethostname()} cannot load CIFAR-10: {fix}. "
+                        f"({err})") from None

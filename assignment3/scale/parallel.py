@@ -5,7 +5,7 @@ A run gives the same result, bit for bit, in a worker as in this process, since 
 the number of BLAS threads (`Config.blas_threads`, default 1). What the workers gain on 2 cores
 is measured in benchmarks/RESULTS.md.
 
-The local workers live only as long as one `run_each` or `run_many` call: however it ends
+The local workers live only as long as one `run_each` call: however it ends
 (results, an error, Ctrl-C, SIGTERM or SIGHUP), they are ended and their shared-memory files
 removed, so that no worker outlives its parent and a process that ends without closing them (a
 notebook kernel) leaves nothing in /dev/shm. A parent killed outright (SIGKILL, the OOM killer)
@@ -21,53 +21,43 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from joblib import Parallel, delayed
-from joblib.executor import MemmappingExecutor
 from joblib.externals.loky import get_reusable_executor
 from tqdm.auto import tqdm
 from tqdm.std import tqdm as std_tqdm
 
 from .. import env
-from ..config import Config
+from ..config import Config, Limit
 from ..data import CIFAR10, Source
-from ..nn.checks import is_int
 from ..signals import signals_raise
 from ..training import Diverged, Result, train, train_or_diverged
 
 T = TypeVar("T")
 
 
-def default_jobs() -> int:
-    """Worker processes: $ASSIGNMENT3_JOBS if set (1 to the number of cores), else one per
-    core."""
-    return env.jobs(os.cpu_count() or 1)
-
-
 def scheduler_address(n_jobs: int | None = None, scheduler: str | None = None) -> str | None:
     """The Dask scheduler the runs go to, or None for this machine: `scheduler` if given, else
     $ASSIGNMENT3_SCHEDULER unless `n_jobs` asks for local processes."""
-    if scheduler:
-        return scheduler
-    return None if n_jobs is not None else env.scheduler()
+    return scheduler or (None if n_jobs is not None else env.scheduler())
 
 
 def run_each(fn: Callable[..., T], arg_list: Iterable[tuple[Any, ...]],
              n_jobs: int | None = None) -> Iterator[tuple[int, T]]:
     """Yield (i, fn(*arg_list[i])) for every i, as the calls finish, in up to `n_jobs` worker
-    processes (default `default_jobs()`; 1 runs them here, one after another). The workers are
-    joblib's loky processes, each limited to one BLAS thread; numpy arrays over 1 MB in the
-    arguments reach them memory-mapped (written once to shared memory), not copied into every
-    worker."""
+    processes (default: $ASSIGNMENT3_JOBS if set, 1 to the number of cores, else one per core;
+    1 runs them here, one after another). The workers are joblib's loky processes, each limited
+    to one BLAS thread; numpy arrays over 1 MB in the arguments reach them memory-mapped
+    (written once to shared memory), not copied into every worker."""
     arg_list = list(arg_list)
     n_jobs = _jobs(n_jobs, len(arg_list))
     remove_stale_shared_memory()
     if n_jobs <= 1:
-        for i, args in enumerate(arg_list):
-            yield i, fn(*args)
+        yield from enumerate(fn(*args) for args in arg_list)
         return
     with signals_raise():
         try:
@@ -81,19 +71,8 @@ def run_each(fn: Callable[..., T], arg_list: Iterable[tuple[Any, ...]],
         _end_workers(kill=False)
 
 
-def run_many(fn: Callable[..., T], arg_list: Iterable[tuple[Any, ...]],
-             n_jobs: int | None = None) -> list[T]:
-    """[fn(*args) for args in arg_list], computed as `run_each` does."""
-    return _in_order(run_each(fn, arg_list, n_jobs))
-
-
 def _numbered(i: int, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[int, T]:
     return i, fn(*args)
-
-
-def _in_order(numbered: Iterable[tuple[int, T]]) -> list[T]:
-    """The results of (i, result) pairs, ordered by i."""
-    return [result for _, result in sorted(numbered, key=lambda pair: pair[0])]
 
 
 def _end_workers(kill: bool) -> None:
@@ -104,10 +83,9 @@ def _end_workers(kill: bool) -> None:
     ends by a re-sent stop signal (`signals.signals_raise`); but not if it is killed with loky's
     resource tracker (as nbval and jupyter kill a notebook's kernel)."""
     executor = get_reusable_executor(reuse=True)    # the one Parallel used, if still running
-    if isinstance(executor, MemmappingExecutor):
-        executor.terminate(kill_workers=kill)        # also removes the memory-mapped folder
-    else:
-        executor.shutdown(wait=True, kill_workers=kill)
+    # joblib's executor terminates (shuts down, and removes the memory-mapped folder); after an
+    # error it is gone, and the new one only shuts down
+    getattr(executor, "terminate", executor.shutdown)(kill_workers=kill)
 
 
 #: How often a worker process checks that the process that started it is still there, seconds.
@@ -148,63 +126,40 @@ def remove_stale_shared_memory() -> list[Path]:
     and loky's semaphores `/dev/shm/sem.loky-<pid>-*`, of pids that no longer exist, owned by
     this user. (Assumes that the processes sharing /dev/shm see the same pids, as they do
     unless /dev/shm is shared between containers.) Returns the paths removed."""
-    places = {Path("/dev/shm"), Path(tempfile.gettempdir())}
-    if os.environ.get("JOBLIB_TEMP_FOLDER"):
-        places.add(Path(os.environ["JOBLIB_TEMP_FOLDER"]))
-    stale = [(path, True) for place in places
-             for path in _of_dead_owners(place, "joblib_memmapping_folder_", "_", folders=True)]
-    stale += [(path, False) for path in _of_dead_owners(Path("/dev/shm"), "sem.loky-", "-",
-                                                         folders=False)]
+    # where, the name's prefix before the pid and its end after it, the kind of file, and how
+    # to remove it: joblib's folders in each place it may put them, loky's semaphores
+    kinds: list[tuple[Any, ...]] = [
+        *((place, "joblib_memmapping_folder_", "_", stat.S_ISDIR, shutil.rmtree) for place in
+          {Path("/dev/shm"), Path(tempfile.gettempdir()),
+           Path(os.environ.get("JOBLIB_TEMP_FOLDER") or "/dev/shm")}),
+        (Path("/dev/shm"), "sem.loky-", "-", stat.S_ISREG, os.unlink)]
     removed = []
-    for path, folder in stale:
-        try:
-            if folder:
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        except OSError:                            # gone meanwhile, or not ours to remove
-            continue
-        removed.append(path)
+    for place, prefix, end, of_kind, remove in kinds:
+        with suppress(OSError):                    # no such place, or not readable
+            for path in list(place.glob(prefix + "*")):
+                pid = path.name[len(prefix):].split(end, 1)[0]
+                with suppress(OSError):            # gone meanwhile, or not ours to remove
+                    st = path.lstat()
+                    if (pid.isdigit() and int(pid) > 0 and st.st_uid == os.getuid()
+                            and of_kind(st.st_mode) and not _exists(int(pid))):
+                        remove(path)
+                        removed.append(path)
     return removed
-
-
-def _of_dead_owners(place: Path, prefix: str, end: str, folders: bool) -> list[Path]:
-    """The folders (else files) named prefix + pid + end + ... in `place`, of this user, whose
-    pid names no process."""
-    found = []
-    try:
-        paths = list(place.glob(prefix + "*"))
-    except OSError:                                # no such place, or not readable
-        return []
-    for path in paths:
-        pid = path.name[len(prefix):].split(end, 1)[0]
-        try:
-            st = path.lstat()
-        except OSError:
-            continue
-        if (pid.isdigit() and int(pid) > 0 and st.st_uid == os.getuid()
-                and (stat.S_ISDIR(st.st_mode) if folders else stat.S_ISREG(st.st_mode))
-                and not _exists(int(pid))):
-            found.append(path)
-    return found
 
 
 def _exists(pid: int) -> bool:
     """Whether a process (or zombie) with this pid exists."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, OverflowError):               # EPERM: another user's; or no pid at all
-        return True
+    except (OSError, OverflowError) as err:    # EPERM: another user's; Overflow: no pid at all
+        return not isinstance(err, ProcessLookupError)
     return True
 
 
 def _jobs(n_jobs: int | None, n_tasks: int) -> int:
     """The worker processes `run_each` uses for n_tasks tasks."""
-    if n_jobs is not None and (not is_int(n_jobs) or n_jobs < 1):
-        raise ValueError(f"n_jobs must be None (default) or an integer >= 1, got {n_jobs!r}")
-    return max(1, min(n_jobs or default_jobs(), n_tasks))
+    Limit(int, 1, optional=True).check("n_jobs", n_jobs)
+    return max(1, min(n_jobs or env.jobs(os.cpu_count() or 1), n_tasks))
 
 
 def train_each(data: CIFAR10 | Source, configs: Iterable[Config], n_jobs: int | None = None,
@@ -220,12 +175,12 @@ def train_each(data: CIFAR10 | Source, configs: Iterable[Config], n_jobs: int | 
     on `data`, a `CIFAR10`; each run is told its share of the machine's cores, so that runs in
     workers do not prepare mini-batches in a thread of their own (`train`'s `cores`)."""
     configs = list(configs)
+    task = train_or_diverged if diverged else train
     address = scheduler_address(n_jobs, scheduler)
     if address:
         from .cluster import train_on_cluster  # needs the optional `distributed`
-        return train_on_cluster(address, data, configs, diverged=diverged)
+        return train_on_cluster(address, data, configs, task)
     cores = max(1, (os.cpu_count() or 1) // _jobs(n_jobs, len(configs)))
-    task = train_or_diverged if diverged else train
     return run_each(partial(task, cores=cores), [(data, config) for config in configs], n_jobs)
 
 
@@ -234,7 +189,6 @@ def train_many(data: CIFAR10 | Source, configs: Iterable[Config], n_jobs: int | 
     """The `Result`s of `train_each`, in the order of `configs`. `progress` shows a bar over
     the runs (tqdm.auto: on stderr, a widget in a notebook): done, total and time left."""
     configs = list(configs)
-    finished = tqdm(train_each(data, configs, n_jobs, scheduler), total=len(configs),
-                    disable=not progress, unit="run", file=sys.stderr, dynamic_ncols=True)
-    with finished:
-        return _in_order(finished)
+    with tqdm(train_each(data, configs, n_jobs, scheduler), total=len(configs),
+              disable=not progress, unit="run", file=sys.stderr, dynamic_ncols=True) as finished:
+        return [result for _, result in sorted(finished, key=lambda pair: pair[0])]

@@ -4,7 +4,8 @@ A trial whose training diverges is recorded as diverged, and the search goes on 
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,17 @@ from ..store.outputs import check_output, write_atomic
 from ..training import Diverged, Result
 from .parallel import scheduler_address, train_each
 
-#: What the record keeps of a trial, one JSON line each; a diverged trial's line has null
-#: accuracies and one more field, "diverged": {"step", "eta"} (`training.Diverged`).
-TRIAL_FIELDS = ("stage", "lam", "val_accuracy", "test_accuracy", "seconds")
+#: The lines of a record of trials (`TrialLog`), each a JSON object with the fields of one of
+#: these tables and values that pass their checks (a nested table: an object checked so): the
+#: first line, the search; then one line per trial, of a trial that trained, or of one that
+#: diverged, with null accuracies and "diverged": where (`training.Diverged`).
+SEARCH_FIELDS: dict[str, Any] = {"search": lambda v: isinstance(v, dict)}
+TRAINED_FIELDS: dict[str, Any] = {
+    "stage": ("coarse", "fine").__contains__, "lam": lambda v: number(0)(v) and v > 0,
+    "val_accuracy": number(0, 1), "test_accuracy": number(0, 1), "seconds": number(0)}
+DIVERGED_FIELDS: dict[str, Any] = {
+    **TRAINED_FIELDS, "val_accuracy": lambda v: v is None, "test_accuracy": lambda v: v is None,
+    "diverged": {"step": integer(0), "eta": number(-math.inf)}}
 
 #: A trial: {"stage", "lam", "val_accuracy", "test_accuracy", "seconds", "diverged", "result"}:
 #: "diverged" None for a trial that trained, else {"step", "eta"} where its training diverged
@@ -51,31 +60,9 @@ def lambda_values(lo: float, hi: float, n: int, *, random: bool = False,
     """n values of lam in [lo, hi]: log-spaced, or drawn log-uniformly (sorted) if `random`."""
     if not 0 < lo < hi or n < 1:
         raise ValueError(f"need 0 < lo < hi and n >= 1, got lo={lo}, hi={hi}, n={n}")
-    if random:
-        exps = np.sort(np.random.default_rng(seed).uniform(np.log10(lo), np.log10(hi), n))
-    else:
-        exps = np.linspace(np.log10(lo), np.log10(hi), n)
+    ends = np.log10(lo), np.log10(hi), n
+    exps = np.sort(np.random.default_rng(seed).uniform(*ends)) if random else np.linspace(*ends)
     return [float(v) for v in 10.0 ** exps]
-
-
-def evaluate_lambdas(data: CIFAR10 | Source, config: Config, lams: Sequence[float],
-                     n_jobs: int | None = None, *, stage: str = "coarse",
-                     scheduler: str | None = None, known: Mapping[float, Trial] | None = None,
-                     on_trial: Callable[[Trial], object] | None = None) -> list[Trial]:
-    """Train `config` once per lam (as `parallel.train_each` does, with n_jobs and scheduler).
-    Returns one trial per lam (see `Trial`), in the order of `lams`; a trial whose training
-    diverges is one with "diverged" set, and the other trials go on, locally and on a cluster.
-    Trials in `known` (lam -> trial, from an earlier run) are not trained again; `on_trial(trial)`
-    is called for every new trial as it finishes."""
-    trials = dict(known or {})
-    todo = [lam for lam in lams if lam not in trials]
-    configs = [config.with_(lam=lam) for lam in todo]
-    for i, outcome in train_each(data, configs, n_jobs, scheduler, diverged=True):
-        trial = _trial(stage, todo[i], outcome)
-        trials[todo[i]] = trial
-        if on_trial:
-            on_trial(trial)
-    return [trials[lam] for lam in lams]
 
 
 def _trial(stage: str, lam: float, outcome: Result | Diverged) -> Trial:
@@ -136,60 +123,58 @@ def coarse_to_fine(data: CIFAR10 | Source, config: Config, *,
         data = data.load(progress=progress)
     with tqdm(total=n_coarse + n_fine, disable=not progress, unit="trial",
               desc="lambda search") as bar:
-        def finished(trial: Trial) -> None:
-            if log:
-                log.append(trial)
-            bar.update()
-
         def run(stage: str, lams: list[float]) -> list[Trial]:
-            known = log.trials(stage) if log else {}
-            bar.update(sum(lam in known for lam in lams))
-            trials = evaluate_lambdas(data, config, lams, n_jobs, stage=stage,
-                                      scheduler=scheduler, known=known, on_trial=finished)
-            if not trained(trials):
+            """The trials of `stage`, one per lam in `lams`: those of the record as read from
+            it, the others trained (as `parallel.train_each` does) and recorded as each
+            finishes. StageDiverged if every one diverged."""
+            trials = log.trials(stage) if log else {}
+            bar.update(sum(lam in trials for lam in lams))
+            todo = [lam for lam in lams if lam not in trials]
+            for i, outcome in train_each(data, [config.with_(lam=lam) for lam in todo], n_jobs,
+                                         scheduler, diverged=True):
+                trials[todo[i]] = trial = _trial(stage, todo[i], outcome)
+                if log:
+                    log.append(trial)
+                bar.update()
+            if not trained(trials[lam] for lam in lams):
                 raise StageDiverged(stage, lams)
-            return trials
+            return [trials[lam] for lam in lams]
 
-        coarse_lams = lambda_values(*coarse, n_coarse, random=random, seed=seed)
-        coarse_trials = run("coarse", coarse_lams)
-        fine_trials = run("fine", _fine_values(coarse, coarse_lams, coarse_trials, n_fine,
-                                               random, seed)) if n_fine else []
+        coarse_trials = run("coarse", lambda_values(*coarse, n_coarse, random=random, seed=seed))
+        fine_trials = run("fine", _fine_values(coarse, n_coarse, best_trial(coarse_trials)["lam"],
+                                               n_fine, random, seed)) if n_fine else []
     return {"coarse": coarse_trials, "fine": fine_trials,
             "best": best_trial(coarse_trials + fine_trials)}
 
 
-def _fine_values(coarse: tuple[float, float], coarse_lams: list[float], coarse_trials: list[Trial],
-                 n_fine: int, random: bool, seed: int | None) -> list[float]:
-    """The fine stage's lam values around the best coarse trial (see `coarse_to_fine`)."""
-    n_coarse = len(coarse_lams)
-    i = coarse_lams.index(best_trial(coarse_trials)["lam"])
+def _fine_values(coarse: tuple[float, float], n_coarse: int, best: float, n_fine: int,
+                 random: bool, seed: int | None) -> list[float]:
+    """The fine stage's lam values around `best`, the best coarse value (see
+    `coarse_to_fine`)."""
     step = (np.log10(coarse[1]) - np.log10(coarse[0])) / max(n_coarse - 1, 1)
-    centre = np.log10(coarse_lams[i])
-    if random:
-        return lambda_values(10 ** (centre - step), 10 ** (centre + step), n_fine,
-                             random=True, seed=None if seed is None else seed + 1)
-    # n_fine + 2 log-spaced points without the two ends
-    return lambda_values(10 ** (centre - step), 10 ** (centre + step), n_fine + 2)[1:-1]
+    lo, hi = 10 ** (np.log10(best) - step), 10 ** (np.log10(best) + step)
+    # random: drawn with the next seed; else n_fine + 2 log-spaced values without the two ends
+    return (lambda_values(lo, hi, n_fine, random=True, seed=None if seed is None else seed + 1)
+            if random else lambda_values(lo, hi, n_fine + 2)[1:-1])
 
 
 def _description(config: Config, coarse: tuple[float, float], n_coarse: int, n_fine: int,
                  random: bool, seed: int | None) -> dict[str, Any]:
     """What makes two searches the same: the configuration (but lam) and the search's
     settings, as plain JSON values."""
-    settings = {"config": {k: v for k, v in asdict(config).items() if k != "lam"},
-                "lam_range": list(coarse), "coarse": n_coarse, "fine": n_fine, "random": random}
-    if random:
-        settings["draw_seed"] = seed
-    return json.loads(json.dumps(settings))
+    return json.loads(json.dumps({
+        "config": {k: v for k, v in asdict(config).items() if k != "lam"},
+        "lam_range": list(coarse), "coarse": n_coarse, "fine": n_fine, "random": random,
+        **({"draw_seed": seed} if random else {})}))
 
 
 class TrialLog:
     """The trials of a search in a JSON-lines file: a first line {"search": what makes the
-    search (`_description`)}, then one line per finished trial with TRIAL_FIELDS, in the order
-    they finished. Opening the file of the same search again resumes it (`trials`); the file
-    of another search raises SearchFileError. Every append writes the whole file under a
-    temporary name and renames it over the old one, so the file is complete whenever the
-    search is stopped."""
+    search (`_description`)}, then one line per finished trial (TRAINED_FIELDS,
+    DIVERGED_FIELDS), in the order they finished. Opening the file of the same search again
+    resumes it (`trials`); the file of another search raises SearchFileError. Every append
+    writes the whole file under a temporary name and renames it over the old one, so the file
+    is complete whenever the search is stopped."""
 
     def __init__(self, path: str | os.PathLike[str], search: dict[str, Any]) -> None:
         self.path = check_output(path, "search")   # OutputError unless a record may go there
@@ -207,25 +192,23 @@ class TrialLog:
 
     def append(self, trial: Trial) -> None:
         """Record a finished trial; a diverged one with its "diverged" field."""
-        line = {**{k: trial[k] for k in TRIAL_FIELDS[:-1]}, "seconds": round(trial["seconds"], 2)}
-        if trial.get("diverged"):
-            line["diverged"] = dict(trial["diverged"])
-        self.lines.append(line)
+        self.lines.append({**{k: trial[k] for k in TRAINED_FIELDS},
+                           "seconds": round(trial["seconds"], 2),
+                           **({"diverged": trial["diverged"]} if trial["diverged"] else {})})
         self._write()
 
     def _read(self) -> list[dict[str, Any]]:
         lines = []
-        with self.path.open() as f:
-            for number, text in enumerate(f, start=1):
-                try:
-                    line = json.loads(text)
-                except json.JSONDecodeError as err:
-                    line = err
-                if not _is_record_line(line, number == 1):
-                    raise SearchFileError(f"{self.path} is not a lambda search record (line "
-                                          f"{number}: {text.strip()[:80]!r}): give another "
-                                          f"--out file, or delete it")
-                lines.append(line)
+        for n, text in enumerate(self.path.read_text(errors="replace").splitlines(), 1):
+            line: Any = None
+            with suppress(json.JSONDecodeError):
+                line = json.loads(text)
+            tables = [SEARCH_FIELDS] if n == 1 else [TRAINED_FIELDS, DIVERGED_FIELDS]
+            if not any(_fits(line, table) for table in tables):
+                raise SearchFileError(f"{self.path} is not a lambda search record (line "
+                                      f"{n}: {text.strip()[:80]!r}): give another "
+                                      f"--out file, or delete it")
+            lines.append(line)
         if not lines:
             raise SearchFileError(f"{self.path} is empty, not a lambda search record: delete "
                                   f"it or give another --out file")
@@ -236,36 +219,25 @@ class TrialLog:
         write_atomic(self.path, "search", lambda f: f.write(text.encode()))
 
 
-def _is_record_line(line: object, first: bool) -> bool:
-    """Whether a parsed line is a record's first line (the search) or a trial line: TRIAL_FIELDS
-    with values of their kinds, and for a diverged trial null accuracies and "diverged"."""
-    if not isinstance(line, dict):
-        return False
-    if first:
-        return set(line) == {"search"} and isinstance(line["search"], dict)
-    if set(line) not in ({*TRIAL_FIELDS}, {*TRIAL_FIELDS, "diverged"}):
-        return False
-    if not (line["stage"] in ("coarse", "fine") and number(0)(line["lam"]) and line["lam"] > 0
-            and number(0)(line["seconds"])):
-        return False
-    accuracies = (line["val_accuracy"], line["test_accuracy"])
-    if "diverged" not in line:
-        return all(map(number(0, 1), accuracies))
-    diverged = line["diverged"]                # a diverged trial's line (`TrialLog.append`)
-    return (accuracies == (None, None) and isinstance(diverged, dict)
-            and set(diverged) == {"step", "eta"} and integer(0)(diverged["step"])
-            and number(-math.inf)(diverged["eta"]))
+def _fits(value: object, table: dict[str, Any]) -> bool:
+    """Whether `value` is an object with the fields of `table`, each passing its check there (a
+    nested table: an object that fits it)."""
+    return isinstance(value, dict) and value.keys() == table.keys() and all(
+        _fits(value[k], check) if isinstance(check, dict) else check(value[k])
+        for k, check in table.items())
 
 
 def _check_same(path: Path, found: dict[str, Any], wanted: dict[str, Any]) -> None:
     """SearchFileError naming the differences if the search recorded in `path` (`found`) is
     not the one asked for (`wanted`)."""
-    if found == wanted:
-        return
-    flat_found = {**found.get("config", {}), **{k: v for k, v in found.items() if k != "config"}}
-    flat_wanted = {**wanted["config"], **{k: v for k, v in wanted.items() if k != "config"}}
+    # each search's settings, with those of its config in place of the config
+    flat_found, flat_wanted = ({key: value for k, v in search.items()
+                                for key, value in (v.items() if isinstance(v, dict) else [(k, v)])}
+                               for search in (found, wanted))
     differences = [f"{key} {flat_found.get(key)} there, {flat_wanted.get(key)} here"
                    for key in sorted(set(flat_found) | set(flat_wanted))
                    if flat_found.get(key) != flat_wanted.get(key)]
-    raise SearchFileError(f"{path} records another search ({'; '.join(differences)}): give "
-                          f"another --out file, or delete {path} to start this one afresh")
+    if differences:
+        raise SearchFileError(f"{path} records another search ({'; '.join(differences)}): "
+                              f"give another --out file, or delete {path} to start this one "
+                              f"afresh")

@@ -250,9 +250,10 @@ def test_the_worker_deadline_from_the_environment(idle_scheduler, short_deadline
 
 
 def test_worker_wait_takes_seconds():
+    """config.Limit's refusal (its table of kinds is tested with the configuration's settings)."""
     for seconds in (0, math.nan, math.inf, True, "5"):
-        with pytest.raises(ValueError, match=f"worker_wait needs a number of seconds > 0, got "
-                                             f"{re.escape(repr(seconds))}"):
+        with pytest.raises(ValueError, match=f"^seconds must be a number > 0 or None, got "
+                                             f"{re.escape(repr(seconds))}$"):
             with cluster.worker_wait(seconds):
                 pass
 

@@ -17,7 +17,7 @@ import pytest
 
 from assignment3 import env
 from assignment3.config import Config, ConfigError
-from assignment3.scale.parallel import run_each, run_many, scheduler_address, train_many
+from assignment3.scale.parallel import run_each, scheduler_address, train_many
 
 #: Two tiny runs on the synthetic data.
 CONFIGS = [Config(hidden=(10,), n_s=20, cycles=1, n_batch=50, seed=s) for s in (0, 1)]
@@ -89,18 +89,18 @@ def test_error_in_a_worker_reaches_the_caller_and_the_workers_end(synthetic, shm
     no_workers_left(shm_files_of, wait_until)
 
 
-def test_run_many_keeps_the_order_of_its_arguments():
+def test_run_each_numbers_the_results_by_their_arguments():
     args = [(i, 10 * i) for i in range(5)]
-    assert run_many(operator.add, args, n_jobs=1) == [11 * i for i in range(5)]
     assert sorted(run_each(operator.mul, args, n_jobs=1)) == [(i, 10 * i * i) for i in range(5)]
-    assert run_many(operator.add, [], n_jobs=3) == []
+    assert list(run_each(operator.add, [], n_jobs=3)) == []
 
 
 def test_n_jobs_must_be_a_count(synthetic):
-    """Below 1, and not an integer (a bool is none, nor is a string of digits)."""
+    """Below 1, and not an integer (a bool is none, nor is a string of digits): config.Limit's
+    refusal (its table of kinds is tested with the configuration's settings)."""
     for n_jobs in (0, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="n_jobs must be None \\(default\\) or an integer "
-                                             f">= 1, got {n_jobs!r}"):
+        with pytest.raises(ValueError, match=f"^n_jobs must be an integer >= 1 or None, got "
+                                             f"{re.escape(repr(n_jobs))}$"):
             train_many(synthetic, [CONFIGS[0]], n_jobs=n_jobs)
 
 
@@ -262,13 +262,13 @@ def test_busy_workers_of_a_killed_parent_exit_within_seconds(tmp_path, shm_files
     proc = start_in_own_group(textwrap.dedent("""
         import sys, time
         from pathlib import Path
-        from assignment3.scale.parallel import run_many
+        from assignment3.scale.parallel import run_each
 
         def busy(i):
             Path(sys.argv[1], str(i)).touch()
             time.sleep(600)
 
-        run_many(busy, [(0,), (1,)], n_jobs=2)
+        list(run_each(busy, [(0,), (1,)], n_jobs=2))
     """), args=[str(tmp_path)])
     try:
         children = with_two_workers(proc, wait_until)
@@ -326,7 +326,7 @@ def test_next_run_removes_shared_memory_of_dead_owners(tmp_path, monkeypatch):
         stale_semaphore = semaphores / f"sem.loky-{dead}-stale000"
         stale_semaphore.write_bytes(b"")
     try:
-        assert run_many(operator.add, [(1, 2)], n_jobs=1) == [3]
+        assert list(run_each(operator.add, [(1, 2)], n_jobs=1)) == [(0, 3)]
         assert not stale.exists()
         assert all(p.is_symlink() or p.is_dir() for p in kept)
         assert (target / "keep").read_text() == "keep"
@@ -354,7 +354,7 @@ def test_group_killed_with_its_trackers_leaves_a_folder_that_the_next_run_remove
     left = list(tmp_path.glob(f"joblib_memmapping_folder_{proc.pid}_*"))
     assert left and any(any(folder.iterdir()) for folder in left)
     monkeypatch.setenv("JOBLIB_TEMP_FOLDER", str(tmp_path))
-    run_many(operator.add, [(1, 2)], n_jobs=1)
+    list(run_each(operator.add, [(1, 2)], n_jobs=1))
     assert list(tmp_path.iterdir()) == []
     assert list(Path("/dev/shm").glob(f"sem.loky-{proc.pid}-*")) == []
 

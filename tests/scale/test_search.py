@@ -24,7 +24,6 @@ from assignment3.scale.search import (
     TrialLog,
     best_trial,
     coarse_to_fine,
-    evaluate_lambdas,
     lambda_values,
 )
 from assignment3.store.outputs import OutputError
@@ -102,16 +101,6 @@ def test_random_search_draws_its_fine_values_around_the_best(synthetic, tmp_path
                                      seed=5))
     with pytest.raises(ValueError, match="a random search is recorded in `out` only with a seed"):
         coarse_to_fine(synthetic, TINY, random=True, out="trials.jsonl")
-
-
-def test_known_trials_are_not_trained_again(synthetic):
-    known = {0.01: {"stage": "coarse", "lam": 0.01, "val_accuracy": 0.5, "test_accuracy": 0.4,
-                    "result": None}}
-    finished = []
-    trials = evaluate_lambdas(synthetic, TINY, [0.001, 0.01], n_jobs=1, known=known,
-                              on_trial=finished.append)
-    assert trials[1] is known[0.01] and trials[0]["result"].config.lam == 0.001
-    assert finished == [trials[0]]
 
 
 def test_stopped_search_resumes_from_its_record(synthetic, tmp_path):
