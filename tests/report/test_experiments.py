@@ -1,6 +1,6 @@
 """The report's experiments, each on the synthetic data with tiny runs: the gradient check and
-its table, BN against no BN with the table of seeds, the lambda search with its final run, the
-sensitivity to the initial sigma."""
+its table, section 6's gradient check of its new options, BN against no BN with the table of
+seeds, the lambda search with its final run, the sensitivity to the initial sigma."""
 import pytest
 
 from assignment3.config import Config
@@ -12,6 +12,7 @@ from assignment3.report.experiments import (
     bn_table,
     gradient_check,
     gradient_check_table,
+    gradient_checks,
     init_sensitivity,
     lambda_search,
 )
@@ -78,3 +79,23 @@ def test_init_sensitivity_covers_depths_bn_and_sigmas(synthetic):
         assert result.config == Config(hidden=THREE_LAYER if depth == 3 else NINE_LAYER,
                                        batch_norm=bn, init=sigma)
         assert len(result.params["W"]) == depth
+
+
+def check_new_options(rows):
+    assert [(r["BN"], r["dropout"] != "none", r["targets"] != "one-hot", r["ReLU"])
+            for r in rows] == [
+        (bn, drop, soft, "every hidden layer") for bn in ("before the ReLU", "after the ReLU")
+        for drop in (False, True) for soft in (False, True)] + [
+        (bn, True, True, "not in layer 1 (linear)") for bn in ("before the ReLU", "after the ReLU")]
+    assert all(r["worst relative error"] < 1e-6 for r in rows), rows
+    assert all(r["median relative error"] <= r["worst relative error"] for r in rows)
+
+
+def test_gradient_checks_of_the_new_options(synthetic):
+    """Small nets (the default 50-30 one takes ~10 s: on the real data below)."""
+    check_new_options(gradient_checks(synthetic, hidden=(10, 8)))
+
+
+@pytest.mark.slow
+def test_gradient_checks_of_the_new_options_as_the_report_runs_them(cifar10):
+    check_new_options(gradient_checks(cifar10))
