@@ -207,9 +207,11 @@ def _mean_std(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     var = E[x^2] - E[x]^2 only rounds once at the end.
     """
     n = sum(len(block) for block in blocks)
-    mean = sum(block.sum(axis=0, dtype=np.int64) for block in blocks) / n
-    mean_sq = sum(np.einsum("ij,ij->j", block, block, dtype=np.int64) for block in blocks) / n
-    return mean, np.sqrt(mean_sq - mean**2)
+    sums = np.sum([block.sum(axis=0, dtype=np.int64) for block in blocks], axis=0)
+    squares = np.sum([np.einsum("ij,ij->j", block, block, dtype=np.int64) for block in blocks],
+                     axis=0)
+    mean = sums / n
+    return mean, np.sqrt(squares / n - mean**2)
 
 
 def _normalised(blocks: list[np.ndarray], labels: np.ndarray, mean: np.ndarray,
