@@ -105,16 +105,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(json.dumps({**stored, **scores}))
         return 0
 
-    def pair(prefix: str) -> tuple[float, ...]:
-        return tuple(100 * s[f"{prefix}{name}_accuracy"] for s in (scores, stored)
-                     for name in ("val", "test"))
+    def said(prefix: str) -> tuple[str, str, str]:
+        """Validation and test accuracy now, and as stored, of the weights `prefix` names."""
+        val, test, val_then, test_then = (f"{100 * s[f'{prefix}{name}_accuracy']:.2f}%"
+                                          for s in (scores, stored) for name in ("val", "test"))
+        return val, test, f"(stored with the run: {val_then}, {test_then})"
 
     flip = (f", flip-averaged {100 * scores['test_accuracy_flip_averaged']:.2f}%"
             if args.flip_average else "")
-    print(f"{args.path}: validation accuracy {{:.2f}}%, test accuracy {{:.2f}}%{flip} (stored "
-          "with the run: {:.2f}%, {:.2f}%)".format(*pair(""))
-          + ("" if result.averaged is None else "; averaged weights (SWA): validation {:.2f}%, "
-             "test {:.2f}% (stored with the run: {:.2f}%, {:.2f}%)".format(*pair("swa_"))))
+    val, test, kept = said("")
+    line = f"{args.path}: validation accuracy {val}, test accuracy {test}{flip} {kept}"
+    if result.averaged is not None:
+        val, test, kept = said("swa_")
+        line += f"; averaged weights (SWA): validation {val}, test {test} {kept}"
+    print(line)
     return 0
 
 
