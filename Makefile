@@ -86,8 +86,11 @@ lint: setup
 	$(BIN)/ruff check assignment3 tests benchmarks report
 	$(BIN)/mypy
 
-check: lint
-	$(BIN)/python -m pytest -m "not slow" tests
+# mypy beside the fast tests, which run in one process per core (pytest-xdist)
+check: setup
+	$(BIN)/ruff check assignment3 tests benchmarks report
+	$(BIN)/mypy & mypy=$$!; $(BIN)/python -m pytest -n auto -m "not slow" tests; \
+	    tests=$$?; wait $$mypy && exit $$tests
 
 test: lint data
 	$(BIN)/python -m pytest tests --nbval-lax $(NOTEBOOKS)
