@@ -22,11 +22,10 @@ def machine() -> dict[str, Any]:
     """The machine a run is timed on: CPU model, cores, Python and numpy versions, and the BLAS
     library with its kernel (e.g. "openblas 0.3.31 (Haswell), 2 threads"; the kernel changes
     the rounding of the products, so a seed gives a different run with another kernel)."""
-    cpu = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):                # Linux: the model name
-        cpu = next((line.split(":", 1)[1].strip() for line in
-                    Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
+    cpu = next((line.split(":", 1)[1].strip() for line in        # Linux: the model name
+                (Path("/proc/cpuinfo").read_text().splitlines()
+                 if os.path.exists("/proc/cpuinfo") else [])
+                if line.startswith("model name")), platform.processor())
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__,
             "blas": "; ".join(f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')}),"

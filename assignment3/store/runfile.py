@@ -335,9 +335,7 @@ def read_network(f: RunFile, dims: Sequence[int], batch_norm: bool, dtype: DType
 
 
 def shown(value: Any, limit: int = 60) -> str:
-    """`value` (read from JSON) as a message shows it: as JSON, cut to `limit` characters."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
+    """`value` (read from JSON, or written as JSON: every caller's) as a message shows it: as
+    JSON, cut to `limit` characters."""
+    text = json.dumps(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."

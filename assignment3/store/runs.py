@@ -41,17 +41,23 @@ PROVENANCE_FIELDS = {"math_version": (integer(0), "an integer >= 0"), "code_vers
                      "machine": OBJECT, "notes": OBJECT}
 
 
+def weights(result: Result) -> list[tuple[str, Result | Averaged]]:
+    """The weights of `result`, each with the prefix of its arrays and scores: its own (""), and
+    its averaged weights (`runfile.AVERAGED`) if it has them; each has params and stats."""
+    return [(prefix, w) for prefix, w in (("", result), (runfile.AVERAGED, result.averaged))
+            if w is not None]
+
+
 def save_run(path: Path_, result: Result, notes: dict[str, Any] | None = None,
              version: str | None = None, machine: dict[str, Any] | None = None) -> None:
     """Write `result` to the file `path` (by convention `.npz`), with `notes` (a JSON-ready dict
     kept with it, e.g. what the run shows), the code version that trained it and the machine it
     ran on (default: this code's and this machine). The averaged weights of a run with SWA are
     kept beside its weights (arrays named after `runfile.AVERAGED`), their scores in "swa"."""
-    arrays = runfile.param_arrays(result.params, result.stats)
-    swa = {}
-    if (averaged := result.averaged) is not None:
-        arrays.update(runfile.param_arrays(averaged.params, averaged.stats, runfile.AVERAGED))
-        swa = {"swa": {key: getattr(averaged, key) for key in ACCURACIES}}
+    arrays = {name: a for prefix, w in weights(result)
+              for name, a in runfile.param_arrays(w.params, w.stats, prefix).items()}
+    swa = {} if (averaged := result.averaged) is None else \
+        {"swa": {key: getattr(averaged, key) for key in ACCURACIES}}
     runfile.write(path, arrays, {
         "kind": "run", "math_version": MATH_VERSION, "config": config_dict(result.config),
         "history": result.history, **{key: getattr(result, key) for key in SCALAR_FIELDS},
@@ -111,13 +117,10 @@ def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict
     if result.config.zca:
         data = zca_whiten(data)
     net = result.config.net
-    weights = [("", result.params, result.stats)]
-    if (avg := result.averaged) is not None:
-        weights.append(("swa_", avg.params, avg.stats))
     with threadpool_limits(result.config.blas_threads, user_api="blas"):
         scores = {f"{which}{name}_accuracy":
-                  evaluate(params, split.X, split.y, 0.0, stats, net=net)["accuracy"]
-                  for which, params, stats in weights
+                  evaluate(w.params, split.X, split.y, 0.0, w.stats, net=net)["accuracy"]
+                  for which, w in weights(result)
                   for name, split in (("val", data.val), ("test", data.test))}
         if flip_average:
             P = (softmax(test_scores(result.params, data.test.X, result.stats, net=net))
