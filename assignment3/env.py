@@ -17,7 +17,7 @@ DATA_DIR = "CIFAR10_DIR"
 CACHE_HOME = "XDG_CACHE_HOME"
 #: The number of worker processes of `scale.parallel`.
 JOBS = "ASSIGNMENT3_JOBS"
-#: The address of a Dask scheduler to train on (`scale.cluster`).
+#: The address of a Dask scheduler to train on (`scale.cluster`), as it is (`read`).
 SCHEDULER = "ASSIGNMENT3_SCHEDULER"
 #: Seconds that runs on that scheduler wait for it to have workers (`scale.cluster`).
 WAIT_WORKERS = "ASSIGNMENT3_WAIT_WORKERS"
@@ -34,8 +34,7 @@ class EnvironmentValueError(Error, ValueError):
 def read(name: str) -> str | None:
     """The value of the variable `name` without surrounding spaces, or None if it is unset or
     empty."""
-    value = os.environ.get(name, "").strip()
-    return value or None
+    return os.environ.get(name, "").strip() or None
 
 
 def parsed(name: str, parse: Callable[[str], T], valid: Callable[[T], bool], default: T,
@@ -70,11 +69,6 @@ def jobs(cores: int) -> int:
     """Worker processes: $ASSIGNMENT3_JOBS (1 to `cores`), else `cores`."""
     return parsed(JOBS, int, lambda n: 1 <= n <= cores, cores,
                   f"the number of worker processes, an integer in 1..{cores}")
-
-
-def scheduler() -> str | None:
-    """$ASSIGNMENT3_SCHEDULER: a Dask scheduler's address, or None."""
-    return read(SCHEDULER)
 
 
 def wait_workers(default: float) -> float:

@@ -30,13 +30,7 @@ class Error(Exception):
         named = [word(*n) if isinstance(n, tuple) else word(n) for n in self.names]
         return self.template.format(*named, **self.values)
 
-    def __reduce__(self) -> tuple[Callable[..., "Error"], tuple[Any, ...]]:
-        return _rebuilt, (type(self), self.template, self.names, self.values)   # pickled whole
-
-
-def _rebuilt(cls: type[Error], template: str, names: tuple[Any, ...],
-             values: dict[str, Any]) -> Error:
-    """An error of class `cls` from what `Error.__reduce__` keeps (not its class's __init__)."""
-    err = cls.__new__(cls)
-    Error.__init__(err, template, *names, **values)
-    return err
+    def __reduce__(self) -> tuple[Callable[..., "Error"], tuple[Any, ...], dict[str, Any]]:
+        """Pickled whole: unpickled as a new object of its class with its message and its
+        attributes, without its class's __init__ (whose arguments differ from class to class)."""
+        return type(self).__new__, (type(self), *self.args), self.__dict__

@@ -10,7 +10,7 @@ import multiprocessing.util
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,11 +29,6 @@ class Stopped(BaseException):
         self.signum = signum
         super().__init__(f"stopped by {signal.Signals(signum).name}")
 
-    @property
-    def exit_status(self) -> int:
-        """The shell's exit status for a process ended by this signal: 128 + signal number."""
-        return 128 + self.signum
-
 
 def _raise_stopped(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signum)
@@ -42,14 +37,11 @@ def _raise_stopped(signum: int, frame: FrameType | None) -> None:
 @contextmanager
 def signals_raise(resend: bool = True) -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise `Stopped` (in the main thread; other threads
-    cannot take signals, and signals that are ignored, as under nohup, stay ignored). When
-    `Stopped` leaves the block, the previous handlers are back and, with `resend`, the signal is
-    sent again to them; without `resend` (a command line that reports the stop itself) it
-    propagates. A process that the re-sent signal ends (the default handler) first runs the
-    cleanups of multiprocessing that a normal exit runs (`_exit_cleanups`)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    cannot take signals, and signals that are ignored, as under nohup, stay ignored: `install`).
+    When `Stopped` leaves the block, the previous handlers are back and, with `resend`, the
+    signal is sent again to them; without `resend` (a command line that reports the stop
+    itself) it propagates. A process that the re-sent signal ends (the default handler) first
+    runs the cleanups of multiprocessing that a normal exit runs (`_exit_cleanups`)."""
     previous = install(STOP_SIGNALS, _raise_stopped)
     try:
         yield
@@ -70,15 +62,16 @@ def _exit_cleanups() -> None:
     locks that joblib's executor still holds (a task stuck on its way to killed workers keeps
     them alive) are unlinked, so that loky's resource tracker has no "leaked semlock objects" to
     report. A failing cleanup does not keep the process from ending."""
-    try:
+    with suppress(Exception):                      # the signal ends the process all the same
         multiprocessing.util._run_finalizers(0)  # type: ignore[attr-defined]
-    except Exception:                              # the signal ends the process all the same
-        pass
 
 
 def install(signals: tuple[int, ...], handler: Handler) -> dict[int, Handler]:
     """Set `handler` for each of `signals` that is not ignored (as under nohup) and has a
-    Python-level handler; returns the handlers it replaced, for `restore`. Main thread only."""
+    Python-level handler; returns the handlers it replaced, for `restore`. In another thread
+    than the main thread, which alone can set handlers, it sets none."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
     previous = {sig: signal.getsignal(sig) for sig in signals}
     previous = {sig: h for sig, h in previous.items() if h not in (signal.SIG_IGN, None)}
     for sig in previous:
@@ -101,10 +94,8 @@ class StopSignals:
 
     def __enter__(self) -> "StopSignals":
         self.received: int | None = None
-        self.previous: dict[int, Handler] = {}
-        if (threading.current_thread() is threading.main_thread()
-                and multiprocessing.parent_process() is None):
-            self.previous = install((signal.SIGINT, *STOP_SIGNALS), self._receive)
+        self.previous = (install((signal.SIGINT, *STOP_SIGNALS), self._receive)
+                         if multiprocessing.parent_process() is None else {})
         return self
 
     def _receive(self, signum: int, frame: FrameType | None) -> None:
@@ -123,6 +114,5 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __init__(self, signum: int, step: int, total: int, checkpoint: Path | None) -> None:
         self.signum, self.step, self.total, self.checkpoint = signum, step, total, checkpoint
-        name = signal.Signals(signum).name
-        super().__init__(f"{name} at step {step} of {total}: " + (
+        super().__init__(f"{signal.Signals(signum).name} at step {step} of {total}: " + (
             f"checkpoint written to {checkpoint}" if checkpoint else "no checkpoint was set"))

@@ -78,10 +78,3 @@ def test_cache_home(monkeypatch, tmp_path):
     for value in (None, "", "relative/path"):     # relative: ignored, as the convention says
         set_or_unset(monkeypatch, "XDG_CACHE_HOME", value)
         assert env.cache_home() == Path(tmp_path / "home" / ".cache"), f"XDG_CACHE_HOME={value!r}"
-
-
-def test_scheduler(monkeypatch):
-    monkeypatch.delenv("ASSIGNMENT3_SCHEDULER", raising=False)
-    assert env.scheduler() is None
-    monkeypatch.setenv("ASSIGNMENT3_SCHEDULER", " tcp://127.0.0.1:8786 ")
-    assert env.scheduler() == "tcp://127.0.0.1:8786"

@@ -11,20 +11,22 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from .. import env
 from ..config import ConfigError
 from ..data import DataError
 from ..env import EnvironmentValueError
 from ..errors import Error
 from ..nn.optim import DivergenceError
-from ..scale.cluster import ClusterError
+from ..scale.cluster import WAIT_WORKERS, ClusterError
 from ..scale.search import SearchFileError, StageDiverged
 from ..signals import Stopped, TrainingInterrupted, signals_raise
 from ..store.outputs import OutputError
 from ..store.runfile import RunFileError
 from .commands import evaluate_command, plot_command, train_command
-from .options import Parser, add_data, cli_words, config_options, search_options
+from .options import DATA, SEARCH_LIMITS, Parser, cli_words, config_options, from_limit
 
 #: The exit status of each error the commands let through (an Error of a class not here is a
 #: bug, and gets a traceback): 2 for what was given (settings, files, data, environment), 1 for
@@ -34,50 +36,89 @@ EXIT_STATUS: dict[type[Error], int] = {
     SearchFileError: 2, OutputError: 1, DivergenceError: 1, StageDiverged: 1}
 
 
+#: A saved run, the argument of evaluate and plot.
+SAVED_RUN = {"metavar": "PATH", "help": "a run saved with train --save"}
+
+#: The commands: name -> (the function that does it, help, description, its arguments beyond
+#: the options of a run that train and search share (`config_options`): name -> add_argument's
+#: keywords).
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str, dict[str, Any]]] = {
+    "train": (train_command, "train one network and print a summary",
+              "Train one network. --preset assignment (the default) is the assignment's 3-layer "
+              "BN net (batch 100, cyclical learning rate 1e-5..1e-1, n_s = 5 epochs, 2 cycles); "
+              "--preset best is the best net of notebook 06. Options given override the preset.", {
+                  "--quiet": {"action": "store_true", "help": "no progress bar"},
+                  "--save": {"metavar": "PATH", "help": "write the trained run to PATH (.npz)"},
+                  "--checkpoint": {
+                      "metavar": "PATH",
+                      "help": "write the training state to PATH at every evaluation and on "
+                              "Ctrl-C, SIGTERM or SIGHUP; if PATH exists, resume from it (the "
+                              "same command again finishes the run exactly as without the "
+                              "interruption)"}}),
+    "search": (train_command, "coarse-to-fine search for lam",
+               "Coarse-to-fine search for lam, by validation accuracy, of the network the other "
+               "options describe (as for train): locally in --jobs processes, or on the Dask "
+               "cluster of --scheduler. Trials already in --out are not trained again.", {
+                   "--lam-range": {"nargs": 2, **from_limit("lam_range", SEARCH_LIMITS),
+                                   "default": (1e-5, 1e-1), "metavar": ("LO", "HI"),
+                                   "help": "range of the coarse stage (1e-5 1e-1)"},
+                   "--coarse": {**from_limit("coarse", SEARCH_LIMITS), "default": 8,
+                                "metavar": "N", "help": "lam values of the coarse stage (8)"},
+                   "--fine": {**from_limit("fine", SEARCH_LIMITS), "default": 8, "metavar": "N",
+                              "help": "lam values of the fine stage (8; 0: no fine stage)"},
+                   "--random": {"action": "store_true", "help": "draw the values log-uniformly "
+                                                               "(with --seed) instead of a grid"},
+                   "--jobs": {**from_limit("jobs", SEARCH_LIMITS), "metavar": "N",
+                              "help": "local worker processes (default: $ASSIGNMENT3_JOBS, else "
+                                      "one per core)"},
+                   "--scheduler": {"metavar": "ADDRESS",
+                                   "help": f"a Dask scheduler, e.g. tcp://host:8786 (default: "
+                                           f"${env.SCHEDULER}; unset: local processes)"},
+                   "--wait-workers": {**from_limit("wait_workers", SEARCH_LIMITS),
+                                      "metavar": "SECONDS",
+                                      "help": f"on a Dask cluster, how long trials wait for a "
+                                              f"scheduler without workers before the search "
+                                              f"fails (default: ${env.WAIT_WORKERS}, else "
+                                              f"{WAIT_WORKERS:g})"},
+                   "--out": {"metavar": "FILE", "help": "record each trial in FILE (JSON lines) "
+                                                        "as it finishes; if FILE exists, resume "
+                                                        "its search"}}),
+    "evaluate": (evaluate_command, "re-score a saved run on validation and test",
+                 "Re-score a run saved with train --save on the validation and test sets (the "
+                 "same data it was trained on).", {
+                     "path": SAVED_RUN,
+                     "--flip-average": {"action": "store_true",
+                                        "help": "also the test accuracy with each image's "
+                                                "probabilities averaged with its mirror image's"},
+                     "--data": DATA,
+                     "--json": {"action": "store_true", "help": "print one JSON object"}}),
+    "plot": (plot_command, "draw the learning curves of a saved run",
+             "Loss and accuracy on training and validation data against the update step, of a "
+             "run saved with train --save.", {
+                 "path": SAVED_RUN,
+                 "--out": {"metavar": "FILE", "help": "the figure; its format by its extension "
+                                                      "(png, pdf, svg, ...); default: PATH with "
+                                                      ".png"}}),
+}
+
+#: Options that cannot be given together: of a command that has them, the parser refuses the
+#: second, naming both.
+EXCLUSIVE = ("--jobs", "--scheduler")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m assignment3",
-                     description="k-layer networks with batch normalization on CIFAR-10 (KTH "
-                                 "DD2424 Assignment 3)")
+                    description="k-layer networks with batch normalization on CIFAR-10 (KTH "
+                                "DD2424 Assignment 3)")
     sub = parser.add_subparsers(dest="command", required=True)
-    config = config_options()
-    t = sub.add_parser("train", parents=[config], help="train one network and print a summary",
-                       description="Train one network. --preset assignment (the default) is the "
-                                   "assignment's 3-layer BN net (batch 100, cyclical learning rate "
-                                   "1e-5..1e-1, n_s = 5 epochs, 2 cycles); --preset best is the "
-                                   "best net of notebook 06. Options given override the preset.")
-    t.set_defaults(parser=t, handler=train_command)
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--save", metavar="PATH", help="write the trained run to PATH (.npz)")
-    t.add_argument("--checkpoint", metavar="PATH",
-                   help="write the training state to PATH at every evaluation and on Ctrl-C, "
-                        "SIGTERM or SIGHUP; if PATH exists, resume from it (the same command "
-                        "again finishes the run exactly as without the interruption)")
-    s = sub.add_parser("search", parents=[config], help="coarse-to-fine search for lam",
-                       description="Coarse-to-fine search for lam, by validation accuracy, of the "
-                                   "network the other options describe (as for train): locally "
-                                   "in --jobs processes, or on the Dask cluster of --scheduler. "
-                                   "Trials already in --out are not trained again.")
-    s.set_defaults(parser=s, handler=train_command, quiet=False, save=None, checkpoint=None)
-    search_options(s)
-
-    e = sub.add_parser("evaluate", help="re-score a saved run on validation and test",
-                       description="Re-score a run saved with train --save on the validation and "
-                                   "test sets (the same data it was trained on).")
-    e.set_defaults(parser=e, handler=evaluate_command)
-    e.add_argument("path", metavar="PATH", help="a run saved with train --save")
-    e.add_argument("--flip-average", action="store_true",
-                   help="also the test accuracy with each image's probabilities averaged with "
-                        "its mirror image's")
-    add_data(e)
-    e.add_argument("--json", action="store_true", help="print one JSON object")
-
-    p = sub.add_parser("plot", help="draw the learning curves of a saved run",
-                       description="Loss and accuracy on training and validation data against "
-                                   "the update step, of a run saved with train --save.")
-    p.set_defaults(parser=p, handler=plot_command)
-    p.add_argument("path", metavar="PATH", help="a run saved with train --save")
-    p.add_argument("--out", metavar="FILE", help="the figure; its format by its extension (png, "
-                                                 "pdf, svg, ...); default: PATH with .png")
+    run = config_options()
+    for name, (handler, help_text, description, arguments) in COMMANDS.items():
+        p = sub.add_parser(name, parents=[run] if handler is train_command else [],
+                           help=help_text, description=description)
+        p.set_defaults(parser=p, handler=handler)
+        exclusive = p.add_mutually_exclusive_group() if arguments.keys() >= set(EXCLUSIVE) else p
+        for option, keywords in arguments.items():
+            (exclusive if option in EXCLUSIVE else p).add_argument(option, **keywords)
     return parser
 
 
@@ -89,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with signals_raise(resend=False):
             args = build_parser().parse_args(argv)
-            return args.handler(args)
+            args.handler(args)
+            return 0
     except tuple(EXIT_STATUS) as err:
         given = {k for k, v in vars(args).items() if v is not None}
         text = err.worded(cli_words(given, args.preset if "preset" in args else "assignment"))
@@ -109,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGINT
     except Stopped as stop:
         print(stop, file=sys.stderr)
-        return stop.exit_status
+        return 128 + stop.signum
     except BrokenPipeError:                    # the reader of our output went away (| head)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

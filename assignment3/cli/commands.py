@@ -1,10 +1,10 @@
 """What each command does: train (and search) a network, save it (or, failing that, keep it
-elsewhere), evaluate and plot a saved run, and search for lam."""
+elsewhere), evaluate and plot a saved run, and search for lam. Each prints its output; an error
+it raises is said by `main` (a failed write: OutputError, exit status 1)."""
 import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -22,11 +22,11 @@ from ..training import Result, train
 from .options import config_from_args
 
 
-def train_command(args: argparse.Namespace) -> int:
+def train_command(args: argparse.Namespace) -> None:
     """The train and search commands."""
     config = config_from_args(args, args.parser)
-    paths = [Path(p).resolve() for p in (args.save, args.checkpoint) if p]
-    if len(paths) == 2 and paths[0] == paths[1]:
+    if args.save and args.checkpoint and \
+            Path(args.save).resolve() == Path(args.checkpoint).resolve():
         args.parser.error("--save and --checkpoint need different paths: a checkpoint holds the "
                           "training state, a saved run the finished run")
     outputs = (("--save", args.save, "run"), ("--checkpoint", args.checkpoint, "checkpoint"),
@@ -40,14 +40,13 @@ def train_command(args: argparse.Namespace) -> int:
     quiet = args.json or args.quiet
     if args.command == "search":
         with worker_wait(args.wait_workers):
-            return search_command(args, config)
+            search_command(args, config)
+        return
     version = code_version()                   # the code that trains, not the one at the end
     data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not quiet)
     checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
     result = train(data, config, progress=not quiet, checkpoint=checkpoint)
     failed = save_or_fallback(args.save, result, version) if args.save else None
-    if failed:
-        args.save = None                       # the summary does not say "saved to"
     if args.json:
         print(json.dumps({**result.summary(), "resumed_from_step": result.resumed_from_step}))
     else:
@@ -57,11 +56,9 @@ def train_command(args: argparse.Namespace) -> int:
               f"lam {config.lam}, {result.steps} steps{resumed} in {result.seconds:.1f} s: "
               f"validation accuracy {100 * result.val_accuracy:.2f}%, "
               f"test accuracy {100 * result.test_accuracy:.2f}%" + averaged_scores(result)
-              + (f"; saved to {args.save}" if args.save else ""))
+              + (f"; saved to {args.save}" if args.save and not failed else ""))
     if failed:
-        print(f"error: {failed}", file=sys.stderr)
-        return 1
-    return 0
+        raise OutputError(failed)
 
 
 def averaged_scores(result: Result) -> str:
@@ -96,14 +93,14 @@ def save_or_fallback(path: str, result: Result, version: str) -> str | None:
             f"the run was not kept (its accuracies are above)")
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
+def evaluate_command(args: argparse.Namespace) -> None:
     result = load_run(args.path)
     data = load_cifar10(args.data, dtype=np.dtype(result.config.dtype), progress=not args.json)
     scores = reevaluate(data, result, flip_average=args.flip_average)
     stored = result.summary()
     if args.json:
         print(json.dumps({**stored, **scores}))
-        return 0
+        return
 
     def said(prefix: str) -> tuple[str, str, str]:
         """Validation and test accuracy now, and as stored, of the weights `prefix` names."""
@@ -119,14 +116,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
         val, test, kept = said("swa_")
         line += f"; averaged weights (SWA): validation {val}, test {test} {kept}"
     print(line)
-    return 0
 
 
-def plot_command(args: argparse.Namespace) -> int:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_command(args: argparse.Namespace) -> None:
+    """The figure is a plain matplotlib Figure, not pyplot's: no window, whatever the backend."""
     from matplotlib.backend_bases import FigureCanvasBase
+    from matplotlib.figure import Figure
 
     from ..report.plots import plot_curves
 
@@ -144,21 +139,18 @@ def plot_command(args: argparse.Namespace) -> int:
         args.parser.error(f"--out {err}" if args.out else f"{err} (the default --out is PATH "
                           f"with .png: give --out)")
     result = load_run(args.path)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    label = Path(args.path).stem
-    for ax, quantity in zip(axes, ("loss", "acc")):
-        plot_curves({label: result}, quantity, ax=ax)
+    fig = Figure(figsize=(11, 3.8))
+    for ax, quantity in zip(fig.subplots(1, 2), ("loss", "acc")):
+        plot_curves({Path(args.path).stem: result}, quantity, ax=ax)
     fig.tight_layout()
     try:
         write_atomic(out, "figure", lambda f: fig.savefig(f, format=fmt))
     except OSError as err:
-        print(f"error: could not write {out} ({err.strerror or err})", file=sys.stderr)
-        return 1
+        raise OutputError(f"could not write {out} ({err.strerror or err})") from None
     print(f"learning curves of {args.path} written to {out}")
-    return 0
 
 
-def search_command(args: argparse.Namespace, config: Config) -> int:
+def search_command(args: argparse.Namespace, config: Config) -> None:
     """The search command: run it, print the trials and the best one."""
     if args.lam is not None:
         args.parser.error("search chooses lam: give the range it searches with --lam-range LO HI")
@@ -175,7 +167,7 @@ def search_command(args: argparse.Namespace, config: Config) -> int:
         print(json.dumps({"best": {k: out["best"][k] for k in fields},
                           "trials": [{k: t[k] for k in ("stage", *fields, "diverged")}
                                      for t in trials]}))
-        return 0
+        return
     for t in trials:
         print(f"{t['stage']:6s} lam {t['lam']:.3e}: " + (
             f"diverged at step {t['diverged']['step']} (learning rate "
@@ -185,4 +177,3 @@ def search_command(args: argparse.Namespace, config: Config) -> int:
     best = out["best"]
     print(f"best lam {best['lam']:.3e}: validation accuracy {100 * best['val_accuracy']:.2f}%, "
           f"test accuracy {100 * best['test_accuracy']:.2f}%")
-    return 0

@@ -1,15 +1,12 @@
 """The options of the command line: those that set a `Config` field (from `config.LIMITS`),
-the search's own, the data folder, and how `Config`'s messages name them here."""
+the limits of the search's own, the data folder, and how `Config`'s messages name them here."""
 import argparse
-import dataclasses
 import os
 from collections.abc import Callable, Container, Mapping
 from typing import Any, NoReturn
 
-from .. import env
 from ..config import LIMITS, Config, ConfigError, Limit, checked_hidden
 from ..report.presets import PRESETS
-from ..scale.cluster import WAIT_WORKERS
 
 #: The options of `train` that set a `Config` field: option -> (field, help).
 TRAIN_OPTIONS = {
@@ -48,7 +45,13 @@ OPTION_OF = {**{field: option for option, (field, _) in TRAIN_OPTIONS.items()},
 
 #: What the search command's own numeric options accept.
 SEARCH_LIMITS = {"lam_range": Limit(float, 0, lo_open=True), "coarse": Limit(int, 1, 1000),
-                 "fine": Limit(int, 0, 1000), "jobs": Limit(int, 1, os.cpu_count() or 1)}
+                 "fine": Limit(int, 0, 1000), "jobs": Limit(int, 1, os.cpu_count() or 1),
+                 "wait_workers": Limit(float, 0, lo_open=True)}
+
+#: The --data option (add_argument's keyword arguments), of every command that loads the data.
+DATA: dict[str, Any] = {"metavar": "DIR",
+                        "help": "folder with the CIFAR-10 python batches (default: $CIFAR10_DIR, "
+                                "else a per-user cache, downloaded if missing)"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,10 +61,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def typed(field: str, limits: Mapping[str, Limit] = LIMITS) -> Callable[[str], object]:
-    """An argparse type for `field`: the text as a value of its kind, if limits[field] accepts
-    it (one of its `choices` as it is)."""
+def from_limit(field: str, limits: Mapping[str, Limit] = LIMITS) -> dict[str, Any]:
+    """add_argument's keywords of an option that sets `field`, as limits[field] says: on/off
+    (with its --no- form) for a bool, one of its choices for a str, else an argparse type: the
+    text as a value of its kind if the limit accepts it (one of its `choices` as it is)."""
     limit = limits[field]
+    if limit.kind is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if limit.kind is str:
+        return {"choices": limit.choices}
 
     def parse(text: str) -> object:
         if text in limit.choices:
@@ -72,87 +80,43 @@ def typed(field: str, limits: Mapping[str, Limit] = LIMITS) -> Callable[[str], o
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {limit.describe()}, got {text!r}") from None
         return value
-    return parse
+    return {"type": parse}
 
 
 def hidden_sizes(text: str) -> tuple[int, ...]:
     try:
-        sizes = tuple(int(m) for m in text.split(","))
+        return checked_hidden(tuple(int(m) for m in text.split(",")))
+    except ConfigError as err:                 # sizes, but not a network Config accepts
+        raise argparse.ArgumentTypeError(err.worded(lambda *_: repr(text))) from None
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes such as 50,50, "
                                          f"got {text!r}") from None
-    try:
-        return checked_hidden(sizes)
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(err.worded(lambda *_: repr(text))) from None
 
 
 def config_options() -> Parser:
     """The options of a run (the preset, the Config fields, the data, --json), shared by the
-    commands as an argparse parent parser."""
+    train and search commands as an argparse parent parser."""
     t = Parser(add_help=False)                     # the class of the parsers it is a parent of
     t.add_argument("--preset", choices=sorted(PRESETS), default="assignment",
                    help="starting configuration (assignment)")
-    for option, (field, help_text) in TRAIN_OPTIONS.items():
-        limit = LIMITS[field]
-        kind: dict[str, Any]                        # add_argument's keyword arguments
-        if field == "hidden":
-            kind = {"type": hidden_sizes}
-        elif limit.kind is bool:
-            kind = {"action": argparse.BooleanOptionalAction}
-        elif limit.kind is str:
-            kind = {"choices": limit.choices}
-        else:
-            kind = {"type": typed(field)}
+    for option, (field, help_text) in TRAIN_OPTIONS.items():     # hidden: a list of sizes
+        kind = {"type": hidden_sizes} if field == "hidden" else from_limit(field)
         t.add_argument(option, dest=field, help=help_text, **kind)
-    t.set_defaults(seed=0)
-    add_data(t)
+    # quiet, save and checkpoint: train's own options, unset for search
+    t.set_defaults(seed=0, quiet=False, save=None, checkpoint=None)
+    t.add_argument("--data", **DATA)
     t.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     return t
-
-
-def add_data(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", metavar="DIR", default=None,
-                        help="folder with the CIFAR-10 python batches (default: $CIFAR10_DIR, "
-                             "else a per-user cache, downloaded if missing)")
-
-
-def search_options(s: argparse.ArgumentParser) -> None:
-    """The search command's own options, added to its parser `s`."""
-    s.add_argument("--lam-range", nargs=2, type=typed("lam_range", SEARCH_LIMITS),
-                   default=(1e-5, 1e-1), metavar=("LO", "HI"),
-                   help="range of the coarse stage (1e-5 1e-1)")
-    s.add_argument("--coarse", type=typed("coarse", SEARCH_LIMITS), default=8, metavar="N",
-                   help="lam values of the coarse stage (8)")
-    s.add_argument("--fine", type=typed("fine", SEARCH_LIMITS), default=8, metavar="N",
-                   help="lam values of the fine stage (8; 0: no fine stage)")
-    s.add_argument("--random", action="store_true",
-                   help="draw the values log-uniformly (with --seed) instead of a grid")
-    where = s.add_mutually_exclusive_group()
-    where.add_argument("--jobs", type=typed("jobs", SEARCH_LIMITS), metavar="N",
-                       help="local worker processes (default: $ASSIGNMENT3_JOBS, else one per "
-                            "core)")
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help=f"a Dask scheduler, e.g. tcp://host:8786 (default: "
-                            f"${env.SCHEDULER}; unset: local processes)")
-    s.add_argument("--wait-workers", metavar="SECONDS",
-                   type=typed("wait_workers", {"wait_workers": Limit(float, 0, lo_open=True)}),
-                   help=f"on a Dask cluster, how long trials wait for a scheduler without "
-                        f"workers before the search fails (default: ${env.WAIT_WORKERS}, else "
-                        f"{WAIT_WORKERS:g})")
-    s.add_argument("--out", metavar="FILE", help="record each trial in FILE (JSON lines) as it "
-                                                 "finishes; if FILE exists, resume its search")
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
     """The preset's Config with every option given on the command line replacing its field;
     settings that do not fit together are a usage error of `parser` (ConfigError)."""
-    fields = {f.name for f in dataclasses.fields(Config)}
-    changes = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    preset = PRESETS[args.preset]
+    changes = {field: value for field, _ in TRAIN_OPTIONS.values()
+               if (value := getattr(args, field)) is not None}
     if changes.get("schedule") == "cyclic" and "epochs" not in changes:
         changes["epochs"] = None                    # a one-cycle preset's length
-    config = preset.with_(**changes)          # a ConfigError is worded by `main`
+    config = PRESETS[args.preset].with_(**changes)      # a ConfigError is worded by `main`
     if "cycles" in changes and config.schedule == "one_cycle":
         parser.error(f"--cycles counts the cycles of a cyclic run, and this run is one-cycle "
                      f"(--preset {args.preset}): give its length with --epochs")

@@ -43,7 +43,7 @@ T = TypeVar("T")
 def scheduler_address(n_jobs: int | None = None, scheduler: str | None = None) -> str | None:
     """The Dask scheduler the runs go to, or None for this machine: `scheduler` if given, else
     $ASSIGNMENT3_SCHEDULER unless `n_jobs` asks for local processes."""
-    return scheduler or (None if n_jobs is not None else env.scheduler())
+    return scheduler or (None if n_jobs is not None else env.read(env.SCHEDULER))
 
 
 def run_each(fn: Callable[..., T], arg_list: Iterable[tuple[Any, ...]],
