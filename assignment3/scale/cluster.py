@@ -55,6 +55,14 @@ NOTICE_AFTER = 10.0
 #: Seconds between two looks at the scheduler's workers while no run finishes.
 POLL = 1.0
 
+#: What the scheduler says when it is gone (with how, if known, at %s).
+_LOST = ("lost the connection to the Dask scheduler at {address}%s: check that it still runs, "
+         "then run again")
+#: What a server that accepts connections but is not a Dask scheduler is told (why not at %s).
+_NOT_DASK = ("{address} accepts connections but is not a Dask scheduler (%s): is it the "
+             "dashboard's port (8787 by default) or another server? Give the scheduler's "
+             "address, tcp://HOST:8786 by default, with --scheduler or ${env.SCHEDULER}")
+
 _wait_workers: ContextVar[float | None] = ContextVar("wait_workers", default=None)
 
 T = TypeVar("T")
@@ -112,14 +120,11 @@ def _train_all(address: str, source: Source, configs: list[Config],
             future.add_done_callback(finished.put)
         while futures:
             future = _next_finished(finished, client, address, wait, len(futures))
-            try:
+            with _explained(address, [
+                    (KilledWorker, "the workers running a task kept dying ({err}); see the logs "
+                                   "of the workers of {address} (memory limit, killed jobs)"),
+                    (CancelledError, _LOST % "")]):     # the client lost its scheduler
                 result = future.result()
-            except KilledWorker as err:
-                raise ClusterError(f"the workers running a task kept dying ({err}); see the "
-                                   f"logs of the workers of {address} (memory limit, killed "
-                                   f"jobs)") from None
-            except CancelledError:              # the client lost its scheduler
-                raise _lost(address) from None
             future.release()    # else its worker keeps the Result, computed again if it dies
             yield futures.pop(future), result
 
@@ -129,50 +134,54 @@ def _next_finished(finished: "queue.SimpleQueue[Any]", client: Any, address: str
     """The next future of `finished`. While none finishes, the scheduler at `address` is asked
     for its workers every POLL seconds: when it has had none for NOTICE_AFTER seconds, a line
     on stderr says so; for `wait` seconds, ClusterError (`pending`: the runs waiting)."""
-    since, told = None, False                  # when the scheduler was seen without workers
+    since, waited = None, 0.0  # since when the scheduler has been seen without workers; how long
     while True:
         with suppress(queue.Empty):
             return finished.get(timeout=POLL)
-        try:
+        with _explained(address, [((OSError, asyncio.TimeoutError), _LOST % " ({how})")]):
             n = client.sync(client.scheduler.identity, n_workers=0,
                             callback_timeout=CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT)["n_workers"]
-        except (OSError, asyncio.TimeoutError) as err:
-            raise _lost(address, err) from None
-        if n:
-            since, told = None, False
-            continue
-        since = since or time.monotonic()
-        waited = time.monotonic() - since
+        since = None if n else since or time.monotonic()
+        before, waited = waited, (time.monotonic() - since if since else 0.0)
         if waited >= wait:
             raise ClusterError(f"the Dask scheduler at {address} has had no workers for "
                                f"{wait:g} s, with {pending} run{'s' * (pending != 1)} waiting: "
                                f"start workers (`dask worker {address} --nthreads 1`), or wait "
                                f"longer with --wait-workers SECONDS or ${env.WAIT_WORKERS}")
-        if waited >= NOTICE_AFTER and not told:
+        if before < NOTICE_AFTER <= waited:    # once in each stretch without workers
             tqdm.write(f"waiting for workers at {address}: the scheduler has none; giving up "
                        f"after {wait:g} s (--wait-workers or ${env.WAIT_WORKERS})",
                        file=sys.stderr)
-            told = True
 
 
 @contextmanager
 def _connected(address: str) -> Iterator[Any]:
-    """A `distributed.Client` of the scheduler at `address`, or ClusterError within
-    CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT seconds. A first plain connection checks that a Dask
-    scheduler answers, under one deadline for the connection, Dask's handshake and its
-    "identity" reply (`distributed.comm.connect` has none for the handshake, and reads the first
-    bytes of a server that is not Dask, e.g. "HTTP/1.1", as the length of a frame of exabytes).
+    """A `distributed.Client` of the scheduler at `address`, or ClusterError: at once if
+    `address` does not have the form of a scheduler's, else within CONNECT_TIMEOUT +
+    HANDSHAKE_TIMEOUT seconds. A first plain connection checks that a Dask scheduler answers,
+    under one deadline for the connection, Dask's handshake and its "identity" reply
+    (`distributed.comm.connect` has none for the handshake, and reads the first bytes of a
+    server that is not Dask, e.g. "HTTP/1.1", as the length of a frame of exabytes).
     A Client that fails to connect still tries to close itself at exit, with a traceback. The
     client is closed at the end without the log of its attempts to reconnect to a scheduler
     that went away (a traceback; the ClusterError has said it in one line)."""
-    try:
+    with _explained(address, [(ImportError, "training on a Dask cluster needs the "
+                                            "`distributed` package: pip install -e '.[cluster]'")]):
         from distributed import Client
-        from distributed.comm import connect
+        from distributed.comm import connect, parse_address
+        from distributed.comm.addressing import parse_host_port
         from distributed.comm.core import CommClosedError
-    except ImportError:
-        raise ClusterError("training on a Dask cluster needs the `distributed` package: "
-                           "pip install -e '.[cluster]'") from None
-    _check_address(address)
+    # the form of a scheduler's address that a client without TLS settings can reach:
+    # [tcp://]HOST:PORT (or ws://HOST:PORT)
+    with _explained(address, [(ValueError, "{address!r} is not the address of a Dask scheduler "
+                                           "({err}): give it as tcp://HOST:PORT with --scheduler "
+                                           "or ${env.SCHEDULER}")]):
+        scheme, location = parse_address(address)
+        if scheme not in ("tcp", "ws"):
+            raise ValueError(f"{scheme}:// addresses are not supported")
+        _, port = parse_host_port(location)
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} is not in 1..65535")
 
     async def identity() -> Any:
         comm = await connect(address, timeout=CONNECT_TIMEOUT)
@@ -182,33 +191,25 @@ def _connected(address: str) -> Iterator[Any]:
         finally:
             comm.abort()
 
-    not_dask = (f"{address} accepts connections but is not a Dask scheduler ({{}}): is it the "
-                f"dashboard's port (8787 by default) or another server? Give the scheduler's "
-                f"address, tcp://HOST:8786 by default, with --scheduler or ${env.SCHEDULER}")
     deadline = CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT
-    try:
+    with _explained(address, [
+            # connected (connect gives up sooner), then no Dask reply
+            (asyncio.TimeoutError, _NOT_DASK % "no Dask reply within {deadline:g} s"),
+            (CommClosedError, _NOT_DASK % "it closed the connection"),
+            (OSError, "cannot reach a Dask scheduler at {address!r} ({err}): start one (`dask "
+                      "scheduler`) and its workers (`dask worker ADDRESS --nthreads 1`), or give "
+                      "its address as tcp://HOST:PORT with --scheduler or ${env.SCHEDULER}"),
+            # MemoryError, decoding errors: bytes that are not Dask's
+            (Exception, _NOT_DASK % "a reply in another protocol")], deadline=deadline):
         reply = _run_in_a_thread(asyncio.wait_for(identity(), deadline))
-    except asyncio.TimeoutError:    # connected (connect gives up sooner), then no Dask reply
-        raise ClusterError(not_dask.format(f"no Dask reply within {deadline:g} s")) from None
-    except CommClosedError:
-        raise ClusterError(not_dask.format("it closed the connection")) from None
-    except OSError as err:
-        raise ClusterError(f"cannot reach a Dask scheduler at {address!r} ({err}): start one "
-                           f"(`dask scheduler`) and its workers (`dask worker ADDRESS "
-                           f"--nthreads 1`), or give its address as tcp://HOST:PORT with "
-                           f"--scheduler or ${env.SCHEDULER}") from None
-    except Exception:               # MemoryError, decoding errors: bytes that are not Dask's
-        raise ClusterError(not_dask.format("a reply in another protocol")) from None
     kind = reply.get("type") if isinstance(reply, dict) else None
     if kind != "Scheduler":
         what = f"a Dask {kind.lower()}" if isinstance(kind, str) else "a Dask server"
         raise ClusterError(f"{address} is {what}, not a Dask scheduler: give the scheduler's "
                            f"address (tcp://HOST:8786 by default; a worker's log names it) "
                            f"with --scheduler or ${env.SCHEDULER}")
-    try:
+    with _explained(address, [((OSError, asyncio.TimeoutError), _LOST % " ({how})")]):
         client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, asyncio.TimeoutError) as err:
-        raise _lost(address, err) from None
     try:
         yield client
     finally:
@@ -237,30 +238,23 @@ def _run_in_a_thread(coroutine: Coroutine[Any, Any, T]) -> T:
     return outcome.result()
 
 
-def _check_address(address: str) -> None:
-    """ClusterError unless `address` has the form of the address of a Dask scheduler that a
-    client without TLS settings can reach: [tcp://]HOST:PORT (or ws://HOST:PORT)."""
-    from distributed.comm import parse_address
-    from distributed.comm.addressing import parse_host_port
+@contextmanager
+def _explained(address: str, meanings: list[tuple[Any, str]], **values: Any) -> Iterator[None]:
+    """The block, with its errors of the kinds of `meanings`, (kinds, message) pairs, raised as
+    the ClusterError of the first pair whose kinds the error is: its message formatted with the
+    scheduler's `address`, the error {err}, it in one line of at most 120 characters {how} (its
+    message, else its type's name), `values`, and `env` for the names of environment variables.
+    Errors of other kinds go through as they are."""
     try:
-        scheme, location = parse_address(address)
-        if scheme not in ("tcp", "ws"):
-            raise ValueError(f"{scheme}:// addresses are not supported")
-        _, port = parse_host_port(location)
-        if not 0 < port < 65536:
-            raise ValueError(f"port {port} is not in 1..65535")
-    except ValueError as err:
-        raise ClusterError(f"{address!r} is not the address of a Dask scheduler ({err}): give "
-                           f"it as tcp://HOST:PORT with --scheduler or ${env.SCHEDULER}") from None
-
-
-def _lost(address: str, err: BaseException | None = None) -> ClusterError:
-    """The error of a connection to the scheduler at `address` lost during the runs (`err`:
-    how, if known: its message, else its type's name, in one line of at most 120 characters)."""
-    how = " ".join(str(err).split()) or type(err).__name__ if err else ""
-    how = f" ({how if len(how) <= 120 else how[:117] + '...'})" if how else ""
-    return ClusterError(f"lost the connection to the Dask scheduler at {address}{how}: check "
-                        f"that it still runs, then run again")
+        yield
+    except Exception as err:
+        message = next((message for kinds, message in meanings if isinstance(err, kinds)), None)
+        if message is None:
+            raise
+        how = " ".join(str(err).split()) or type(err).__name__
+        raise ClusterError(message.format(
+            address=address, err=err, how=how if len(how) <= 120 else how[:117] + "...", env=env,
+            **values)) from None
 
 
 def _train_task(task: Callable[..., Result | Diverged], source: Source,
@@ -286,9 +280,8 @@ def worker_data(source: Source) -> CIFAR10:
                "set CIFAR10_DIR, in the environment `dask worker` starts in, to that machine's "
                "copy of cifar-10-batches-py")
         from distributed import get_worker
-        try:
+        who = f"process {os.getpid()}"
+        with suppress(ValueError):          # "No worker found": called in the client
             who = f"Dask worker {get_worker().address}"
-        except ValueError:                  # "No worker found": called in the client
-            who = f"process {os.getpid()}"
         raise DataError(f"{who} on {socket.gethostname()} cannot load CIFAR-10: {fix}. "
                         f"({err})") from None

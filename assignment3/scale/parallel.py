@@ -58,34 +58,32 @@ def run_each(fn: Callable[..., T], arg_list: Iterable[tuple[Any, ...]],
     remove_stale_shared_memory()
     if n_jobs <= 1:
         yield from enumerate(fn(*args) for args in arg_list)
-        return
-    with signals_raise():
-        try:
-            yield from Parallel(n_jobs=n_jobs, backend="loky", inner_max_num_threads=1,
-                                return_as="generator_unordered", initializer=_worker_start,
-                                initargs=(os.getpid(),))(
-                delayed(_numbered)(i, fn, args) for i, args in enumerate(arg_list))
-        except BaseException:
-            _end_workers(kill=True)                  # they may be busy: do not wait for them
-            raise
-        _end_workers(kill=False)
+    else:
+        with signals_raise():
+            busy = True                 # until every result is in: after an error, a stop
+            try:
+                yield from Parallel(n_jobs=n_jobs, backend="loky", inner_max_num_threads=1,
+                                    return_as="generator_unordered", initializer=_worker_start,
+                                    initargs=(os.getpid(),))(
+                    delayed(_numbered)(i, fn, args) for i, args in enumerate(arg_list))
+                busy = False
+            finally:
+                # End the workers now (not after their 5 idle minutes) and remove their
+                # shared-memory files: the memory-mapped arguments and the executor's
+                # semaphores. Idle workers are shut down cleanly; busy ones are killed, not
+                # waited for, and the semaphores that the executor still holds then are
+                # unlinked at the latest when this process ends, even when it ends by a re-sent
+                # stop signal (`signals.signals_raise`); but not if it is killed with loky's
+                # resource tracker (as nbval and jupyter kill a notebook's kernel). Joblib's
+                # executor, the one Parallel used if still running, terminates (shuts down,
+                # and removes the memory-mapped folder); after an error it is gone, and the
+                # new one only shuts down.
+                executor = get_reusable_executor(reuse=True)
+                getattr(executor, "terminate", executor.shutdown)(kill_workers=busy)
 
 
 def _numbered(i: int, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[int, T]:
     return i, fn(*args)
-
-
-def _end_workers(kill: bool) -> None:
-    """End joblib's worker processes now (not after their 5 idle minutes) and remove their
-    shared-memory files: the memory-mapped arguments and the executor's semaphores. Idle workers
-    are shut down cleanly (`kill` False); busy ones are killed, and the semaphores that the
-    executor still holds then are unlinked at the latest when this process ends, even when it
-    ends by a re-sent stop signal (`signals.signals_raise`); but not if it is killed with loky's
-    resource tracker (as nbval and jupyter kill a notebook's kernel)."""
-    executor = get_reusable_executor(reuse=True)    # the one Parallel used, if still running
-    # joblib's executor terminates (shuts down, and removes the memory-mapped folder); after an
-    # error it is gone, and the new one only shuts down
-    getattr(executor, "terminate", executor.shutdown)(kill_workers=kill)
 
 
 #: How often a worker process checks that the process that started it is still there, seconds.

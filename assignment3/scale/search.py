@@ -16,22 +16,23 @@ from tqdm import tqdm
 from ..config import Config
 from ..data import CIFAR10, Source
 from ..errors import Error
-from ..store.fields import integer, number
+from ..store.fields import Check, integer, is_object, number, shaped
 from ..store.outputs import check_output, write_atomic
 from ..training import Diverged, Result
 from .parallel import scheduler_address, train_each
 
-#: The lines of a record of trials (`TrialLog`), each a JSON object with the fields of one of
-#: these tables and values that pass their checks (a nested table: an object checked so): the
-#: first line, the search; then one line per trial, of a trial that trained, or of one that
-#: diverged, with null accuracies and "diverged": where (`training.Diverged`).
-SEARCH_FIELDS: dict[str, Any] = {"search": lambda v: isinstance(v, dict)}
-TRAINED_FIELDS: dict[str, Any] = {
+#: The fields of the line of a trial that trained in a record of trials (`TrialLog`), and
+#: their checks.
+TRAINED_FIELDS: dict[str, Check] = {
     "stage": ("coarse", "fine").__contains__, "lam": lambda v: number(0)(v) and v > 0,
     "val_accuracy": number(0, 1), "test_accuracy": number(0, 1), "seconds": number(0)}
-DIVERGED_FIELDS: dict[str, Any] = {
+#: The lines of a record of trials, each a JSON object that passes one of these checks: the
+#: first line, the search; then one line per trial, of a trial that trained, or of one that
+#: diverged, with null accuracies and "diverged": where (`training.Diverged`).
+FIRST_LINE: list[Check] = [shaped(search=is_object)]
+TRIAL_LINE: list[Check] = [shaped(**TRAINED_FIELDS), shaped(**{
     **TRAINED_FIELDS, "val_accuracy": lambda v: v is None, "test_accuracy": lambda v: v is None,
-    "diverged": {"step": integer(0), "eta": number(-math.inf)}}
+    "diverged": shaped(step=integer(0), eta=number(-math.inf))})]
 
 #: A trial: {"stage", "lam", "val_accuracy", "test_accuracy", "seconds", "diverged", "result"}:
 #: "diverged" None for a trial that trained, else {"step", "eta"} where its training diverged
@@ -170,11 +171,11 @@ def _description(config: Config, coarse: tuple[float, float], n_coarse: int, n_f
 
 class TrialLog:
     """The trials of a search in a JSON-lines file: a first line {"search": what makes the
-    search (`_description`)}, then one line per finished trial (TRAINED_FIELDS,
-    DIVERGED_FIELDS), in the order they finished. Opening the file of the same search again
-    resumes it (`trials`); the file of another search raises SearchFileError. Every append
-    writes the whole file under a temporary name and renames it over the old one, so the file
-    is complete whenever the search is stopped."""
+    search (`_description`)}, then one line per finished trial (TRIAL_LINE), in the order they
+    finished. Opening the file of the same search again resumes it (`trials`); the file of
+    another search raises SearchFileError. Every append writes the whole file under a temporary
+    name and renames it over the old one, so the file is complete whenever the search is
+    stopped."""
 
     def __init__(self, path: str | os.PathLike[str], search: dict[str, Any]) -> None:
         self.path = check_output(path, "search")   # OutputError unless a record may go there
@@ -203,8 +204,7 @@ class TrialLog:
             line: Any = None
             with suppress(json.JSONDecodeError):
                 line = json.loads(text)
-            tables = [SEARCH_FIELDS] if n == 1 else [TRAINED_FIELDS, DIVERGED_FIELDS]
-            if not any(_fits(line, table) for table in tables):
+            if not any(fits(line) for fits in (FIRST_LINE if n == 1 else TRIAL_LINE)):
                 raise SearchFileError(f"{self.path} is not a lambda search record (line "
                                       f"{n}: {text.strip()[:80]!r}): give another "
                                       f"--out file, or delete it")
@@ -217,14 +217,6 @@ class TrialLog:
     def _write(self) -> None:
         text = "".join(json.dumps(line) + "\n" for line in self.lines)
         write_atomic(self.path, "search", lambda f: f.write(text.encode()))
-
-
-def _fits(value: object, table: dict[str, Any]) -> bool:
-    """Whether `value` is an object with the fields of `table`, each passing its check there (a
-    nested table: an object that fits it)."""
-    return isinstance(value, dict) and value.keys() == table.keys() and all(
-        _fits(value[k], check) if isinstance(check, dict) else check(value[k])
-        for k, check in table.items())
 
 
 def _check_same(path: Path, found: dict[str, Any], wanted: dict[str, Any]) -> None:
