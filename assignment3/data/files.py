@@ -8,7 +8,6 @@ import fcntl
 import hashlib
 import http.client
 import os
-import re
 import sys
 import tarfile
 import tempfile
@@ -43,7 +42,8 @@ _UNSAFE_MEMBERS: tuple[tuple[Callable[[tarfile.TarInfo], object], str], ...] = (
     (lambda member: not (member.isfile() or member.isdir()), "is a link or special file"),
     (lambda member: member.name.startswith(("/", "\\")) or PureWindowsPath(member.name).drive,
      "has an absolute path"),
-    (lambda member: ".." in re.split(r"[/\\]", member.name), "has a '..' path component"),
+    (lambda member: ".." in member.name.replace("\\", "/").split("/"),
+     "has a '..' path component"),
 )
 
 

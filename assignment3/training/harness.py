@@ -2,7 +2,6 @@
 overflow warnings off, the BLAS thread limit, the evaluations on train and val in a background
 thread (each then writing the checkpoint), the thread that prepares the next mini-batch, the stop
 signals and the progress bar."""
-import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,7 +55,7 @@ class Harness(ExitStack):
         self.pool = enter(ThreadPoolExecutor(max_workers=1))
         self.signals = enter(StopSignals())
         self.bar = enter(tqdm(total=self.total, initial=self.run.step, disable=not self.progress,
-                              unit="step", file=sys.stderr, dynamic_ncols=True))
+                              unit="step", dynamic_ncols=True))     # on stderr, tqdm's default
         return self
 
     def inputs(self, cores: int | None = None) -> Iterator[Inputs]:
