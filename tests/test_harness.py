@@ -1,6 +1,6 @@
-"""assignment3.harness: a run started fresh or from its checkpoint (`Run`), the evaluations in the
-background appending the history in order and raising DivergenceError (`Evaluations`), and the
-`Harness` around the steps, stopped by a real SIGINT or SIGTERM sent to this process: it writes
+"""assignment3.training: a run started fresh or from its checkpoint (`Run`), and the `Harness`
+around the steps: its evaluations in the background appending the history in order and raising
+DivergenceError, and stopped by a real SIGINT or SIGTERM sent to this process: it writes
 the checkpoint and raises TrainingInterrupted. On the synthetic data, with tiny runs."""
 import os
 import signal
@@ -17,7 +17,6 @@ from assignment3.signals import TrainingInterrupted
 from assignment3.store.checkpoints import Checkpoint
 from assignment3.store.runfile import read
 from assignment3.training import schedule, train
-from assignment3.training.evaluations import Evaluations
 from assignment3.training.harness import Harness
 from assignment3.training.run import HISTORY_KEYS, Run
 
@@ -67,32 +66,33 @@ def test_run_state_copies_on_request(synthetic):
     assert not np.array_equal(copied.params["W"][0], run.flat.params["W"][0])
 
 
-def trained_states(data, n):
-    """The states of a short run after each of its first n steps (copies), with the rates."""
-    run = Run.start(data, CONFIG, None)
+def evaluated_steps(data, run, etas, checkpoint=None, spoil=None):
+    """The states of `run` after each of len(etas) steps (copies), each step evaluated in the
+    Harness with its rate of `etas` (the weights made infinite after step `spoil`); then the
+    Harness waits for the evaluations, raising their errors."""
     states = []
-    with Harness(data, CONFIG, run, n) as harness:
+    with Harness(data, CONFIG, run, len(etas), checkpoint) as harness:
         for t, (Xb, Yb, masks, position) in enumerate(harness.inputs(cores=1)):
             stats = step(run.flat, Xb, Yb, 0.05, t, CONFIG.update, masks=masks)
             run.step, run.position = t + 1, position
             run.stats = update_moving_averages(run.stats, stats)
+            if run.step == spoil:
+                run.flat.params["W"][0][:] = np.inf
             states.append(run.state(copy=True))
+            harness.evaluate(etas[t])
+            assert len(harness.pending) <= Harness.MAX_PENDING
+        harness.check(wait=True)
+        assert not harness.pending
     return states
 
 
 def test_evaluations_append_the_history_in_order(synthetic, tmp_path):
-    states = trained_states(synthetic, 5)
-    history = states[0].history                           # the run's, as in train: the states
-    assert history == {key: [] for key in HISTORY_KEYS}   # hold it, the checkpoint writes it
-    checkpoint = Checkpoint(tmp_path / "run.ckpt")
-    checkpoint.load(CONFIG, synthetic, states[0].params, states[0].vectors)   # no file: None
     etas = [0.1, 0.2, 0.3, 0.4, 0.5]
-    with Evaluations(synthetic, CONFIG, history, checkpoint) as evals:
-        for eta, state in zip(etas, states):
-            evals.submit(eta, state)
-            assert len(evals.pending) <= Evaluations.MAX_PENDING
-        evals.check(wait=True)
-        assert not evals.pending
+    checkpoint = Checkpoint(tmp_path / "run.ckpt")
+    run = Run.start(synthetic, CONFIG, checkpoint)        # no file yet: fresh
+    states = evaluated_steps(synthetic, run, etas, checkpoint)
+    history = run.history                                 # the run's, as in train: the states
+    assert all(state.history is history for state in states)   # hold it, the checkpoint writes it
     assert history["step"] == [1, 2, 3, 4, 5] and history["eta"] == etas
     for i, state in enumerate(states):
         for split in ("train", "val"):
@@ -106,17 +106,12 @@ def test_evaluations_append_the_history_in_order(synthetic, tmp_path):
 
 
 def test_evaluations_raise_divergence_for_a_non_finite_cost(synthetic):
-    states = trained_states(synthetic, 2)
-    states[1].params["W"][0][:] = np.inf
-    history = {key: [] for key in HISTORY_KEYS}
-    with Evaluations(synthetic, CONFIG, history) as evals:
-        evals.submit(0.1, states[0])
-        evals.submit(0.7, states[1])
-        with pytest.raises(DivergenceError, match=r"training diverged at step 2: mini-batch cost "
-                                                  r"is nan \(learning rate 0\.7\)") as err:
-            evals.check(wait=True)
+    run = Run.start(synthetic, CONFIG, None)
+    with pytest.raises(DivergenceError, match=r"training diverged at step 2: mini-batch cost "
+                                              r"is nan \(learning rate 0\.7\)") as err:
+        evaluated_steps(synthetic, run, [0.1, 0.7], spoil=2)
     assert err.value.step == 2
-    assert history["step"] == [1]                         # the diverged one is not in it
+    assert run.history["step"] == [1]                     # the diverged one is not in it
 
 
 def test_harness_limits_blas_and_silences_overflow_while_it_runs(synthetic):

@@ -6,8 +6,6 @@ Samples are columns: ``X`` is d x n (d = 3072), ``Y`` is one-hot K x n (K = 10),
 n integer labels. `files` finds (or downloads) the batch files.
 """
 
-from __future__ import annotations
-
 import os
 import pickle
 from collections.abc import Callable, Sequence
@@ -88,7 +86,7 @@ class Source:
             object.__setattr__(self, "path", str(Path(self.path).expanduser().resolve()))
         object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
 
-    def load(self, *, download: bool = True, progress: bool = False) -> CIFAR10:
+    def load(self, *, download: bool = True, progress: bool = False) -> "CIFAR10":
         return load_cifar10(self.path, n_val=self.n_val, dtype=self.dtype, download=download,
                             progress=progress)
 
@@ -161,7 +159,12 @@ def load_cifar10(path: str | os.PathLike[str] | None = None, *, n_val: int = 500
     training split (45,000 by default); test_batch is the test split. X has the given dtype
     (float32 or float64). See find_data_dir for where the data is looked for.
     """
-    n_val, dtype = _checked_n_val(n_val), checked_float_dtype(dtype)
+    if not is_int(n_val) or not 0 < n_val < _N_TRAIN:
+        raise ValueError(
+            f"n_val (training images kept for validation) must be an integer with "
+            f"0 < n_val < {_N_TRAIN}, got {n_val!r}"
+        )
+    n_val, dtype = int(n_val), checked_float_dtype(dtype)
     folder = find_data_dir(path, download=download, progress=progress)
     data, batch_labels = zip(*(load_batch(folder / name) for name in TRAIN_FILES))
     labels = np.concatenate(batch_labels)  # the data is not concatenated: saves 150 MB
@@ -181,15 +184,6 @@ def load_cifar10(path: str | os.PathLike[str] | None = None, *, n_val: int = 500
         (train_rows, labels[:n_train]), (val_rows, labels[n_train:]), ([test_data], test_labels)))
     return CIFAR10(train=train, val=val, test=test, mean=mean[:, None], std=std[:, None],
                    source=Source(None if path is None else str(path), n_val, dtype.name))
-
-
-def _checked_n_val(n_val: object) -> int:
-    if not is_int(n_val) or not 0 < n_val < _N_TRAIN:
-        raise ValueError(
-            f"n_val (training images kept for validation) must be an integer with "
-            f"0 < n_val < {_N_TRAIN}, got {n_val!r}"
-        )
-    return int(n_val)
 
 
 def _rows(batches: Sequence[np.ndarray], start: int, stop: int) -> list[np.ndarray]:

@@ -8,7 +8,6 @@ import fcntl
 import hashlib
 import http.client
 import os
-import re
 import sys
 import tarfile
 import tempfile
@@ -43,7 +42,8 @@ _UNSAFE_MEMBERS: tuple[tuple[Callable[[tarfile.TarInfo], object], str], ...] = (
     (lambda member: not (member.isfile() or member.isdir()), "is a link or special file"),
     (lambda member: member.name.startswith(("/", "\\")) or PureWindowsPath(member.name).drive,
      "has an absolute path"),
-    (lambda member: ".." in re.split(r"[/\\]", member.name), "has a '..' path component"),
+    (lambda member: ".." in member.name.replace("\\", "/").split("/"),
+     "has a '..' path component"),
 )
 
 
@@ -67,29 +67,24 @@ def find_data_dir(path: str | os.PathLike[str] | None = None, *, download: bool 
 
     Only the cache folder is ever downloaded into (when it is missing and download is true).
     """
-    if path is not None:
-        return _checked_user_dir(Path(path).expanduser(), "the CIFAR-10 folder")
-    folder = env.data_dir()
-    if folder is not None:
-        return _checked_user_dir(folder, f"the {env.DATA_DIR} folder")
-    folder = default_cache_dir() / FOLDER
-    if folder.exists():
+    folder = Path(path).expanduser() if path is not None else env.data_dir()
+    if folder is None:
+        folder = default_cache_dir() / FOLDER
+        if not folder.exists():
+            if not download:
+                raise not_found(
+                    f"CIFAR-10 is not in the cache folder {folder} and download=False: call with "
+                    f"download=True to download it from {CIFAR10_URL} (163 MB), or "
+                )
+            return download_cifar10(folder.parent, progress=progress)
         if missing := missing_files(folder):
             raise not_found(
                 f"the cached CIFAR-10 folder {folder} is incomplete (no {', '.join(missing)}): "
                 f"delete {folder} so it is downloaded again, or "
             )
         return folder
-    if not download:
-        raise not_found(
-            f"CIFAR-10 is not in the cache folder {folder} and download=False: call with "
-            f"download=True to download it from {CIFAR10_URL} (163 MB), or "
-        )
-    return download_cifar10(folder.parent, progress=progress)
-
-
-def _checked_user_dir(folder: Path, source: str) -> Path:
-    """folder if it holds all batch files, else DataError (never downloads into it)."""
+    # a folder the user gave: it must hold the batch files (it is never downloaded into)
+    source = "the CIFAR-10 folder" if path is not None else f"the {env.DATA_DIR} folder"
     if not folder.is_dir():
         problem = "is not a folder" if folder.exists() else "does not exist"
         raise not_found(f"{source} {folder} {problem}: ")
@@ -117,28 +112,21 @@ def download_cifar10(root: str | os.PathLike[str], *, url: str = CIFAR10_URL,
     target = root / FOLDER
     if target.exists():
         raise DataError(f"{target} already exists: delete it to download CIFAR-10 again")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        if not os.access(root, os.W_OK | os.X_OK):
-            raise PermissionError(13, "not writable")
-    except OSError as err:
-        raise DataError(f"cannot download CIFAR-10 into {root} ({err.strerror or err}): set "
-                        f"{env.DATA_DIR} to a copy of cifar-10-batches-py, or "
-                        f"{env.CACHE_HOME} to a folder you can write to") from None
     with signals_raise():
-        _remove_stale_parts(root)
+        try:  # whether root can be written to is found by writing there
+            root.mkdir(parents=True, exist_ok=True)
+            _remove_stale_parts(root)
+            fd, name = tempfile.mkstemp(dir=root, prefix=_PART_PREFIX)
+        except OSError as err:
+            raise DataError(f"cannot download CIFAR-10 into {root} ({err.strerror or err}): set "
+                            f"{env.DATA_DIR} to a copy of cifar-10-batches-py, or "
+                            f"{env.CACHE_HOME} to a folder you can write to") from None
         if progress:
             print(f"Downloading {url} to {root}", file=sys.stderr)
-        fd, name = tempfile.mkstemp(dir=root, prefix=_PART_PREFIX)
         part, archive = Path(name), root / _ARCHIVE
         try:
             with os.fdopen(fd, "wb") as out:
-                digest = _fetch(url, out, progress)
-                if digest != md5.lower():
-                    raise DataError(
-                        f"the file downloaded from {url} is corrupt (md5 {digest}, expected "
-                        f"{md5}): try again"
-                    )
+                _fetch(url, md5, out, progress)
                 os.replace(part, archive)  # still locked: never taken for a stale part
             _extract(archive, target, progress)
         except BaseException:
@@ -148,10 +136,10 @@ def download_cifar10(root: str | os.PathLike[str], *, url: str = CIFAR10_URL,
     return target
 
 
-def _fetch(url: str, out: IO[bytes], progress: bool) -> str:
-    """Stream url into out (a new partial file); return its md5 hex digest. A transfer shorter
-    than its Content-Length is refused."""
-    md5 = hashlib.md5(usedforsecurity=False)
+def _fetch(url: str, md5: str, out: IO[bytes], progress: bool) -> None:
+    """Stream url into out (a new partial file). A transfer shorter than its Content-Length, or
+    whose md5 hex digest is not `md5`, is refused."""
+    digest = hashlib.md5(usedforsecurity=False)
     try:
         fcntl.flock(out, fcntl.LOCK_EX)  # held while the file is written: it is not stale
         with urllib.request.urlopen(url, timeout=60) as response:
@@ -160,7 +148,7 @@ def _fetch(url: str, out: IO[bytes], progress: bool) -> str:
             with tqdm(total=expected, unit="B", unit_scale=True, disable=not progress) as bar:
                 while chunk := response.read(1 << 18):
                     out.write(chunk)
-                    md5.update(chunk)
+                    digest.update(chunk)
                     bar.update(len(chunk))
     except (OSError, http.client.HTTPException) as exc:
         raise not_found(
@@ -172,7 +160,9 @@ def _fetch(url: str, out: IO[bytes], progress: bool) -> str:
             f"the download from {url} was cut short ({out.tell()} of {expected} bytes): "
             "try again"
         )
-    return md5.hexdigest()
+    if digest.hexdigest() != md5.lower():
+        raise DataError(f"the file downloaded from {url} is corrupt (md5 {digest.hexdigest()}, "
+                        f"expected {md5}): try again")
 
 
 def _remove_stale_parts(root: Path) -> None:

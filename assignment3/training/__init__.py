@@ -1,7 +1,7 @@
 """Training one network: the loop (`loop`: `train`, its `Result`, the schedules), the state of a
-run and what a checkpoint keeps of it (`run`), its input stream of mini-batches (`inputs`), the
-evaluations in the background (`evaluations`), and what runs beside the steps (`harness`: BLAS
-threads, prefetching, stop signals, progress)."""
+run and what a checkpoint keeps of it (`run`), its input stream of mini-batches (`inputs`), and
+what runs beside the steps (`harness`: the evaluations in the background, BLAS threads,
+prefetching, stop signals, progress)."""
 from .loop import (
     MATH_VERSION,
     Averaged,

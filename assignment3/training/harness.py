@@ -1,11 +1,11 @@
 """What `train` runs beside the steps of its loop, entered as one context (`Harness`): numpy's
-overflow warnings off, the BLAS thread limit, the background evaluations, the thread that
-prepares the next mini-batch, the stop signals and the progress bar."""
-import sys
+overflow warnings off, the BLAS thread limit, the evaluations on train and val in a background
+thread (each then writing the checkpoint), the thread that prepares the next mini-batch, the stop
+signals and the progress bar."""
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from types import TracebackType
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -13,62 +13,79 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data import CIFAR10
-from ..nn.types import Array
+from ..nn.cost import evaluate_unchecked
+from ..nn.optim import DivergenceError
 from ..signals import StopSignals, TrainingInterrupted
-from .evaluations import Evaluations
-from .inputs import Position, step_inputs
-from .run import Checkpointer, History, Run
+from .inputs import Inputs, step_inputs
+from .run import HISTORY_KEYS, Checkpointer, History, Run, State
 
 
-class Harness:
+class Harness(ExitStack):
     """Everything `train` runs beside the steps of `run`, entered as one context: numpy's
     overflow warnings off (a diverging run is reported once, as DivergenceError), BLAS limited
-    to `config.blas_threads`, the background `Evaluations` (and checkpoint writes), a thread
-    that prepares the next mini-batch, the stop signals and a progress bar over the `total`
-    steps (on stderr, with `progress`)."""
+    to `config.blas_threads`, the evaluations (and checkpoint writes) in a background thread, a
+    thread that prepares the next mini-batch, the stop signals and a progress bar over the
+    `total` steps (on stderr, with `progress`).
+
+    Each evaluation on train and val runs on a copy of the parameters and moving averages while
+    training goes on; on two cores they then add almost nothing to the wall time (they are ~1/3
+    of the work of a default run). They append their results to the history in order; a
+    non-finite training cost raises DivergenceError (from `check`). With a checkpoint, each
+    evaluation then writes the run's state at its step, with the history up to it, in the same
+    thread: the writes (and their flush to disk) overlap training too. Training waits for the
+    oldest evaluation rather than queue more than MAX_PENDING: where the evaluations take longer
+    than the steps between them, it stays near them (an interrupt stops the run soon after the
+    signal, and copies of the parameters do not pile up)."""
+
+    MAX_PENDING = 2
 
     def __init__(self, data: CIFAR10, config: Config, run: Run, total: int,
                  checkpoint: Checkpointer | None = None, progress: bool = False) -> None:
+        super().__init__()
         self.data, self.config, self.run, self.total = data, config, run, total
         self.checkpoint, self.progress = checkpoint, progress
-        self._stack = ExitStack()
+        self.pending: deque[Future[None]] = deque()
 
     def __enter__(self) -> "Harness":
-        enter = self._stack.enter_context
+        enter = self.enter_context
         enter(np.errstate(over="ignore", invalid="ignore", divide="ignore"))
         enter(threadpool_limits(self.config.blas_threads, user_api="blas"))
-        self.evals = enter(Evaluations(self.data, self.config, self.run.history,
-                                       self.checkpoint))
+        self.evaluations = ThreadPoolExecutor(max_workers=1)
+        self.callback(self.evaluations.shutdown, wait=True, cancel_futures=True)
         self.pool = enter(ThreadPoolExecutor(max_workers=1))
         self.signals = enter(StopSignals())
         self.bar = enter(tqdm(total=self.total, initial=self.run.step, disable=not self.progress,
-                              unit="step", file=sys.stderr, dynamic_ncols=True))
+                              unit="step", dynamic_ncols=True))     # on stderr, tqdm's default
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self._stack.__exit__(exc_type, exc, traceback)
-
-    def inputs(self, cores: int | None = None
-               ) -> Iterator[tuple[Array, Array, list[Array] | None, Position]]:
-        """The (Xb, Yb, dropout masks, position) of the steps left (`minibatches.step_inputs`,
+    def inputs(self, cores: int | None = None) -> Iterator[Inputs]:
+        """The (Xb, Yb, dropout masks, position) of the steps left (`inputs.step_inputs`,
         prepared in this harness's thread if the run leaves one of its `cores` free)."""
         return step_inputs(self.data.train, self.run.flat.params, self.config,
                            self.total - self.run.step, self.pool, cores, self.run.position)
 
     def evaluate(self, eta: float) -> None:
-        """Evaluate the run now, in the background (then write its checkpoint)."""
-        self.evals.submit(eta, self.run.state(copy=True))
+        """Evaluate the run now (after a step with learning rate eta) in the background, on
+        copies of its arrays; with a checkpoint, write its state after."""
+        state = self.run.state(copy=True)
+        while len(self.pending) >= self.MAX_PENDING:
+            self.pending.popleft().result()
+        self.pending.append(self.evaluations.submit(self._evaluate, eta, state))
+
+    def check(self, wait: bool = False) -> None:
+        """Raise the error of an evaluation done so far, or (with `wait`) of any of them."""
+        while self.pending and (wait or self.pending[0].done()):
+            self.pending.popleft().result()
 
     def step_done(self, eta: float) -> None:
         """After a step: raise an evaluation's error, move the progress bar; if a stop signal
         came, wait for the evaluations, write the checkpoint and raise TrainingInterrupted."""
-        self.evals.check()
+        self.check()
         self.bar.update()
         self.bar.set_postfix_str(_postfix(eta, self.run.history), refresh=False)
         if self.signals.received:
             self.bar.leave = False                     # cleared: the caller says where it stopped
-            self.evals.check(wait=True)
+            self.check(wait=True)
             if self.checkpoint:
                 self.checkpoint.save(self.run.state())
             raise TrainingInterrupted(self.signals.received, self.run.step, self.total,
@@ -76,8 +93,25 @@ class Harness:
 
     def finish(self, eta: float) -> None:
         """Wait for the last evaluations (raising their errors) and show the final numbers."""
-        self.evals.check(wait=True)
+        self.check(wait=True)
         self.bar.set_postfix_str(_postfix(eta, self.run.history))
+
+    def _evaluate(self, eta: float, state: State) -> None:
+        """In the evaluations' thread: append the scores of `state` on train and val to its
+        history (the run's), then write it to the checkpoint."""
+        stats, config = state.stats or None, self.config
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            tr, va = (evaluate_unchecked(state.params, split.X, split.y, config.lam, stats,
+                                         net=config.net)
+                      for split in (self.data.train, self.data.val))
+        if not np.isfinite(tr["cost"]):
+            raise DivergenceError(state.step, tr["cost"], eta)
+        values = (state.step, eta, tr["cost"], tr["loss"], tr["accuracy"], va["cost"], va["loss"],
+                  va["accuracy"])                     # in the order of HISTORY_KEYS
+        for key, value in zip(HISTORY_KEYS, values, strict=True):
+            state.history[key].append(value)
+        if self.checkpoint:
+            self.checkpoint.save(state)
 
 
 def _postfix(eta: float, history: History) -> str:

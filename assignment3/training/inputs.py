@@ -42,10 +42,9 @@ def inputs(split: Split, params: Params, config: Config, total: int,
     if position:
         for name, rng in rngs.items():
             rng.bit_generator.state = position["streams"][name]
-    augment = None
-    if config.flip or config.max_shift:
-        augment = functools.partial(augment_rows, rng=rngs["augment"], flip=config.flip,
-                                    max_shift=config.max_shift)
+    augment = (functools.partial(augment_rows, rng=rngs["augment"], flip=config.flip,
+                                 max_shift=config.max_shift)
+               if config.flip or config.max_shift else None)
     start = (position["epoch"], position["batch"]) if position else None
     for Xb, Yb, (epoch, j) in islice(minibatches(split, config.n_batch, rngs["shuffle"],
                                                   augment, start), total):
@@ -65,9 +64,8 @@ def step_inputs(split: Split, params: Params, config: Config, total: int,
     """The inputs of `inputs`, each made in the thread of `pool` during the step before if the
     run's BLAS threads leave one of its `cores` (default: all of this machine's) free."""
     items = inputs(split, params, config, total, position)
-    if config.blas_threads < (cores or os.cpu_count() or 1):
-        return prefetched(items, pool)
-    return items
+    spare_core = config.blas_threads < (cores or os.cpu_count() or 1)
+    return prefetched(items, pool) if spare_core else items
 
 
 def prefetched(items: Iterator[T], pool: ThreadPoolExecutor) -> Iterator[T]:
@@ -98,14 +96,13 @@ def minibatches(split: Split, n_batch: int, rng: np.random.Generator,
     rows (n_batch x d)."""
     X_rows = np.ascontiguousarray(split.X.T)                 # n x d
     Y_rows = np.ascontiguousarray(split.Y.T)                 # n x K
-    n = X_rows.shape[0]
     first = 0
     if start:
         rng.bit_generator.state, first = start
     while True:
         epoch = rng.bit_generator.state
-        order = rng.permutation(n)
-        for j in range(first, n // n_batch):
+        order = rng.permutation(split.n)
+        for j in range(first, split.n // n_batch):
             idx = order[j * n_batch:(j + 1) * n_batch]
             rows = X_rows[idx] if augment is None else augment(X_rows[idx])
             yield rows.T, Y_rows[idx].T, (epoch, j + 1)

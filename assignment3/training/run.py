@@ -2,6 +2,7 @@
 moving averages, the history of its evaluations, the steps done and where its input stream
 stands (`Run`), and what a checkpoint keeps of it (`State`, kept by a `Checkpointer`)."""
 import time
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,19 +65,16 @@ class Run:
         """The run of `config` on `data`: fresh parameters from the seed, or the state stored by
         `checkpoint` if it has one."""
         started = time.perf_counter()
-        d, K = data.train.X.shape[0], data.train.Y.shape[0]
-        params = init_params([d, *config.hidden, K], batch_norm=config.batch_norm,
-                             init=config.init, seed=config.seed, dtype=config.dtype)
+        params = init_params([data.train.X.shape[0], *config.hidden, data.train.Y.shape[0]],
+                             batch_norm=config.batch_norm, init=config.init, seed=config.seed,
+                             dtype=config.dtype)
         flat = FlatParams(params, config.update.state, average=config.swa > 0)
-        run = cls(flat, started=started)
-        state = checkpoint.load(config, data, run.flat.params, run.flat.vectors()) \
-            if checkpoint is not None else None
-        if state:
-            run.flat.assign(state.params, state.vectors)
-            run.stats = [(mu, v) for mu, v in state.stats] or None
-            run.history, run.step, run.position, run.earlier = (state.history, state.step,
-                                                                state.position, state.seconds)
-        return run
+        state = checkpoint.load(config, data, flat.params, flat.vectors()) if checkpoint else None
+        if state is None:
+            return cls(flat, started=started)
+        flat.assign(state.params, state.vectors)
+        return cls(flat, state.stats or None, state.history, state.step, state.position,
+                   state.seconds, started)
 
     def seconds(self) -> float:
         """Seconds trained, over all sessions."""
@@ -84,10 +82,7 @@ class Run:
 
     def state(self, copy: bool = False) -> State:
         """The run's `State` now; with `copy`, of copies of its arrays (for another thread)."""
-        params, stats, vectors = self.flat.params, self.stats or [], self.flat.vectors()
-        if copy:
-            params = {name: [P.copy() for P in arrays] for name, arrays in params.items()}
-            stats = [(mu.copy(), v.copy()) for mu, v in stats]
-            vectors = {name: v.copy() for name, v in vectors.items()}
+        arrays = self.flat.params, self.stats or [], self.flat.vectors()
+        params, stats, vectors = deepcopy(arrays) if copy else arrays
         return State(self.step, params, stats, vectors, self.history, self.position,
                      self.seconds())
