@@ -29,9 +29,6 @@ SWA_COLUMNS = {"swa_test_accuracy": "test acc., SWA (%)", "swa_val_accuracy": "v
 def provenance(record: Record) -> str:
     """Markdown lines, one per part of `record`: how many runs, the code versions that made them,
     the machines they ran on and the float32 matmul rates measured around them."""
-    def version(v: str) -> str:
-        return f"`{short_version(v)}`" if short_version(v) != v else v
-
     lines = []
     for title, keys in (("Part one", ("ablation", "alternatives", "part_one")),
                         ("Screening", ("screening",)),
@@ -43,9 +40,10 @@ def provenance(record: Record) -> str:
             continue
         machines = sorted({describe(run.get("machine") or record["machine"]) for run in runs})
         rates = [rate for run in runs for rate in run.get("matmul_gflops", [])]
+        versions = ", ".join(f"`{short_version(v)}`" if short_version(v) != v else v  # a hash
+                             for v in sorted({run["code_version"] for run in runs}))
         lines.append(
-            f"- {title}: {len(runs)} runs, code version "
-            f"{', '.join(version(v) for v in sorted({run['code_version'] for run in runs}))}; "
+            f"- {title}: {len(runs)} runs, code version {versions}; "
             f"machine: {'; '.join(machines)}"
             f"; float32 matmul rate (`provenance.matmul_rate`, with the runs' BLAS threads) "
             f"{min(rates):.0f} to {max(rates):.0f} GFLOP/s around the runs.")

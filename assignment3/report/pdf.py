@@ -136,8 +136,8 @@ def report_markdown(nb: NotebookNode, title: str = TITLE) -> tuple[str, dict[str
     headlines = resources.get("headlines", [])
     front = json.dumps(title_block(headlines, title), ensure_ascii=False)
     contents = "```{=typst}\n#outline(depth: 2)\n```\n\n"
-    markdown = f"---\n{front}\n---\n\n{summary_markdown(headlines)}{contents}{body}"
-    return markdown, resources.get("outputs", {})
+    return (f"---\n{front}\n---\n\n{summary_markdown(headlines)}{contents}{body}",
+            resources.get("outputs", {}))
 
 
 def typeset(markdown: str, files: Mapping[str, bytes | str]) -> bytes:
