@@ -10,7 +10,8 @@ re-check them without retraining for hours."""
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -240,7 +241,8 @@ def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLA
     runs: dict[str, Result] = {}
     done: dict[tuple[Config, Any], dict[str, Any]] = {}
 
-    def trained(name: str, change: str, config: Config, record: Any = run_record) -> dict[str, Any]:
+    def trained(name: str, change: str, config: Config,
+                record: Callable[[str, Result], dict[str, Any]]) -> dict[str, Any]:
         if (config, record) not in done:
             checkpoint = (Checkpoint(Path(checkpoints) / f"{Path(name).stem}.checkpoint.npz")
                           if checkpoints else None)
@@ -250,49 +252,52 @@ def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLA
                                     "matmul_gflops": [before, matmul_rate(config)]}
         return {**done[config, record], "change": change}
 
-    def long_run(change: str, result: Result) -> dict[str, Any]:
-        return best_record(data, change, result)
+    def numbered(prefix: str, changes: list[tuple[str, Config]]) -> list[tuple[str, str, Config]]:
+        return [(f"{prefix}-{i}.npz", change, config.with_(seed=seeds[0]))
+                for i, (change, config) in enumerate(changes)]
+
+    def seeded(prefix: str, change: str, config: Config) -> list[tuple[str, str, Config]]:
+        return [(f"{prefix}-seed-{s}.npz", change, config.with_(seed=s)) for s in seeds]
 
     if checkpoints:
         Path(checkpoints).mkdir(parents=True, exist_ok=True)
-    first = seeds[0]
     path = ablation_path(epochs, part_one)
-    ablation = [trained(f"ablation-{i}.npz", change, config.with_(seed=first))
-                for i, (change, config) in enumerate(path[:-1])]
-    alternative = [trained(f"alternative-{i}.npz", change, config.with_(seed=first))
-                   for i, (change, config) in enumerate(alternatives(epochs, part_one))]
-    part_one_runs = [trained(f"part-one-seed-{s}.npz", path[-1][0], part_one.with_(seed=s),
-                             long_run) for s in seeds]
-    screened = [trained(f"screening-{i}.npz", change, config.with_(seed=first))
-                for i, (change, config) in enumerate(screening(candidate, part_one,
-                                                               screening_epochs))]
-    two_best = [trained(f"part-two-best-seed-{s}.npz", "part two's best net",
-                        part_two_best.with_(seed=s), long_run) for s in seeds]
-    left_out = [trained(f"candidate-seed-{first}.npz", "the candidate",
-                        candidate.with_(seed=first), long_run)]
-    left_out += [trained(f"leave-one-out-{i}.npz", f"without {ingredient}",
-                         config.with_(seed=first), long_run)
-                 for i, (ingredient, config) in enumerate(leave_one_out(candidate, part_one))]
-    best_runs = [trained(f"best-seed-{s}.npz", "the best net", best.with_(seed=s), long_run)
-                 for s in seeds]
-    third = [trained(name, change, config, long_run)
-             for name, change, config in part_three(part_two_best, budget=budget(part_one))]
-    return (make_record(ablation, alternative, part_one_runs, screened, two_best, left_out,
-                        third, best_runs), runs)
+    left_out = [(f"without {ingredient}", config)
+                for ingredient, config in leave_one_out(candidate, part_one)]
+    long_run = partial(best_record, data)
+    # make_record's lists: (file, change, Config) per run and the record of its kind, in the
+    # order trained (the best net before part three, whose shallower net's runs it is)
+    lists: dict[str, tuple[list[tuple[str, str, Config]],
+                           Callable[[str, Result], dict[str, Any]]]] = {
+        "ablation": (numbered("ablation", path[:-1]), run_record),
+        "alternatives": (numbered("alternative", alternatives(epochs, part_one)), run_record),
+        "part_one": (seeded("part-one", path[-1][0], part_one), long_run),
+        "screened": (numbered("screening", screening(candidate, part_one, screening_epochs)),
+                     run_record),
+        "part_two_best": (seeded("part-two-best", "part two's best net", part_two_best),
+                          long_run),
+        "left_out": ([(f"candidate-seed-{seeds[0]}.npz", "the candidate",
+                       candidate.with_(seed=seeds[0]))] + numbered("leave-one-out", left_out),
+                     long_run),
+        "best": (seeded("best", "the best net", best), long_run),
+        "third": (part_three(part_two_best, budget=budget(part_one)), long_run)}
+    record = make_record(**{key: [trained(*run, kind) for run in planned]
+                            for key, (planned, kind) in lists.items()})
+    return record, runs
 
 
 def save(directory: str | os.PathLike[str], record: dict[str, Any],
          runs: dict[str, Result]) -> None:
     """Store a record of `run_all` in `directory`: every run of `runs` (file name -> Result) in
-    its run file, with the fields of its (first) entry that the file does not hold by itself as
-    its notes, and the record (`RECORD`) with such entries reduced to their file and change
-    ({"run": file, "change": ...}: one run may be in several lists, under another name in each).
-    Each file is written atomically, the record last."""
+    its run file, with the fields of its first whole entry (one not yet reduced, below) that the
+    file does not hold by itself as its notes, and the record (`RECORD`) with such entries
+    reduced to their file and change ({"run": file, "change": ...}: one run may be in several
+    lists, under another name in each). Each file is written atomically, the record last."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stored = set()
-    for entry in _entries(record):
-        if entry.get("run") in runs and entry["run"] not in stored:
+    for entry in (entry for key in RUN_LISTS for entry in record.get(key, [])):
+        if entry.get("run") in runs and "code_version" in entry and entry["run"] not in stored:
             name = entry["run"]
             notes = {k: v for k, v in entry.items() if k not in FROM_RESULT}
             save_run(directory / name, runs[name], notes, version=entry["code_version"],
@@ -302,8 +307,9 @@ def save(directory: str | os.PathLike[str], record: dict[str, Any],
     def reduced(entry: dict[str, Any]) -> dict[str, Any]:
         return ({"run": entry["run"], "change": entry["change"]}
                 if entry.get("run") in stored else entry)
-    _write_record(directory, {key: [reduced(e) for e in value] if key in RUN_LISTS else value
-                              for key, value in record.items()})
+    text = json.dumps({key: [reduced(e) for e in value] if key in RUN_LISTS else value
+                       for key, value in record.items()}, indent=1)
+    write_atomic(directory / RECORD, "record", lambda f: f.write(text.encode()))
 
 
 def trained_apart(data: CIFAR10, path: str | os.PathLike[str], change: str,
@@ -319,23 +325,13 @@ def trained_apart(data: CIFAR10, path: str | os.PathLike[str], change: str,
 
 def add_run(directory: str | os.PathLike[str], key: str, entry: dict[str, Any],
             result: Result) -> None:
-    """Add one run (`trained_apart`) to the record stored in `directory`, as `save` stores it:
-    its run file `entry["run"]`, with the fields of `entry` the file does not hold as its
-    notes, then {"run", "change"} at the end of the list `key` of the record (in place of an
-    entry of the same file)."""
-    directory = Path(directory)
-    record = json.loads((directory / RECORD).read_text())
-    notes = {k: v for k, v in entry.items() if k not in FROM_RESULT}
-    save_run(directory / entry["run"], result, notes, version=entry["code_version"],
-             machine=entry["machine"])
-    kept = [e for e in record.get(key, []) if e.get("run") != entry["run"]]
-    record[key] = kept + [{"run": entry["run"], "change": entry["change"]}]
-    _write_record(directory, record)
-
-
-def _write_record(directory: Path, record: dict[str, Any]) -> None:
-    text = json.dumps(record, indent=1)
-    write_atomic(directory / RECORD, "record", lambda f: f.write(text.encode()))
+    """Add one run (`trained_apart`) to the record stored in `directory` (`save`): its run file
+    `entry["run"]`, with the fields of `entry` the file does not hold as its notes, then
+    {"run", "change"} at the end of the list `key` of the record (in place of an entry of the
+    same file)."""
+    record = json.loads((Path(directory) / RECORD).read_text())
+    record[key] = [e for e in record.get(key, []) if e.get("run") != entry["run"]] + [entry]
+    save(directory, record, {entry["run"]: result})
 
 
 def load(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Result]]:
@@ -344,7 +340,6 @@ def load(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, R
     directory = Path(directory)
     record = json.loads((directory / RECORD).read_text())
     files: dict[str, tuple[Result, dict[str, Any]]] = {}
-    runs: dict[str, Result] = {}
 
     def whole(entry: dict[str, Any]) -> dict[str, Any]:
         if "run" not in entry:             # stored before the run format, without parameters
@@ -352,13 +347,12 @@ def load(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, R
         if entry["run"] not in files:
             files[entry["run"]] = read_run(directory / entry["run"])
         result, meta = files[entry["run"]]
-        runs[entry["run"]] = result
         return {**meta["notes"], **result.summary(), "history": result.history,
                 "code_version": meta["code_version"], "machine": meta["machine"], **entry}
 
     for key in RUN_LISTS:
         record[key] = [whole(entry) for entry in record.get(key, [])]
-    return record, runs
+    return record, {name: result for name, (result, _) in files.items()}
 
 
 def load_or_train(data: CIFAR10, directory: str | os.PathLike[str] = RESULTS_DIR,
@@ -368,17 +362,11 @@ def load_or_train(data: CIFAR10, directory: str | os.PathLike[str] = RESULTS_DIR
     or `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (`run_all`:
     seven to eight hours on 2 cores; it keeps checkpoints in `directory`/checkpoints, so that it
     resumes when called again after a stop, and removes them once the runs are stored)."""
-    if retrain is None:
-        retrain = env.retrain()
     directory = Path(directory)
-    trained = retrain or not (directory / RECORD).is_file()
+    trained = ((env.retrain() if retrain is None else retrain)
+               or not (directory / RECORD).is_file())
     if trained:
         checkpoints = directory / "checkpoints"
-        record, runs = run_all(data, progress=progress, checkpoints=checkpoints)
-        save(directory, record, runs)
+        save(directory, *run_all(data, progress=progress, checkpoints=checkpoints))
         shutil.rmtree(checkpoints)
     return (*load(directory), trained)
-
-
-def _entries(record: dict[str, Any]) -> list[dict[str, Any]]:
-    return [entry for key in RUN_LISTS for entry in record.get(key, [])]

@@ -22,13 +22,13 @@ PUBLISHED = (
      "PCA whitening, layer-wise pre-training, thousands of augmented passes", 78.6),
 )
 
+#: Columns of part three's table by field of a run's record: the accuracies of its averaged weights.
+SWA_COLUMNS = {"swa_test_accuracy": "test acc., SWA (%)", "swa_val_accuracy": "val. acc., SWA (%)"}
+
 
 def provenance(record: Record) -> str:
     """Markdown lines, one per part of `record`: how many runs, the code versions that made them,
     the machines they ran on and the float32 matmul rates measured around them."""
-    def version(v: str) -> str:
-        return f"`{short_version(v)}`" if short_version(v) != v else v
-
     lines = []
     for title, keys in (("Part one", ("ablation", "alternatives", "part_one")),
                         ("Screening", ("screening",)),
@@ -40,9 +40,10 @@ def provenance(record: Record) -> str:
             continue
         machines = sorted({describe(run.get("machine") or record["machine"]) for run in runs})
         rates = [rate for run in runs for rate in run.get("matmul_gflops", [])]
+        versions = ", ".join(f"`{short_version(v)}`" if short_version(v) != v else v  # a hash
+                             for v in sorted({run["code_version"] for run in runs}))
         lines.append(
-            f"- {title}: {len(runs)} runs, code version "
-            f"{', '.join(version(v) for v in sorted({run['code_version'] for run in runs}))}; "
+            f"- {title}: {len(runs)} runs, code version {versions}; "
             f"machine: {'; '.join(machines)}"
             f"; float32 matmul rate (`provenance.matmul_rate`, with the runs' BLAS threads) "
             f"{min(rates):.0f} to {max(rates):.0f} GFLOP/s around the runs.")
@@ -57,10 +58,11 @@ def ablation_table(record: Record) -> Rows:
              "flip-averaged, mean (%)": "", "training minutes": run["minutes"],
              "parameters": run["parameters"]} for run in record["ablation"]]
     acc = [100 * r["test_accuracy"] for r in record["part_one"]]
-    rows[-1]["mean over seeds (%)"] = float(np.mean(acc))
-    rows[-1]["flip-averaged, mean (%)"] = float(np.mean(
-        [100 * r["test_accuracy_flip_averaged"] for r in record["part_one"]]))
-    rows[-1]["change"] += f" ({len(acc)} seeds: {', '.join(f'{a:.2f}%' for a in acc)})"
+    rows[-1] |= {"change": f"{rows[-1]['change']} ({len(acc)} seeds: "
+                           f"{', '.join(f'{a:.2f}%' for a in acc)})",
+                 "mean over seeds (%)": float(np.mean(acc)),
+                 "flip-averaged, mean (%)": float(np.mean(
+                     [100 * r["test_accuracy_flip_averaged"] for r in record["part_one"]]))}
     return rows
 
 
@@ -77,9 +79,8 @@ def alternatives_table(record: Record) -> Rows:
 def screening_table(record: Record) -> Rows:
     """One row per screening run: change, epochs, test accuracy and its difference to the run of
     part one's net of the same length (the first of that length), validation accuracy, minutes."""
-    base: dict[float, float] = {}
-    for run in record["screening"]:
-        base.setdefault(run["epochs"], run["test_accuracy"])
+    # by length, the first run's test accuracy (reversed: the first of a length is set last)
+    base = {run["epochs"]: run["test_accuracy"] for run in reversed(record["screening"])}
     return [{"run": run["change"], "epochs": run["epochs"],
              "test acc. (%)": 100 * run["test_accuracy"],
              "to part one's net (points)": 100 * (run["test_accuracy"] - base[run["epochs"]]),
@@ -94,13 +95,12 @@ def leave_one_out_table(record: Record) -> Rows:
     training compute (TFLOP), minutes and the machine's matmul rate (mean of the rates measured
     before and after each run)."""
     reference = record["leave_one_out"][0]["test_accuracy"]
-
-    def row(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-        return long_run_row(name, runs, reference, "to the candidate (points)")
-    return ([row(run["change"], [run]) for run in record["leave_one_out"]] +
-            [row("part two's best net", record["part_two_best"]),
-             row(f"part one's net ({record['part_one'][0]['epochs']:g} epochs, no MixUp, no "
-                 "label smoothing)", record["part_one"])])
+    named = [(run["change"], [run]) for run in record["leave_one_out"]] + [
+        ("part two's best net", record["part_two_best"]),
+        (f"part one's net ({record['part_one'][0]['epochs']:g} epochs, no MixUp, no label "
+         "smoothing)", record["part_one"])]
+    return [long_run_row(name, runs, reference, "to the candidate (points)")
+            for name, runs in named]
 
 
 def part_three_table(record: Record) -> Rows:
@@ -108,14 +108,13 @@ def part_three_table(record: Record) -> Rows:
     the columns of `leave_one_out_table`, the difference to part two's best net, and the
     validation and test accuracy of the averaged weights (SWA) where a run has them."""
     reference = record["part_two_best"][0]
-    rows = [long_run_row(name, [run], reference["test_accuracy"], "to part two's best (points)")
-            for name, run in [("part two's best net", reference)]
-            + [(run["change"], run) for run in record.get("part_three", [])]]
-    for row, run in zip(rows, [reference, *record.get("part_three", [])]):
-        for split, column in (("test", "test acc., SWA (%)"), ("val", "val. acc., SWA (%)")):
-            row[column] = (100 * run[f"swa_{split}_accuracy"] if f"swa_{split}_accuracy" in run
-                           else "")
-    return rows
+    named = [("part two's best net", reference)] + [(run["change"], run)
+                                                    for run in record.get("part_three", [])]
+    return [{**long_run_row(name, [run], reference["test_accuracy"],
+                            "to part two's best (points)"),
+             **{column: 100 * run[key] if key in run else ""
+                for key, column in SWA_COLUMNS.items()}}
+            for name, run in named]
 
 
 def long_run_row(name: str, runs: list[dict[str, Any]], reference: float,

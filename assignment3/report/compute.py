@@ -24,11 +24,9 @@ def n_parameters(config: Config, d: int = D, K: int = K) -> int:
 
 def step_gflop(config: Config, d: int = D, K: int = K) -> float:
     """GFLOP of the matrix products of one training step: per layer W H forward, G H^T for dW
-    and (except the first layer) W^T G, each 2 m_in m_out n_batch FLOP."""
-    sizes = dims(config, d, K)
-    products = sum((2 if l == 0 else 3) * m_in * m_out
-                   for l, (m_in, m_out) in enumerate(zip(sizes[:-1], sizes[1:])))
-    return 2 * products * config.n_batch / 1e9
+    and (except the first layer, d x m_1) W^T G, each 2 m_in m_out n_batch FLOP."""
+    first = d * dims(config, d, K)[1]
+    return 2 * (3 * n_weights(config, d, K) - first) * config.n_batch / 1e9
 
 
 def training_flop(config: Config, steps: int, d: int = D, K: int = K) -> int:

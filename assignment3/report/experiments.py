@@ -48,8 +48,8 @@ def gradient_check(data: CIFAR10, hidden_lists: tuple[tuple[int, ...], ...] = GR
         for bn in (False, True):
             params = init_params([d, *hidden, Y.shape[0]], batch_norm=bn, seed=seed)
             for lam in lams:
-                for row in check_gradients(params, X, Y, lam):
-                    rows.append({"hidden layers": len(hidden), "BN": bn, "lam": lam, **row})
+                rows += [{"hidden layers": len(hidden), "BN": bn, "lam": lam, **row}
+                         for row in check_gradients(params, X, Y, lam)]
     return rows
 
 

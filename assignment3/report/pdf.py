@@ -66,11 +66,6 @@ class ReaderOutputs(Preprocessor):
     figure (`paper.show_figure`, extracted to a file before) into a Markdown figure, which pandoc
     and Typst number; moves the headline numbers to resources["headlines"]."""
 
-    def preprocess(self, nb: NotebookNode,
-                   resources: dict[str, Any]) -> tuple[NotebookNode, dict[str, Any]]:
-        resources.setdefault("headlines", [])
-        return super().preprocess(nb, resources)
-
     def preprocess_cell(self, cell: NotebookNode, resources: dict[str, Any],
                         index: int) -> tuple[NotebookNode, dict[str, Any]]:
         if cell.cell_type != "code":
@@ -78,32 +73,26 @@ class ReaderOutputs(Preprocessor):
         kept = []
         for output in cell.outputs:
             data, mark = output.get("data", {}), output.get("metadata", {}).get(KEY, {})
-            if (output.output_type == "stream" and output.name == "stderr") or WIDGET in data \
-                    or mark.get("caption"):
-                continue
             if HEADLINES in data:
-                resources["headlines"].append(data[HEADLINES])
-                continue
-            if "figure" in mark:
+                resources.setdefault("headlines", []).append(data[HEADLINES])
+            elif "figure" in mark:
                 image = output.metadata["filenames"]["image/svg+xml"]
-                output = nbformat.v4.new_output(
-                    "display_data", {"text/markdown": f"![{mark['figure']}]({image})"})
-            kept.append(output)
+                kept.append(nbformat.v4.new_output(
+                    "display_data", {"text/markdown": f"![{mark['figure']}]({image})"}))
+            elif not (output.output_type == "stream" and output.name == "stderr"
+                      or WIDGET in data or mark.get("caption")):
+                kept.append(output)
         cell.outputs = kept
         return cell, resources
 
 
-def _markdown_exporter() -> MarkdownExporter:
-    config = Config()
-    config.TemplateExporter.exclude_input = True
-    config.TemplateExporter.exclude_input_prompt = True
-    config.TemplateExporter.exclude_output_prompt = True
-    config.TagRemovePreprocessor.enabled = True
-    config.TagRemovePreprocessor.remove_cell_tags = {"hide"}
-    config.ExtractOutputPreprocessor.enabled = True
-    exporter = MarkdownExporter(config=config)
-    exporter.register_preprocessor(ReaderOutputs(), enabled=True)
-    return exporter
+#: How nbconvert exports a notebook for the reader: no code, no prompts, no cells tagged "hide",
+#: the outputs' files (figures) extracted, then `ReaderOutputs`.
+EXPORT = Config({"TemplateExporter": {"exclude_input": True, "exclude_input_prompt": True,
+                                      "exclude_output_prompt": True},
+                 "TagRemovePreprocessor": {"enabled": True, "remove_cell_tags": {"hide"}},
+                 "ExtractOutputPreprocessor": {"enabled": True},
+                 "MarkdownExporter": {"preprocessors": [ReaderOutputs]}})
 
 
 def _distinct(values: Iterable[str]) -> str:
@@ -143,12 +132,12 @@ def summary_markdown(headlines: list[dict[str, Any]]) -> str:
 def report_markdown(nb: NotebookNode, title: str = TITLE) -> tuple[str, dict[str, bytes | str]]:
     """The report of the executed notebook `nb` as Markdown with a YAML title block, the summary
     and a table of contents before the body. Returns (markdown, {file name: bytes or text})."""
-    body, resources = _markdown_exporter().from_notebook_node(nb)
-    headlines = resources["headlines"]
+    body, resources = MarkdownExporter(config=EXPORT).from_notebook_node(nb)
+    headlines = resources.get("headlines", [])
     front = json.dumps(title_block(headlines, title), ensure_ascii=False)
     contents = "```{=typst}\n#outline(depth: 2)\n```\n\n"
-    markdown = f"---\n{front}\n---\n\n{summary_markdown(headlines)}{contents}{body}"
-    return markdown, resources.get("outputs", {})
+    return (f"---\n{front}\n---\n\n{summary_markdown(headlines)}{contents}{body}",
+            resources.get("outputs", {}))
 
 
 def typeset(markdown: str, files: Mapping[str, bytes | str]) -> bytes:
@@ -162,12 +151,12 @@ def typeset(markdown: str, files: Mapping[str, bytes | str]) -> bytes:
             path = Path(tmp, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content if isinstance(content, bytes) else content.encode())
-        source = Path(tmp, "report.typ")
         try:
-            source.write_text(pypandoc.convert_text(
+            source = pypandoc.convert_text(
                 markdown, "typst", format="markdown", cworkdir=tmp,
-                extra_args=["--standalone", f"--variable=header-includes:{STYLE}"]))
-            return typst.compile(str(source), root=tmp, font_paths=[], ignore_system_fonts=True)
+                extra_args=["--standalone", f"--variable=header-includes:{STYLE}"])
+            return typst.compile(source.encode(), root=tmp, font_paths=[],
+                                 ignore_system_fonts=True)
         except RuntimeError as error:        # pypandoc's and typst's errors
             raise TypesetError(f"typesetting failed: {error}") from None
 
@@ -201,10 +190,7 @@ class ReportExporter(Exporter):
     def from_notebook_node(  # type: ignore[override]
             self, nb: NotebookNode, resources: dict[str, Any] | None = None,
             **kw: Any) -> tuple[bytes, dict[str, Any]]:
-        resources = self._init_resources(resources)
+        resources = self._init_resources(resources)   # output_extension: file_extension's
         name = resources["metadata"].get("name", "notebook")
-        check_executed(nb, name)
         title = nb.metadata.get("title") or f"{TITLE}: {name}"
-        pdf = typeset(*report_markdown(copy.deepcopy(nb), title))
-        resources["output_extension"] = ".pdf"
-        return pdf, resources
+        return typeset(*report_markdown(merge({name: nb}, title), title)), resources

@@ -37,13 +37,18 @@ def curve_panels(panels: list[tuple[str, dict[str, Result], str]], ncols: int,
                         legend=False)
         for ax in axes.flat[len(panels):]:
             ax.set_visible(False)
-        labels = list(panels[0][1])
-        handles = [Line2D([], [], color=f"C{i}", label=label) for i, label in enumerate(labels)]
-        handles += [Line2D([], [], color="0.3", label="training"),
-                    Line2D([], [], color="0.3", linestyle="--", label="validation")]
+        handles = [Line2D([], [], color=f"C{i}", label=label)
+                   for i, label in enumerate(panels[0][1])] + [
+            Line2D([], [], color="0.3", label="training"),
+            Line2D([], [], color="0.3", linestyle="--", label="validation")]
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
                    frameon=False)
     return fig
+
+
+def _axes(ax: Axes | None) -> Axes:
+    """`ax`, or the axes of a new figure 6.4 x 3.6 inches."""
+    return plt.subplots(figsize=(6.4, 3.6))[1] if ax is None else ax
 
 
 def plot_curves(runs: dict[str, Result], quantity: str = "loss", ax: Axes | None = None,
@@ -53,16 +58,13 @@ def plot_curves(runs: dict[str, Result], quantity: str = "loss", ax: Axes | None
     the legend to the caller (`curve_panels`)."""
     if quantity not in QUANTITIES:
         raise ValueError(f"quantity must be one of {sorted(QUANTITIES)}, not {quantity!r}")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax = _axes(ax)
     for i, (label, result) in enumerate(runs.items()):
         h, colour = result.history, f"C{i}"
         ax.plot(h["step"], h[f"{quantity}_train"], color=colour, label=f"{label}, training")
         ax.plot(h["step"], h[f"{quantity}_val"], color=colour, linestyle="--",
                 label=f"{label}, validation")
-    ax.set_xlabel("update step")
-    ax.set_ylabel(QUANTITIES[quantity])
-    ax.set_title(title or QUANTITIES[quantity])
+    ax.set(xlabel="update step", ylabel=QUANTITIES[quantity], title=title or QUANTITIES[quantity])
     ax.grid(alpha=0.3)
     if legend:
         ax.legend(fontsize="small")
@@ -76,8 +78,7 @@ def plot_by_compute(runs: dict[str, dict[str, Any]], quantity: str = "acc",
     `compute.training_flop`), one line per run, and a vertical line at `budget` FLOP if given.
     `runs` maps a label to a run's record: a dict with its "config" (`config.config_dict`)
     and "history", as `Result.summary()` plus the history, or a stored record."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax = _axes(ax)
     for label, run in runs.items():
         config, h = config_from_dict(run["config"]), run["history"]
         ax.plot([training_flop(config, t) / 1e12 for t in h["step"]],
@@ -85,9 +86,9 @@ def plot_by_compute(runs: dict[str, dict[str, Any]], quantity: str = "acc",
                 marker=".", label=label)
     if budget:
         ax.axvline(budget / 1e12, color="k", linestyle=":", label="budget")
-    ax.set_xlabel("training compute (TFLOP)")
-    ax.set_ylabel(f"validation {QUANTITIES[quantity]}{' (%)' if quantity == 'acc' else ''}")
-    ax.set_title(title or f"Validation {QUANTITIES[quantity]} by compute")
+    ax.set(xlabel="training compute (TFLOP)",
+           ylabel=f"validation {QUANTITIES[quantity]}{' (%)' if quantity == 'acc' else ''}",
+           title=title or f"Validation {QUANTITIES[quantity]} by compute")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=2,
               frameon=False)                     # below the axes: clear of the curves
@@ -99,8 +100,7 @@ def plot_lambda_search(search: dict[str, Any], ax: Axes | None = None,
     """Validation accuracy against lam (log scale) for the coarse and fine stages of a search
     (`scale.search.coarse_to_fine`); a diverged trial has none and is left out (a cross on the
     lower edge marks its lam)."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax = _axes(ax)
     for stage, marker in (("coarse", "o-"), ("fine", "s-")):
         trials = sorted(trained(search[stage]), key=lambda t: t["lam"])
         ax.plot([t["lam"] for t in trials], [100 * t["val_accuracy"] for t in trials], marker,
@@ -113,10 +113,7 @@ def plot_lambda_search(search: dict[str, Any], ax: Axes | None = None,
     best = search["best"]
     ax.plot(best["lam"], 100 * best["val_accuracy"], "k*", markersize=14,
             label=f"best: lam = {best['lam']:.2g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("lam")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(title)
+    ax.set(xscale="log", xlabel="lam", ylabel="validation accuracy (%)", title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
     return ax
