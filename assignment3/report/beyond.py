@@ -10,8 +10,7 @@ re-check them without retraining for hours."""
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,22 +183,21 @@ def screening(candidate: Config = CANDIDATE, part_one: Config = PART_ONE,
             [(longer, runs[0]), (longer, runs[-1])]]
 
 
-def run_record(change: str, result: Result, version: str | None = None) -> dict[str, Any]:
+def run_record(change: str, result: Result, version: str | None = None,
+               data: CIFAR10 | None = None) -> dict[str, Any]:
     """A JSON-ready record of one run: the change, its configuration and scores, its minutes,
     parameter count and training compute (`compute.training_flop`), its history, the code
-    version that trained it (default: this one) and the machine it ran on (this one)."""
-    return {"change": change, **result.summary(), "minutes": result.seconds / 60,
-            "parameters": n_parameters(result.config),
-            "training_flop": training_flop(result.config, result.steps),
-            "history": result.history, "code_version": version or code_version(),
-            "machine": machine()}
-
-
-def best_record(data: CIFAR10, change: str, result: Result,
-                version: str | None = None) -> dict[str, Any]:
-    """`run_record` of a long run, with its flip-averaged test accuracy."""
-    return {**run_record(change, result, version),
-            "test_accuracy_flip_averaged": reevaluate(data, result)["test_accuracy_flip_averaged"]}
+    version that trained it (default: this one) and the machine it ran on (this one); given the
+    `data`, as for a long run, also its flip-averaged test accuracy."""
+    record = {"change": change, **result.summary(), "minutes": result.seconds / 60,
+              "parameters": n_parameters(result.config),
+              "training_flop": training_flop(result.config, result.steps),
+              "history": result.history, "code_version": version or code_version(),
+              "machine": machine()}
+    if data is not None:
+        record["test_accuracy_flip_averaged"] = reevaluate(data, result)[
+            "test_accuracy_flip_averaged"]
+    return record
 
 
 Runs = list[dict[str, Any]] | tuple[()]
@@ -239,18 +237,18 @@ def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLA
     Returns (record, runs): the record of `make_record`, each run's entry naming its file
     ("run"), and the `Result` of every run by file name."""
     runs: dict[str, Result] = {}
-    done: dict[tuple[Config, Any], dict[str, Any]] = {}
+    done: dict[tuple[Config, bool], dict[str, Any]] = {}
 
-    def trained(name: str, change: str, config: Config,
-                record: Callable[[str, Result], dict[str, Any]]) -> dict[str, Any]:
-        if (config, record) not in done:
+    def trained(name: str, change: str, config: Config, long: bool) -> dict[str, Any]:
+        if (config, long) not in done:
             checkpoint = (Checkpoint(Path(checkpoints) / f"{Path(name).stem}.checkpoint.npz")
                           if checkpoints else None)
             before = matmul_rate(config)
             runs[name] = train(data, config, progress, checkpoint=checkpoint)
-            done[config, record] = {"run": name, **record(change, runs[name]),
-                                    "matmul_gflops": [before, matmul_rate(config)]}
-        return {**done[config, record], "change": change}
+            done[config, long] = {"run": name,
+                                  **run_record(change, runs[name], data=data if long else None),
+                                  "matmul_gflops": [before, matmul_rate(config)]}
+        return {**done[config, long], "change": change}
 
     def numbered(prefix: str, changes: list[tuple[str, Config]]) -> list[tuple[str, str, Config]]:
         return [(f"{prefix}-{i}.npz", change, config.with_(seed=seeds[0]))
@@ -264,25 +262,24 @@ def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLA
     path = ablation_path(epochs, part_one)
     left_out = [(f"without {ingredient}", config)
                 for ingredient, config in leave_one_out(candidate, part_one)]
-    long_run = partial(best_record, data)
-    # make_record's lists: (file, change, Config) per run and the record of its kind, in the
-    # order trained (the best net before part three, whose shallower net's runs it is)
-    lists: dict[str, tuple[list[tuple[str, str, Config]],
-                           Callable[[str, Result], dict[str, Any]]]] = {
-        "ablation": (numbered("ablation", path[:-1]), run_record),
-        "alternatives": (numbered("alternative", alternatives(epochs, part_one)), run_record),
-        "part_one": (seeded("part-one", path[-1][0], part_one), long_run),
+    # make_record's lists: (file, change, Config) per run and whether they are long runs (with
+    # the flip-averaged test accuracy), in the order trained (the best net before part three,
+    # whose shallower net's runs it is)
+    lists: dict[str, tuple[list[tuple[str, str, Config]], bool]] = {
+        "ablation": (numbered("ablation", path[:-1]), False),
+        "alternatives": (numbered("alternative", alternatives(epochs, part_one)), False),
+        "part_one": (seeded("part-one", path[-1][0], part_one), True),
         "screened": (numbered("screening", screening(candidate, part_one, screening_epochs)),
-                     run_record),
+                     False),
         "part_two_best": (seeded("part-two-best", "part two's best net", part_two_best),
-                          long_run),
+                          True),
         "left_out": ([(f"candidate-seed-{seeds[0]}.npz", "the candidate",
                        candidate.with_(seed=seeds[0]))] + numbered("leave-one-out", left_out),
-                     long_run),
-        "best": (seeded("best", "the best net", best), long_run),
-        "third": (part_three(part_two_best, budget=budget(part_one)), long_run)}
-    record = make_record(**{key: [trained(*run, kind) for run in planned]
-                            for key, (planned, kind) in lists.items()})
+                     True),
+        "best": (seeded("best", "the best net", best), True),
+        "third": (part_three(part_two_best, budget=budget(part_one)), True)}
+    record = make_record(**{key: [trained(*run, long) for run in planned]
+                            for key, (planned, long) in lists.items()})
     return record, runs
 
 
@@ -315,11 +312,11 @@ def save(directory: str | os.PathLike[str], record: dict[str, Any],
 def trained_apart(data: CIFAR10, path: str | os.PathLike[str], change: str,
                   matmul_gflops: list[float], how: str) -> tuple[dict[str, Any], Result]:
     """(entry, Result) of a long run trained apart from `run_all` and saved at `path` (on the
-    command line: `train ... --checkpoint ... --save PATH`): its `best_record` with the code
+    command line: `train ... --checkpoint ... --save PATH`): its `run_record` with the code
     version and machine its file holds, the matmul rates measured around it and `how` it was
     trained."""
     result, meta = read_run(path)
-    return ({**best_record(data, change, result, meta["code_version"]), "run": Path(path).name,
+    return ({**run_record(change, result, meta["code_version"], data), "run": Path(path).name,
              "machine": meta["machine"], "matmul_gflops": matmul_gflops, "how": how}, result)
 
 

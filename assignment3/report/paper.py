@@ -87,9 +87,7 @@ def headline(quantity: str, ours: float | list[float] | tuple[float, ...], fmt: 
 
 def format_ours(row: dict[str, Any]) -> str:
     """Our value of a headline row as text: "v", or "mean ± sd (n seeds)" for several seeds."""
-    ours, fmt = row["ours"], row["fmt"]
-    if not isinstance(ours, list):
-        return format(ours, fmt)
+    ours, fmt = (row["ours"] if isinstance(row["ours"], list) else [row["ours"]]), row["fmt"]
     if len(ours) == 1:
         return format(ours[0], fmt)
     return (f"{format(statistics.mean(ours), fmt)} ± {format(statistics.stdev(ours), fmt)} "

@@ -129,10 +129,17 @@ def summary_markdown(headlines: list[dict[str, Any]]) -> str:
     return f"# Summary {{.unnumbered}}\n\n{table}\n\n"
 
 
-def report_markdown(nb: NotebookNode, title: str = TITLE) -> tuple[str, dict[str, bytes | str]]:
-    """The report of the executed notebook `nb` as Markdown with a YAML title block, the summary
-    and a table of contents before the body. Returns (markdown, {file name: bytes or text})."""
-    body, resources = MarkdownExporter(config=EXPORT).from_notebook_node(nb)
+def report_markdown(notebooks: Mapping[str, NotebookNode],
+                    title: str = TITLE) -> tuple[str, dict[str, bytes | str]]:
+    """The report of the executed `notebooks` (name -> notebook node, each checked, their cells
+    joined in order) as Markdown with a YAML title block, the summary and a table of contents
+    before the body. Returns (markdown, {file name: bytes or text})."""
+    for name, nb in notebooks.items():
+        check_executed(nb, name)
+    merged = copy.deepcopy(next(iter(notebooks.values())))
+    merged.cells = [cell for nb in notebooks.values() for cell in nb.cells]
+    merged.metadata["title"] = title
+    body, resources = MarkdownExporter(config=EXPORT).from_notebook_node(merged)
     headlines = resources.get("headlines", [])
     front = json.dumps(title_block(headlines, title), ensure_ascii=False)
     contents = "```{=typst}\n#outline(depth: 2)\n```\n\n"
@@ -161,20 +168,10 @@ def typeset(markdown: str, files: Mapping[str, bytes | str]) -> bytes:
             raise TypesetError(f"typesetting failed: {error}") from None
 
 
-def merge(notebooks: Mapping[str, NotebookNode], title: str = TITLE) -> NotebookNode:
-    """One notebook holding the cells of `notebooks` (name -> notebook node), each checked."""
-    for name, nb in notebooks.items():
-        check_executed(nb, name)
-    merged = copy.deepcopy(next(iter(notebooks.values())))
-    merged.cells = [cell for nb in notebooks.values() for cell in nb.cells]
-    merged.metadata["title"] = title
-    return merged
-
-
 def build(paths: Iterable[str | os.PathLike[str]], title: str = TITLE) -> bytes:
     """PDF bytes of the executed notebooks at `paths`, in that order."""
     notebooks = {str(p): nbformat.read(p, as_version=4) for p in paths}
-    return typeset(*report_markdown(merge(notebooks, title), title))
+    return typeset(*report_markdown(notebooks, title))
 
 
 class ReportExporter(Exporter):
@@ -193,4 +190,4 @@ class ReportExporter(Exporter):
         resources = self._init_resources(resources)   # output_extension: file_extension's
         name = resources["metadata"].get("name", "notebook")
         title = nb.metadata.get("title") or f"{TITLE}: {name}"
-        return typeset(*report_markdown(merge({name: nb}, title), title)), resources
+        return typeset(*report_markdown({name: nb}, title)), resources

@@ -122,7 +122,7 @@ def test_a_run_trained_apart_joins_the_stored_record(synthetic, tmp_path):
     config = Config(hidden=(20,), schedule="one_cycle", epochs=2, n_batch=50, swa=0.5)
     base = train(synthetic, config.with_(swa=0.0))
     base_entry = {"run": "part-two-best-seed-0.npz",
-                  **beyond.best_record(synthetic, "part two's best", base, "v0")}
+                  **beyond.run_record("part two's best", base, "v0", synthetic)}
     beyond.save(tmp_path, beyond.make_record([], [], [base_entry], part_two_best=[base_entry]),
                 {"part-two-best-seed-0.npz": base})
     apart = train(synthetic, config)
@@ -163,9 +163,9 @@ def test_save_and_load_give_back_the_runs(synthetic, tmp_path):
     config = Config(hidden=(30, 20), bn_order="after", schedule="one_cycle", epochs=2, n_batch=50)
     result = train(synthetic, config)
     best = {"run": "best-seed-0.npz",
-            **beyond.best_record(synthetic, "a change", result, version="test")}
-    older = beyond.best_record(synthetic, "an older run",
-                               train(synthetic, config.with_(seed=1)), "old")
+            **beyond.run_record("a change", result, version="test", data=synthetic)}
+    older = beyond.run_record("an older run", train(synthetic, config.with_(seed=1)), "old",
+                              synthetic)
     record = beyond.make_record([best], [older], [best, older], best=[best])
     beyond.save(tmp_path, record, {"best-seed-0.npz": result})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best-seed-0.npz", beyond.RECORD]

@@ -23,7 +23,6 @@ from assignment3.report.pdf import (  # noqa: E402
     NotebookError,
     ReaderOutputs,
     check_executed,
-    merge,
     report_markdown,
     summary_markdown,
     title_block,
@@ -133,14 +132,14 @@ def test_a_notebook_not_executed_or_with_an_error_is_refused():
             check_executed(broken(small(), fault), "a.ipynb")
 
 
-def test_merge_checks_then_joins_the_cells_in_order():
+def test_report_markdown_checks_then_joins_the_cells_in_order():
     first, second = notebook([("# One", None)]), notebook([("# Two", None), ("x", [])])
-    merged = merge({"1.ipynb": first, "2.ipynb": second}, title="A report")
-    assert [c.source for c in merged.cells] == ["# One", "# Two", "x"]
-    assert merged.metadata["title"] == "A report" and "title" not in first.metadata
+    markdown, _ = report_markdown({"1.ipynb": first, "2.ipynb": second}, title="A report")
+    assert markdown.index("# One") < markdown.index("# Two")
+    assert "title" not in first.metadata
     nb = broken(notebook([("# Title", None), ("x = 1", []), ("train()", [])]), "error output")
     with pytest.raises(NotebookError, match=FAULTS["error output"]):
-        merge({"first.ipynb": notebook([("y = 2", [])]), "a.ipynb": nb})
+        report_markdown({"first.ipynb": notebook([("y = 2", [])]), "a.ipynb": nb})
 
 
 def test_reader_keeps_what_a_reader_needs():
@@ -187,7 +186,7 @@ def test_report_markdown_of_a_small_notebook():
                    ("import numpy\ntrain()", bar_and_widget()),
                    ("show()", figure_outputs("Loss by step")),
                    ("publish()", [headline_output(2)])])
-    markdown, files = report_markdown(nb, title="A small report")
+    markdown, files = report_markdown({"small.ipynb": nb}, title="A small report")
     front = json.loads(markdown.split("\n---\n")[0].removeprefix("---\n"))
     assert front["title"] == "A small report" and "2025-01-02 10:00 UTC" in front["date"]
     assert "# Summary {.unnumbered}" in markdown and "#outline(depth: 2)" in markdown
