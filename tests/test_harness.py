@@ -17,8 +17,7 @@ from assignment3.signals import TrainingInterrupted
 from assignment3.store.checkpoints import Checkpoint
 from assignment3.store.runfile import read
 from assignment3.training import schedule, train
-from assignment3.training.harness import Harness
-from assignment3.training.run import HISTORY_KEYS, Run
+from assignment3.training.harness import HISTORY_KEYS, Harness, Run
 
 #: 300 training images in mini-batches of 50: 6 steps an epoch, 40 steps, an evaluation every 4.
 CONFIG = Config(hidden=(20,), n_batch=50, n_s=20, cycles=1, momentum=0.5, seed=3)
@@ -81,7 +80,7 @@ def evaluated_steps(data, run, etas, checkpoint=None, spoil=None):
             states.append(run.state(copy=True))
             harness.evaluate(etas[t])
             assert len(harness.pending) <= Harness.MAX_PENDING
-        harness.check(wait=True)
+        harness.check(keep=0)
         assert not harness.pending
     return states
 

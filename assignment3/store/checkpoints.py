@@ -20,8 +20,8 @@ from ..data import CIFAR10
 from ..nn.checks import is_int
 from ..nn.types import Array, Params
 from ..training import MATH_VERSION, schedule
+from ..training.harness import History, State
 from ..training.inputs import STREAMS, Position
-from ..training.run import History, State
 from .fields import (
     OBJECT,
     STRING,

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..config import Config, config_from_dict
 from ..nn.checks import is_int, is_real
-from ..training.run import HISTORY_KEYS
+from ..training.harness import HISTORY_KEYS
 from .runfile import RunFileError, shown
 
 #: A check of a field's value.

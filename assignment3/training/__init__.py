@@ -1,6 +1,6 @@
-"""Training one network: the loop (`loop`: `train`, its `Result`, the schedules), the state of a
-run and what a checkpoint keeps of it (`run`), its input stream of mini-batches (`inputs`), and
-what runs beside the steps (`harness`: the evaluations in the background, BLAS threads,
+"""Training one network: the loop (`loop`: `train`, its `Result`, the schedules), its input stream
+of mini-batches (`inputs`), and the run in progress (`harness`: its state and what a checkpoint
+keeps of it, and what runs beside the steps: the evaluations in the background, BLAS threads,
 prefetching, stop signals, progress)."""
 from .loop import (
     MATH_VERSION,

@@ -1,11 +1,19 @@
-"""What `train` runs beside the steps of its loop, entered as one context (`Harness`): numpy's
-overflow warnings off, the BLAS thread limit, the evaluations on train and val in a background
-thread (each then writing the checkpoint), the thread that prepares the next mini-batch, the stop
-signals and the progress bar."""
+"""A training run in progress (`Run`): its parameters (flat, with the update rule's vectors), the
+BN moving averages, the history of its evaluations, the steps done and where its input stream
+stands; what a checkpoint keeps of it (`State`, kept by a `Checkpointer`); and what `train` runs
+beside the steps of its loop, entered as one context (`Harness`): numpy's overflow warnings off,
+the BLAS thread limit, the evaluations on train and val in a background thread (each then writing
+the checkpoint), the thread that prepares the next mini-batch, the stop signals and the progress
+bar."""
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
+from copy import deepcopy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -14,10 +22,84 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..data import CIFAR10
 from ..nn.cost import evaluate_unchecked
-from ..nn.optim import DivergenceError
+from ..nn.network import init_params
+from ..nn.optim import DivergenceError, FlatParams
+from ..nn.types import Array, Params, Stats
 from ..signals import StopSignals, TrainingInterrupted
-from .inputs import Inputs, step_inputs
-from .run import HISTORY_KEYS, Checkpointer, History, Run, State
+from .inputs import Inputs, Position, step_inputs
+
+#: The quantities of a run's history, one entry per evaluation.
+HISTORY_KEYS = ("step", "eta", "cost_train", "loss_train", "acc_train", "cost_val", "loss_val",
+                "acc_val")
+
+History = dict[str, list[Any]]
+
+
+@dataclass
+class State:
+    """What a checkpoint keeps of a run after `step` steps: `params` and `stats` as in
+    `training.Result`, the optimiser's state `vectors` by name (the momentum velocity, if any),
+    the `history` of the evaluations done, the `position` of the input stream
+    (`minibatches.inputs`) and the `seconds` trained."""
+    step: int
+    params: Params
+    stats: Stats
+    vectors: dict[str, Array]
+    history: History
+    position: Position | None
+    seconds: float
+
+
+class Checkpointer(Protocol):
+    """Where a run keeps its `State` (`store.checkpoints.Checkpoint` is one): `load` gives the
+    stored state of this run, or None to start afresh; `save` replaces it."""
+    path: Path
+
+    def load(self, config: Config, data: CIFAR10, like: Params,
+             vectors_like: dict[str, Array]) -> State | None: ...
+
+    def save(self, state: State) -> None: ...
+
+
+@dataclass
+class Run:
+    """A run in progress: its parameters (as one flat vector, `flat.params` the dict of views),
+    the BN moving averages (None before the first step), the history, the steps done, the
+    position of its input stream, and the seconds of earlier sessions of a resumed run."""
+    flat: FlatParams
+    stats: Stats | None = None
+    history: History = field(default_factory=lambda: {key: [] for key in HISTORY_KEYS})
+    step: int = 0
+    position: Position | None = None
+    earlier: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def start(cls, data: CIFAR10, config: Config, checkpoint: Checkpointer | None) -> "Run":
+        """The run of `config` on `data`: fresh parameters from the seed, or the state stored by
+        `checkpoint` if it has one."""
+        started = time.perf_counter()
+        params = init_params([data.train.X.shape[0], *config.hidden, data.train.Y.shape[0]],
+                             batch_norm=config.batch_norm, init=config.init, seed=config.seed,
+                             dtype=config.dtype)
+        flat = FlatParams(params, config.update.state, average=config.swa > 0)
+        state = checkpoint.load(config, data, flat.params, flat.vectors()) if checkpoint else None
+        if state is None:
+            return cls(flat, started=started)
+        flat.assign(state.params, state.vectors)
+        return cls(flat, state.stats or None, state.history, state.step, state.position,
+                   state.seconds, started)
+
+    def seconds(self) -> float:
+        """Seconds trained, over all sessions."""
+        return self.earlier + time.perf_counter() - self.started
+
+    def state(self, copy: bool = False) -> State:
+        """The run's `State` now; with `copy`, of copies of its arrays (for another thread)."""
+        arrays = self.flat.params, self.stats or [], self.flat.vectors()
+        params, stats, vectors = deepcopy(arrays) if copy else arrays
+        return State(self.step, params, stats, vectors, self.history, self.position,
+                     self.seconds())
 
 
 class Harness(ExitStack):
@@ -68,13 +150,13 @@ class Harness(ExitStack):
         """Evaluate the run now (after a step with learning rate eta) in the background, on
         copies of its arrays; with a checkpoint, write its state after."""
         state = self.run.state(copy=True)
-        while len(self.pending) >= self.MAX_PENDING:
-            self.pending.popleft().result()
+        self.check(keep=self.MAX_PENDING - 1)
         self.pending.append(self.evaluations.submit(self._evaluate, eta, state))
 
-    def check(self, wait: bool = False) -> None:
-        """Raise the error of an evaluation done so far, or (with `wait`) of any of them."""
-        while self.pending and (wait or self.pending[0].done()):
+    def check(self, keep: float = float("inf")) -> None:
+        """Raise the error of an evaluation done so far, waiting for the oldest ones until at most
+        `keep` are pending (with keep=0, for all of them)."""
+        while self.pending and (len(self.pending) > keep or self.pending[0].done()):
             self.pending.popleft().result()
 
     def step_done(self, eta: float) -> None:
@@ -85,7 +167,7 @@ class Harness(ExitStack):
         self.bar.set_postfix_str(_postfix(eta, self.run.history), refresh=False)
         if self.signals.received:
             self.bar.leave = False                     # cleared: the caller says where it stopped
-            self.check(wait=True)
+            self.check(keep=0)
             if self.checkpoint:
                 self.checkpoint.save(self.run.state())
             raise TrainingInterrupted(self.signals.received, self.run.step, self.total,
@@ -93,7 +175,7 @@ class Harness(ExitStack):
 
     def finish(self, eta: float) -> None:
         """Wait for the last evaluations (raising their errors) and show the final numbers."""
-        self.check(wait=True)
+        self.check(keep=0)
         self.bar.set_postfix_str(_postfix(eta, self.run.history))
 
     def _evaluate(self, eta: float, state: State) -> None:

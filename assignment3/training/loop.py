@@ -26,8 +26,7 @@ from ..nn.network import update_moving_averages
 from ..nn.optim import DivergenceError, cyclic_lr, one_cycle_lr, step
 from ..nn.swa import bn_statistics, snapshot_steps
 from ..nn.types import Params, Stats
-from .harness import Harness
-from .run import Checkpointer, History, Run
+from .harness import Checkpointer, Harness, History, Run
 
 #: Version of the numbers a configuration and seed give. Bump it with every change that changes
 #: them (network, training, augmentation, random streams): saved runs and checkpoints record it,

@@ -9,7 +9,7 @@ import pytest
 from assignment3.config import Config
 from assignment3.store.fields import check_history, config_field, field, integer, number
 from assignment3.store.runfile import RunFileError
-from assignment3.training.run import HISTORY_KEYS
+from assignment3.training.harness import HISTORY_KEYS
 
 #: (check, value, whether the value passes): integers without bools or floats, finite numbers
 #: without bools, each in its bounds (both ends included).
