@@ -4,6 +4,7 @@ command line builds its options from), the error that names a setting (`ConfigEr
 configuration as JSON and back. `training.train` trains one; the report's configurations and the
 command line's presets are in `report.presets`."""
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -25,6 +26,13 @@ class ConfigTypeError(ConfigError, TypeError):
     """A setting of the wrong type (a string where a bool is needed, say)."""
 
 
+#: Each kind of setting: how `Limit.describe` words it, and the test of a value of that kind (a
+#: str is accepted only as one of a limit's `choices`, which `Limit.check` takes first).
+KINDS: dict[type, tuple[str, Callable[[object], bool]]] = {
+    bool: ("True or False", is_bool), int: ("an integer", is_int), float: ("a number", is_real),
+    str: ("", lambda value: False)}
+
+
 @dataclass(frozen=True)
 class Limit:
     """The values a setting accepts: of `kind` (int, float: any real number, finite; bool; or
@@ -40,9 +48,7 @@ class Limit:
 
     def describe(self) -> str:
         """The accepted values other than None in words, e.g. "a number in [0, 1)"."""
-        if self.kind is bool:
-            return "True or False"
-        what = {int: "an integer", float: "a number", str: ""}[self.kind]
+        what = KINDS[self.kind][0]
         lo, hi = (v if v is None or v != int(v) else int(v) for v in (self.lo, self.hi))
         if lo is not None and hi is not None:
             what += f" in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
@@ -54,24 +60,16 @@ class Limit:
         return what
 
     def check(self, field: str, value: Any) -> None:
-        """Raise ConfigTypeError or ConfigError unless `value` is accepted for `field`."""
+        """Raise ConfigTypeError or ConfigError unless `value` is accepted for `field` (a bool
+        has no range: only its kind is checked)."""
         if (value is None and self.optional) or (isinstance(value, str) and value in self.choices):
             return
         problem = f"{{0}} must be {self.describe()}{' or None' if self.optional else ''}, " \
                   f"got {{value!r}}"
-        if not self._of_kind(value):
+        if not KINDS[self.kind][1](value):
             raise ConfigTypeError(problem, field, value=value)
-        if self.kind is bool:
-            return
         if not math.isfinite(value) or not self._in_range(value):
             raise ConfigError(problem, field, value=value)
-
-    def _of_kind(self, value: object) -> bool:
-        if self.kind is bool:
-            return is_bool(value)
-        if self.kind is str:
-            return False
-        return is_int(value) if self.kind is int else is_real(value)
 
     def _in_range(self, value: float) -> bool:
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):

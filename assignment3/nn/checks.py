@@ -1,8 +1,9 @@
 """Checks of inputs, in one place: the predicates every module shares (`is_int`, `is_real`), and
 the checks of the arrays given to the public functions of `network`, `cost` and `training.train`.
 Each raises ValueError (TypeError for a wrong type) saying what is wrong, instead of a traceback
-from deep inside numpy or a silently wrong number. They run once per public call; the training
-loop calls the unchecked passes (`network.forward_unchecked`, `cost.evaluate_unchecked`)."""
+from deep inside numpy or a silently wrong number. They run once per public call
+(`network.check_input`, which also checks the `Net`); the training loop calls the unchecked
+passes (`network.forward_unchecked`, `cost.evaluate_unchecked`)."""
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any
 
@@ -34,16 +35,6 @@ def is_int(value: object) -> "TypeIs[int | np.integer[Any]]":
 def is_real(value: object) -> "TypeIs[float | np.integer[Any] | np.floating[Any]]":
     """True for real numbers (Python or numpy), False for bools and everything else."""
     return isinstance(value, Real) and not is_bool(value)
-
-
-def check_input(params: Params, X: Array, Y: Array | None = None) -> None:
-    """Raise unless `params` is a parameter dict (see `network`), X (d x n) samples for its
-    d inputs and Y (if given) their K x n targets for its K outputs: one-hot, or soft (label
-    smoothing, MixUp)."""
-    check_params(params)
-    check_samples(X, params["W"][0].shape[1])
-    if Y is not None:
-        check_targets(Y, params["W"][-1].shape[0], X.shape[1])
 
 
 def check_samples(X: Array, d: int, name: str = "X") -> None:
@@ -163,14 +154,12 @@ def check_masks(masks: list[Array] | None, W: list[Array], X: Array) -> None:
 
 def checked_float_dtype(dtype: DTypeLike) -> np.dtype[Any]:
     """`dtype` as a numpy dtype if it is float32 or float64, else ValueError."""
-    checked: np.dtype[Any] | None
     try:
-        checked = np.dtype(dtype)
-    except TypeError:
-        checked = None
-    if checked is None or checked not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-    return checked
+        if np.dtype(dtype) in (np.float32, np.float64):
+            return np.dtype(dtype)
+    except TypeError:                                 # not a dtype at all
+        pass
+    raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
 
 
 def check_data(data: Any, dtype: DTypeLike) -> None:

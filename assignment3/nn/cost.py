@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .checks import check_input, check_labels, check_lam, check_masks, check_stats
-from .network import BN_EPS, Net, check_net, forward_unchecked, log_softmax, relu, uses_bn
+from .network import BN_EPS, Net, check_input, forward_unchecked, log_softmax
 from .types import Array, Labels, Params, Stats
 
 #: Columns evaluated at once in test-mode passes over a whole data set (bounds memory).
@@ -31,11 +30,7 @@ def compute_cost(params: Params, X: Array, Y: Array, lam: float, stats: Stats | 
     G = -(Y - P) is its gradient all the same. BN in training mode (`stats=None`, the batch's own
     statistics) or with the given moving averages; layers wired as `net`; dropout `masks` or
     none. For whole data sets use `evaluate`, which works in chunks."""
-    check_input(params, X, Y)
-    check_lam(lam)
-    check_stats(params, stats)
-    check_net(net, params)
-    check_masks(masks, params["W"], X)
+    check_input(params, X, Y, lam=lam, stats=stats, net=net, masks=masks)
     S, _, _ = forward_unchecked(params, X, stats, net=net, masks=masks)
     return -(Y * log_softmax(S)).sum() / X.shape[1] + l2_penalty(params, lam)
 
@@ -45,12 +40,8 @@ def evaluate(params: Params, X: Array, y: Labels, lam: float, stats: Stats | Non
     """Loss, cost and accuracy on a data set X (d x n) with labels y (n,), BN in test mode with
     the moving averages `stats`, layers wired as `net`, in chunks of EVAL_CHUNK columns.
     Returns {"loss": mean cross-entropy, "cost": loss + lam sum ||W||^2, "accuracy": fraction}."""
-    check_input(params, X)
-    y = check_labels(y, X.shape[1], params["W"][-1].shape[0])
-    check_lam(lam)
-    check_stats(params, stats)
-    check_net(net, params)
-    return evaluate_unchecked(params, X, y, lam, stats, net=net)
+    check_input(params, X, y=y, lam=lam, stats=stats, net=net)
+    return evaluate_unchecked(params, X, np.asarray(y), lam, stats, net=net)
 
 
 def evaluate_unchecked(params: Params, X: Array, y: Labels, lam: float, stats: Stats | None, *,
@@ -70,9 +61,7 @@ def evaluate_unchecked(params: Params, X: Array, y: Labels, lam: float, stats: S
 def test_scores(params: Params, X: Array, stats: Stats | None, *, net: Net = Net()) -> Array:
     """Scores S (K x n) of X (d x n) in BN test mode (moving averages `stats`; layers wired as
     `net`), in chunks of EVAL_CHUNK columns."""
-    check_input(params, X)
-    check_stats(params, stats)
-    check_net(net, params)
+    check_input(params, X, stats=stats, net=net)
     return np.hstack([S for _, S in _test_mode_chunks(params, X, stats, net)])
 
 
@@ -80,22 +69,22 @@ def _test_mode_chunks(params: Params, X: Array, stats: Stats | None,
                       net: Net) -> Iterator[tuple[int, Array]]:
     """(i, S): the test-mode scores S (K x c) of the chunks X[:, i:i + c], c <= EVAL_CHUNK, of
     X (d x n), one chunk after another (bounds memory on whole data sets)."""
-    if uses_bn(params) and stats is None:
+    if params["gamma"] and stats is None:
         raise ValueError("a BN network needs the moving averages (stats) for evaluation")
-    W, b = _test_mode_layers(params, stats or [], net.bn_order)
+    folded = _test_mode_params(params, stats or [], net.bn_order)
     for i in range(0, X.shape[1], EVAL_CHUNK):
-        yield i, _test_mode_scores(W, b, X[:, i:i + EVAL_CHUNK], net.linear)
+        yield i, forward_unchecked(folded, X[:, i:i + EVAL_CHUNK], net=net)[0]
 
 
-def _test_mode_layers(params: Params, stats: Stats,
-                      bn_order: str = "before") -> tuple[list[Array], list[Array]]:
-    """The weights and biases of the network in BN test mode, with BN folded into them. With
+def _test_mode_params(params: Params, stats: Stats, bn_order: str = "before") -> Params:
+    """The parameters of the network in BN test mode, with BN folded into W and b (no gamma and
+    beta left: `forward` of them is the test-mode pass, with `net`'s ReLUs). With
     fixed statistics BN is an affine map per unit, x -> a x + c with a = gamma / sqrt(v + eps)
     and c = beta - a mu. Before the ReLU it folds into its own layer: W' = a W,
     b' = a (b - mu) + beta. After the ReLU it folds into the next layer's input:
     W'_(l+1) = W_(l+1) diag(a), b'_(l+1) = b_(l+1) + W_(l+1) c. Same scores up to rounding,
-    with three passes fewer over each m x n array than `forward` and no new ones. Without BN:
-    the parameters themselves."""
+    with three passes fewer over each m x n array than `forward` with `stats` and no new ones.
+    Without BN: the weights and biases themselves."""
     W, b = list(params["W"]), list(params["b"])
     for l, (gamma, beta) in enumerate(zip(params["gamma"], params["beta"])):
         mu, v = stats[l]
@@ -104,20 +93,7 @@ def _test_mode_layers(params: Params, stats: Stats,
             W[l], b[l] = a * W[l], a * (b[l] - mu) + beta
         else:
             W[l + 1], b[l + 1] = W[l + 1] * a.T, b[l + 1] + W[l + 1] @ (beta - a * mu)
-    return W, b
-
-
-def _test_mode_scores(W: list[Array], b: list[Array], X: Array, linear: int = 0) -> Array:
-    """Scores S (K x n) of X (d x n) from the layers of `_test_mode_layers` (the first `linear`
-    hidden layers without a ReLU)."""
-    H = X
-    for l in range(len(W) - 1):
-        S = W[l] @ H
-        S += b[l]
-        H = relu(S) if l >= linear else S
-    S = W[-1] @ H
-    S += b[-1]
-    return S
+    return {"W": W, "b": b, "gamma": [], "beta": []}
 
 
 def compute_accuracy(params: Params, X: Array, y: Labels, stats: Stats | None, *,

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .checks import PARAM_NAMES, check_input
+from .checks import PARAM_NAMES
 from .cost import compute_cost
-from .network import Net, compute_gradients
+from .network import Net, check_input, compute_gradients
 from .types import Array, Params
 
 #: Denominator floor of the relative error: entries whose true gradient is ~0 (the BN biases,
@@ -36,7 +36,7 @@ def numerical_gradients(params: Params, X: Array, Y: Array, lam: float, h: float
     """Centred-difference gradients (J(p + h) - J(p - h)) / 2h of the cost for every entry of
     every W, b, gamma, beta, computed in `dtype`. X is d x n, Y is K x n; `net` and the dropout
     `masks` (held fixed) as in `network`. Returns a dict like `params` (in `dtype`)."""
-    check_input(params, X, Y)
+    check_input(params, X, Y, lam=lam, net=net, masks=masks)
     work = copy_params(params, dtype)
     X, Y = X.astype(dtype), Y.astype(dtype)
     work_masks = None if masks is None else [M.astype(dtype) for M in masks]

@@ -37,10 +37,13 @@ from numpy.typing import DTypeLike
 from .checks import (
     BN_ORDERS,
     PARAM_NAMES,
-    check_input,
+    check_labels,
     check_lam,
     check_masks,
+    check_params,
+    check_samples,
     check_stats,
+    check_targets,
     checked_float_dtype,
     is_bool,
     is_int,
@@ -49,9 +52,8 @@ from .checks import (
 from .types import Array, Params, Stats
 
 __all__ = ["BN_ALPHA", "BN_EPS", "BN_ORDERS", "PARAM_NAMES", "LayerCache", "Net", "backward",
-           "check_net", "compute_gradients", "dropout_masks", "forward", "forward_unchecked",
-           "init_params", "log_softmax", "relu", "row_sum", "softmax", "update_moving_averages",
-           "uses_bn"]
+           "check_input", "compute_gradients", "dropout_masks", "forward", "forward_unchecked",
+           "init_params", "log_softmax", "relu", "row_sum", "softmax", "update_moving_averages"]
 
 #: The small constant added to the BN variance before the square root.
 BN_EPS = 1e-10
@@ -64,7 +66,7 @@ BN_ALPHA = 0.9
 class Net:
     """How the layers are wired beyond the assignment: BN "before" or "after" the ReLU, and the
     first `linear` hidden layers without a ReLU (0: every hidden layer has one). Checked when
-    built; a network's depth is checked against `linear` where both meet (`checks.check_net`)."""
+    built; a network's depth is checked against `linear` where both meet (`check_input`)."""
     bn_order: str = "before"
     linear: int = 0
 
@@ -77,15 +79,32 @@ class Net:
                              f"got {self.linear!r}")
 
 
-def check_net(net: Net, params: Params) -> None:
-    """Raise unless `net` is a `Net` whose `linear` is at most the number of hidden layers of
-    the network of `params` (so that one of them at least has a ReLU, or it has none)."""
+def check_input(params: Params, X: Array, Y: Array | None = None, *, y: Any = None,
+                lam: float = 0.0, stats: Stats | None = None, net: Net = Net(),
+                masks: list[Array] | None = None) -> None:
+    """The one check of the inputs of a public function of the network or the cost, at its
+    start (the training loop, whose inputs `train` checked once, calls the unchecked passes).
+    Raises unless `params` is a parameter dict, X (d x n) samples for its d inputs, Y (if given)
+    their K x n targets for its K outputs (one-hot, or soft: label smoothing, MixUp), y (if
+    given) their n labels, lam a finite number >= 0, stats None or one (mu, v) pair per BN
+    layer, `net` a `Net` whose `linear` is at most the number of hidden layers (so that one of
+    them at least has a ReLU, or it has none), and masks None or one dropout mask per hidden
+    layer."""
+    check_params(params)
+    check_samples(X, params["W"][0].shape[1])
+    if Y is not None:
+        check_targets(Y, params["W"][-1].shape[0], X.shape[1])
+    if y is not None:
+        check_labels(y, X.shape[1], params["W"][-1].shape[0])
+    check_lam(lam)
+    check_stats(params, stats)
     if not isinstance(net, Net):
         raise TypeError(f"net must be a Net(bn_order, linear), got {net!r}")
     hidden = len(params["W"]) - 1
     if net.linear > hidden:
         raise ValueError(f"linear must be in [0, {hidden}] for a network of {hidden} hidden "
                          f"layer{'s' if hidden != 1 else ''}, got {net.linear}")
+    check_masks(masks, params["W"], X)
 
 
 def init_params(dims: Sequence[int], *, batch_norm: bool, init: str | float = "he",
@@ -109,33 +128,26 @@ def init_params(dims: Sequence[int], *, batch_norm: bool, init: str | float = "h
                          f"got {seed!r}")
     dtype = checked_float_dtype(dtype)
     rng = np.random.default_rng(seed)
-    params: Params = {"W": [], "b": [], "gamma": [], "beta": []}
-    for l, (m_in, m_out) in enumerate(zip(dims[:-1], dims[1:])):
-        W = rng.standard_normal((m_out, m_in)) * _init_sigma(init, m_in)
-        params["W"].append(W.astype(dtype))
-        params["b"].append(np.zeros((m_out, 1), dtype))
-        if batch_norm and l < len(dims) - 2:
-            params["gamma"].append(np.ones((m_out, 1), dtype))
-            params["beta"].append(np.zeros((m_out, 1), dtype))
-    return params
+    W = [(rng.standard_normal((m_out, m_in)) * _init_sigma(init, m_in)).astype(dtype)
+         for m_in, m_out in zip(dims[:-1], dims[1:])]
+    bn_sizes = dims[1:-1] if batch_norm else []             # BN in every hidden layer, or none
+    return {"W": W, "b": [np.zeros((m, 1), dtype) for m in dims[1:]],
+            "gamma": [np.ones((m, 1), dtype) for m in bn_sizes],
+            "beta": [np.zeros((m, 1), dtype) for m in bn_sizes]}
+
+
+#: The named initialisations: sigma^2 = gain / m_in.
+INIT_GAINS = {"he": 2.0, "xavier": 1.0}
 
 
 def _init_sigma(init: str | float, m_in: int) -> float:
-    if init == "he":
-        return float(np.sqrt(2.0 / m_in))
-    if init == "xavier":
-        return float(np.sqrt(1.0 / m_in))
+    if isinstance(init, str) and init in INIT_GAINS:
+        return float(np.sqrt(INIT_GAINS[init] / m_in))
     if not is_real(init):
         raise ValueError(f'init must be "he", "xavier" or a positive float sigma, not {init!r}')
-    sigma = float(init)
-    if not 0 < sigma < np.inf:
+    if not 0 < float(init) < np.inf:
         raise ValueError(f"init sigma must be a finite number > 0, got {init!r}")
-    return sigma
-
-
-def uses_bn(params: Params) -> bool:
-    """True if the network has BN layers."""
-    return len(params["gamma"]) > 0
+    return float(init)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,10 +176,7 @@ def forward(params: Params, X: Array, stats: Stats | None = None, *, net: Net = 
     module docstring. Returns (S, cache, batch_stats): the cache (one `LayerCache` per layer)
     holds what `backward` needs, `batch_stats` the (mu, v) the pass used, one pair per BN layer.
     """
-    check_input(params, X)
-    check_stats(params, stats)
-    check_net(net, params)
-    check_masks(masks, params["W"], X)
+    check_input(params, X, stats=stats, net=net, masks=masks)
     return forward_unchecked(params, X, stats, net=net, masks=masks)
 
 
@@ -176,7 +185,6 @@ def forward_unchecked(params: Params, X: Array, stats: Stats | None = None, *, n
     """`forward` without the checks of its inputs that cost a pass over X (for the training
     loop, whose inputs `train` checked once)."""
     W, b, gamma, beta = (params[name] for name in PARAM_NAMES)
-    bn = len(gamma) > 0
     bn_after, linear = net.bn_order == "after", net.linear
     cache: list[LayerCache] = []
     batch_stats: Stats = []
@@ -185,11 +193,11 @@ def forward_unchecked(params: Params, X: Array, stats: Stats | None = None, *, n
         S: Array = W[l] @ H
         S += b[l]
         D = inv_std = None
-        if bn and not bn_after:
+        if gamma and not bn_after:                           # BN, before the ReLU
             S, D, inv_std = _bn_forward(S, gamma[l], beta[l], stats, l, batch_stats)
         R = relu(S) if l >= linear else S                    # in place
         A = R
-        if bn and bn_after:
+        if gamma and bn_after:
             A, D, inv_std = _bn_forward(R, gamma[l], beta[l], stats, l, batch_stats)
         mask = None if masks is None else masks[l]
         if mask is not None:
@@ -206,8 +214,6 @@ def _bn_forward(S: Array, gamma: Array, beta: Array, stats: Stats | None, l: int
                 batch_stats: Stats) -> tuple[Array, Array, Array]:
     """BN of S (m x n) with the batch's statistics (stats None; appended to batch_stats) or with
     stats[l]. Returns (s_tilde, D, inv_std), new arrays; S is not modified."""
-    mu: Array
-    v: Array
     if stats is None:
         mu = row_sum(S) / S.shape[1]
         D = S - mu                                            # D = S - mu
@@ -252,30 +258,23 @@ def dropout_masks(params: Params, n: int, p: float, rng: np.random.Generator,
 def relu(S: Array) -> Array:
     """max(0, S), in place. Against a row of zeros rather than the scalar 0: numpy's maximum
     has no vectorised loop for a scalar operand (timed in benchmarks/RESULTS.md, micro)."""
-    return np.maximum(S, _zeros(S.shape[1], S.dtype), out=S)
+    return np.maximum(S, _constant((S.shape[1],), 0, S.dtype), out=S)
 
 
 def row_sum(A: Array, out: Array | None = None) -> Array:
     """A 1: the m x 1 row sums of the m x n array A, as a product with a column of ones. For the
     50 x 100 arrays of a mini-batch this BLAS call is faster than A.sum(axis=1)
     (benchmarks/RESULTS.md, micro)."""
-    return np.matmul(A, _ones(A.shape[1], A.dtype), out=out)
+    return np.matmul(A, _constant((A.shape[1], 1), 1, A.dtype), out=out)
 
 
-@functools.lru_cache(maxsize=16)
-def _ones(n: int, dtype: np.dtype[Any]) -> Array:
-    """A read-only n x 1 column of ones (cached: creating it costs about as much as the sum)."""
-    ones = np.ones((n, 1), dtype)
-    ones.flags.writeable = False
-    return ones
-
-
-@functools.lru_cache(maxsize=16)
-def _zeros(n: int, dtype: np.dtype[Any]) -> Array:
-    """A read-only row of n zeros (cached)."""
-    zeros = np.zeros(n, dtype)
-    zeros.flags.writeable = False
-    return zeros
+@functools.lru_cache(maxsize=32)
+def _constant(shape: tuple[int, ...], value: int, dtype: np.dtype[Any]) -> Array:
+    """A read-only array of `shape` filled with `value`: `row_sum`'s column of ones and `relu`'s
+    row of zeros (cached: creating one costs about as much as the sum)."""
+    constant = np.full(shape, value, dtype)
+    constant.flags.writeable = False
+    return constant
 
 
 def softmax(S: Array) -> Array:
@@ -315,23 +314,21 @@ def backward(params: Params, Y: Array, P: Array, cache: list[LayerCache], lam: f
     G: Array = P - Y                                          # G = -(Y - P)
     G /= n                                                    # the 1/n of every mean below
     for l in range(len(W) - 1, -1, -1):
-        H = cache[l].H
-        dW = grads["W"][l] = np.matmul(G, H.T, out=grads["W"][l])
+        if l < len(W) - 1:                                    # back through hidden layer l
+            G = W[l + 1].T @ G                                # dJ/dx of hidden layer l
+            c = cache[l]
+            if c.mask is not None:
+                G *= c.mask                                   # dropout
+            if c.D is not None and c.bn_after:
+                G = _bn_backward(G, c, gamma[l], grads, l, n)
+            if c.R is not None:                               # no ReLU in a linear layer
+                G *= c.R > 0                                  # ReLU mask: x > 0
+            if c.D is not None and not c.bn_after:
+                G = _bn_backward(G, c, gamma[l], grads, l, n)
+        dW = grads["W"][l] = np.matmul(G, cache[l].H.T, out=grads["W"][l])
         if lam:
             dW += (2 * lam) * W[l]
         grads["b"][l] = row_sum(G, out=grads["b"][l])        # G 1
-        if l == 0:
-            break                                             # no gradient w.r.t. the input
-        G = W[l].T @ G                                        # dJ/dx of hidden layer l - 1
-        c = cache[l - 1]
-        if c.mask is not None:
-            G *= c.mask                                       # dropout
-        if c.D is not None and c.bn_after:
-            G = _bn_backward(G, c, gamma[l - 1], grads, l - 1, n)
-        if c.R is not None:                                   # no ReLU in a linear layer
-            G *= c.R > 0                                      # ReLU mask: x > 0
-        if c.D is not None and not c.bn_after:
-            G = _bn_backward(G, c, gamma[l - 1], grads, l - 1, n)
     return grads
 
 
@@ -362,9 +359,6 @@ def compute_gradients(params: Params, X: Array, Y: Array, lam: float, *, net: Ne
     """Analytic gradients of the cost on the mini-batch X (d x n), Y (K x n), BN in training
     mode (mini-batch statistics), wired as `net`, with the given dropout masks (or none).
     Returns a dict with the structure of `params`."""
-    check_input(params, X, Y)
-    check_lam(lam)
-    check_net(net, params)
-    check_masks(masks, params["W"], X)
+    check_input(params, X, Y, lam=lam, net=net, masks=masks)
     S, cache, _ = forward_unchecked(params, X, net=net, masks=masks)
     return backward(params, Y, softmax(S), cache, lam)

@@ -87,20 +87,14 @@ class FlatParams:
 
 
 def _flat_copy(params: Params) -> tuple[Array, Params]:
-    """(vector, views): one contiguous vector holding a copy of every parameter array, and a
-    dict like `params` whose arrays are views into it."""
+    """(vector, views): one contiguous vector holding a copy of every parameter array, one after
+    another in the order of PARAM_NAMES (in the first one's dtype), and a dict like `params`
+    whose arrays are views into it."""
     arrays = [P for name in PARAM_NAMES for P in params[name]]
-    vector = np.empty(sum(P.size for P in arrays), arrays[0].dtype)
-    views: Params = {}
-    i = 0
-    for name in PARAM_NAMES:
-        views[name] = []
-        for P in params[name]:
-            view = vector[i:i + P.size].reshape(P.shape)
-            view[...] = P
-            views[name].append(view)
-            i += P.size
-    return vector, views
+    vector = np.concatenate([P.ravel() for P in arrays], dtype=arrays[0].dtype)
+    pieces = iter(np.split(vector, np.cumsum([P.size for P in arrays[:-1]])))
+    return vector, {name: [next(pieces).reshape(P.shape) for P in params[name]]
+                    for name in PARAM_NAMES}
 
 
 class Update(Protocol):
@@ -206,14 +200,8 @@ def step(flat: FlatParams, Xb: Array, Yb: Array, eta: float, t: int, update: Upd
     DivergenceError if the cost is not finite."""
     S, cache, batch_stats = forward_unchecked(flat.params, Xb, net=net, masks=masks)
     P = softmax(S)
-    check_finite(P, t, eta)
+    if not np.isfinite(P.sum()):                              # a NaN or inf: so is the cost
+        raise DivergenceError(t, float("nan"), eta)
     backward(flat.params, Yb, P, cache, 0.0, out=flat.grads)  # gradient of the loss
     update.apply(flat, eta, t)
     return batch_stats
-
-
-def check_finite(P: Array, t: int, eta: float) -> None:
-    """Raise DivergenceError if the mini-batch probabilities P (K x n), so the cost, hold a NaN
-    or inf."""
-    if not np.isfinite(P.sum()):
-        raise DivergenceError(t, float("nan"), eta)

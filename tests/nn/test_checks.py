@@ -7,16 +7,9 @@ import pytest
 
 from assignment3.data import CIFAR10, Split, one_hot
 from assignment3.nn import cost
-from assignment3.nn.checks import (
-    check_data,
-    check_input,
-    check_one_hot,
-    checked_float_dtype,
-    is_int,
-    is_real,
-)
+from assignment3.nn.checks import check_data, check_one_hot, checked_float_dtype, is_int, is_real
 from assignment3.nn.cost import compute_cost, evaluate
-from assignment3.nn.network import compute_gradients, forward, init_params
+from assignment3.nn.network import check_input, compute_gradients, forward, init_params
 
 DIMS = [20, 30, 10]
 

@@ -1,7 +1,7 @@
 """The network's wiring as a value, `Net(bn_order, linear)`; the linear bottleneck (`linear=j`: no
 ReLU in the first j hidden layers, BN kept): gradients against centred differences, the forward
 pass against a hand computation, test mode against a forward pass with the same statistics, the
-refusals of `Net` and `check_net` (and that every public function reaches the latter), and the
+refusals of `Net` and of `check_input`'s net check (which every public function reaches), and the
 optimiser step and SWA's BN statistics with it."""
 import numpy as np
 import pytest

@@ -23,7 +23,6 @@ from assignment3.nn.optim import (
     AdamW,
     DivergenceError,
     FlatParams,
-    check_finite,
     cyclic_lr,
     one_cycle_lr,
     step,
@@ -187,15 +186,6 @@ def test_a_non_finite_step_raises_divergence_with_the_step():
         step(flat, Xb * np.inf, Yb, 0.5, 7, SGD())
     assert (err.value.step, err.value.eta) == (7, 0.5)
     assert np.array_equal(flat.theta, theta)                   # nothing was updated
-
-
-def test_check_finite():
-    check_finite(np.full((10, 3), 0.1), 0, 0.1)
-    for bad in (np.nan, np.inf):
-        P = np.full((10, 3), 0.1)
-        P[2, 1] = bad
-        with pytest.raises(DivergenceError, match="training diverged at step 3"):
-            check_finite(P, 3, 0.1)
 
 
 def test_divergence_error_names_the_settings_and_pickles_with_its_fields():
