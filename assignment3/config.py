@@ -165,31 +165,9 @@ class Config:
         for name, limit in LIMITS.items():
             if name != "hidden":
                 limit.check(name, getattr(self, name))
-        if self.eta_min > self.eta_max:
-            raise ConfigError("{0} must be at least {1}", ("eta_max", self.eta_max),
-                              ("eta_min", self.eta_min))
-        if self.schedule == "one_cycle" and self.epochs is None:
-            raise ConfigError("{0} needs its length in epochs: set {1}",
-                              ("schedule", "one_cycle"), "epochs")
-        if self.schedule == "cyclic" and self.epochs is not None:
-            raise ConfigError("{0} is the length of a one-cycle run; a cyclic run, {1}, counts "
-                              "{2} instead", ("epochs", self.epochs), ("schedule", "cyclic"),
-                              "cycles")
-        if self.batch_norm and self.n_batch < 2:
-            raise ConfigError("{0} normalises each unit over the mini-batch, so it needs {1} >= 2",
-                              ("batch_norm", True), "n_batch")
-        if self.linear >= len(self.hidden):
-            raise ConfigError("{0} leaves no hidden layer with a ReLU ({n} hidden "
-                              "layer{s}): the network would be linear", ("linear", self.linear),
-                              n=len(self.hidden), s="s" if len(self.hidden) > 1 else "")
-        if self.nesterov and not self.momentum:
-            raise ConfigError("{0} needs {1} > 0", ("nesterov", True), "momentum")
-        if self.optimizer == "adamw" and self.momentum:
-            raise ConfigError("{0} is SGD's: {1} keeps its own moving average of the gradient",
-                              ("momentum", self.momentum), ("optimizer", "adamw"))
-        if self.optimizer == "sgd" and self.weight_decay:
-            raise ConfigError("{0} is AdamW's decoupled weight decay: set {1} to adamw, or use {2} "
-                              "for SGD", ("weight_decay", self.weight_decay), "optimizer", "lam")
+        for broken, error in CONFLICTS:
+            if broken(self):
+                raise error(self)
 
     @property
     def net(self) -> Net:
@@ -206,6 +184,36 @@ class Config:
     def with_(self, **changes: Any) -> "Config":
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+
+#: The settings that do not fit together, in the order `Config` checks them: (when the rule is
+#: broken, the error saying so).
+CONFLICTS: list[tuple[Callable[[Config], object], Callable[[Config], ConfigError]]] = [
+    (lambda c: c.eta_min > c.eta_max,
+     lambda c: ConfigError("{0} must be at least {1}", ("eta_max", c.eta_max),
+                           ("eta_min", c.eta_min))),
+    (lambda c: c.schedule == "one_cycle" and c.epochs is None,
+     lambda c: ConfigError("{0} needs its length in epochs: set {1}", ("schedule", "one_cycle"),
+                           "epochs")),
+    (lambda c: c.schedule == "cyclic" and c.epochs is not None,
+     lambda c: ConfigError("{0} is the length of a one-cycle run; a cyclic run, {1}, counts {2} "
+                           "instead", ("epochs", c.epochs), ("schedule", "cyclic"), "cycles")),
+    (lambda c: c.batch_norm and c.n_batch < 2,
+     lambda c: ConfigError("{0} normalises each unit over the mini-batch, so it needs {1} >= 2",
+                           ("batch_norm", True), "n_batch")),
+    (lambda c: c.linear >= len(c.hidden),
+     lambda c: ConfigError("{0} leaves no hidden layer with a ReLU ({n} hidden layer{s}): the "
+                           "network would be linear", ("linear", c.linear), n=len(c.hidden),
+                           s="s" if len(c.hidden) > 1 else "")),
+    (lambda c: c.nesterov and not c.momentum,
+     lambda c: ConfigError("{0} needs {1} > 0", ("nesterov", True), "momentum")),
+    (lambda c: c.optimizer == "adamw" and c.momentum,
+     lambda c: ConfigError("{0} is SGD's: {1} keeps its own moving average of the gradient",
+                           ("momentum", c.momentum), ("optimizer", "adamw"))),
+    (lambda c: c.optimizer == "sgd" and c.weight_decay,
+     lambda c: ConfigError("{0} is AdamW's decoupled weight decay: set {1} to adamw, or use {2} "
+                           "for SGD", ("weight_decay", c.weight_decay), "optimizer", "lam")),
+]
 
 
 def python_value(value: Any) -> Any:

@@ -79,9 +79,7 @@ class FlatParams:
 
     def assign(self, params: Params, vectors: dict[str, Array]) -> None:
         """Copy the arrays of `params` and of the dict `vectors` (as `vectors()`) into place."""
-        for name, views in self.params.items():
-            for view, P in zip(views, params[name]):
-                view[...] = P
+        self.theta[...] = _flat_copy(params)[0]
         for name, v in self.vectors().items():
             v[...] = vectors[name]
 
