@@ -165,17 +165,15 @@ def _connected(address: str) -> Iterator[Any]:
     A Client that fails to connect still tries to close itself at exit, with a traceback. The
     client is closed at the end without the log of its attempts to reconnect to a scheduler
     that went away (a traceback; the ClusterError has said it in one line)."""
-    with _explained(address, [(ImportError, "training on a Dask cluster needs the "
-                                            "`distributed` package: pip install -e '.[cluster]'")]):
+    with _explained(address, [
+            (ImportError, "training on a Dask cluster needs the `distributed` package: "
+                          "pip install -e '.[cluster]'"),
+            (ValueError, "{address!r} is not the address of a Dask scheduler ({err}): give it "
+                         "as tcp://HOST:PORT with --scheduler or ${env.SCHEDULER}")]):
         from distributed import Client
-        from distributed.comm import connect, parse_address
-        from distributed.comm.addressing import parse_host_port
-        from distributed.comm.core import CommClosedError
-    # the form of a scheduler's address that a client without TLS settings can reach:
-    # [tcp://]HOST:PORT (or ws://HOST:PORT)
-    with _explained(address, [(ValueError, "{address!r} is not the address of a Dask scheduler "
-                                           "({err}): give it as tcp://HOST:PORT with --scheduler "
-                                           "or ${env.SCHEDULER}")]):
+        from distributed.comm import CommClosedError, connect, parse_address, parse_host_port
+        # the form of a scheduler's address that a client without TLS settings can reach:
+        # [tcp://]HOST:PORT (or ws://HOST:PORT)
         scheme, location = parse_address(address)
         if scheme not in ("tcp", "ws"):
             raise ValueError(f"{scheme}:// addresses are not supported")

@@ -136,22 +136,18 @@ def remove_stale_shared_memory() -> list[Path]:
         with suppress(OSError):                    # no such place, or not readable
             for path in list(place.glob(prefix + "*")):
                 pid = path.name[len(prefix):].split(end, 1)[0]
-                with suppress(OSError):            # gone meanwhile, or not ours to remove
+                # kept if gone meanwhile, not ours to remove, or its pid's process (or zombie)
+                # exists (EPERM: another user's) or cannot (OverflowError: no pid at all)
+                with suppress(OSError, OverflowError):
                     st = path.lstat()
                     if (pid.isdigit() and int(pid) > 0 and st.st_uid == os.getuid()
-                            and of_kind(st.st_mode) and not _exists(int(pid))):
-                        remove(path)
-                        removed.append(path)
+                            and of_kind(st.st_mode)):
+                        try:
+                            os.kill(int(pid), 0)
+                        except ProcessLookupError:     # no process with this pid
+                            remove(path)
+                            removed.append(path)
     return removed
-
-
-def _exists(pid: int) -> bool:
-    """Whether a process (or zombie) with this pid exists."""
-    try:
-        os.kill(pid, 0)
-    except (OSError, OverflowError) as err:    # EPERM: another user's; Overflow: no pid at all
-        return not isinstance(err, ProcessLookupError)
-    return True
 
 
 def _jobs(n_jobs: int | None, n_tasks: int) -> int:

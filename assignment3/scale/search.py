@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,8 +116,12 @@ def coarse_to_fine(data: CIFAR10 | Source, config: Config, *,
     if out and random and seed is None:
         raise ValueError("a random search is recorded in `out` only with a seed: resuming it "
                          "must draw the same values")
-    log = TrialLog(out, _description(config, coarse, n_coarse, n_fine, random, seed)) \
-        if out else None
+    # what makes two searches the same: the configuration (but lam) and the search's settings,
+    # as plain JSON values
+    log = TrialLog(out, json.loads(json.dumps({
+        "config": {k: v for k, v in asdict(config).items() if k != "lam"},
+        "lam_range": list(coarse), "coarse": n_coarse, "fine": n_fine, "random": random,
+        **({"draw_seed": seed} if random else {})}))) if out else None
     scheduler = scheduler_address(n_jobs, scheduler)
     if isinstance(data, Source) and not scheduler:
         data = data.load(progress=progress)
@@ -159,29 +162,29 @@ def _fine_values(coarse: tuple[float, float], n_coarse: int, best: float, n_fine
             if random else lambda_values(lo, hi, n_fine + 2)[1:-1])
 
 
-def _description(config: Config, coarse: tuple[float, float], n_coarse: int, n_fine: int,
-                 random: bool, seed: int | None) -> dict[str, Any]:
-    """What makes two searches the same: the configuration (but lam) and the search's
-    settings, as plain JSON values."""
-    return json.loads(json.dumps({
-        "config": {k: v for k, v in asdict(config).items() if k != "lam"},
-        "lam_range": list(coarse), "coarse": n_coarse, "fine": n_fine, "random": random,
-        **({"draw_seed": seed} if random else {})}))
-
-
 class TrialLog:
     """The trials of a search in a JSON-lines file: a first line {"search": what makes the
-    search (`_description`)}, then one line per finished trial (TRIAL_LINE), in the order they
-    finished. Opening the file of the same search again resumes it (`trials`); the file of
-    another search raises SearchFileError. Every append writes the whole file under a temporary
-    name and renames it over the old one, so the file is complete whenever the search is
-    stopped."""
+    search (its settings, `coarse_to_fine` says)}, then one line per finished trial
+    (TRIAL_LINE), in the order they finished. Opening the file of the same search again
+    resumes it (`trials`); the file of another search raises SearchFileError. Every append
+    writes the whole file under a temporary name and renames it over the old one, so the file
+    is complete whenever the search is stopped."""
 
     def __init__(self, path: str | os.PathLike[str], search: dict[str, Any]) -> None:
         self.path = check_output(path, "search")   # OutputError unless a record may go there
         if self.path.exists():
             self.lines = self._read()
-            _check_same(self.path, self.lines[0]["search"], search)
+            # each search's settings, with those of its config in place of the config
+            found, wanted = ({key: value for k, v in each.items()
+                              for key, value in (v.items() if isinstance(v, dict) else [(k, v)])}
+                             for each in (self.lines[0]["search"], search))
+            differences = [f"{key} {found.get(key)} there, {wanted.get(key)} here"
+                           for key in sorted(set(found) | set(wanted))
+                           if found.get(key) != wanted.get(key)]
+            if differences:
+                raise SearchFileError(f"{self.path} records another search "
+                                      f"({'; '.join(differences)}): give another --out file, "
+                                      f"or delete {self.path} to start this one afresh")
         else:
             self.lines = [{"search": search}]
             self._write()
@@ -202,7 +205,7 @@ class TrialLog:
         lines = []
         for n, text in enumerate(self.path.read_text(errors="replace").splitlines(), 1):
             line: Any = None
-            with suppress(json.JSONDecodeError):
+            with suppress(ValueError, RecursionError):     # not JSON, or nested too deeply
                 line = json.loads(text)
             if not any(fits(line) for fits in (FIRST_LINE if n == 1 else TRIAL_LINE)):
                 raise SearchFileError(f"{self.path} is not a lambda search record (line "
@@ -218,18 +221,3 @@ class TrialLog:
         text = "".join(json.dumps(line) + "\n" for line in self.lines)
         write_atomic(self.path, "search", lambda f: f.write(text.encode()))
 
-
-def _check_same(path: Path, found: dict[str, Any], wanted: dict[str, Any]) -> None:
-    """SearchFileError naming the differences if the search recorded in `path` (`found`) is
-    not the one asked for (`wanted`)."""
-    # each search's settings, with those of its config in place of the config
-    flat_found, flat_wanted = ({key: value for k, v in search.items()
-                                for key, value in (v.items() if isinstance(v, dict) else [(k, v)])}
-                               for search in (found, wanted))
-    differences = [f"{key} {flat_found.get(key)} there, {flat_wanted.get(key)} here"
-                   for key in sorted(set(flat_found) | set(flat_wanted))
-                   if flat_found.get(key) != flat_wanted.get(key)]
-    if differences:
-        raise SearchFileError(f"{path} records another search ({'; '.join(differences)}): "
-                              f"give another --out file, or delete {path} to start this one "
-                              f"afresh")

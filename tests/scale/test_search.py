@@ -197,6 +197,7 @@ WRONG_LINES = [
     json.dumps({**DIVERGED_LINE, "diverged": {"step": 12, "eta": "fast"}}),
     json.dumps({**TRAINED_LINE, "val_accuracy": None}),       # no score, and not diverged
     json.dumps({**TRAINED_LINE, "val_accuracy": 15.0}),
+    "[" * 100_000 + "]" * 100_000,                            # JSON nested too deeply to read
 ]
 
 
