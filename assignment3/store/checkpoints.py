@@ -20,13 +20,12 @@ from ..data import CIFAR10
 from ..nn.checks import is_int
 from ..nn.types import Array, Params
 from ..training import MATH_VERSION, schedule
-from ..training.harness import History, State
-from ..training.inputs import STREAMS, Position
+from ..training.harness import State
+from ..training.inputs import STREAMS
 from .fields import (
     OBJECT,
     STRING,
     check_history,
-    field,
     fields,
     integer,
     is_object,
@@ -79,13 +78,29 @@ class Checkpoint:
         total, eval_every, _ = schedule(config, batches)
         with RunFile(self.path) as f:
             self._check(f.meta)
-            step, position, history, seconds = self._progress(f.meta, total, eval_every,
-                                                              batches)
+            found = fields(self.path, f.meta, {
+                "step": (integer(1, total), f"an integer in 1..{total} (the steps of this run; a "
+                                            "checkpoint is written after a step)"),
+                "position": ({"epoch": RANDOM_STATE,
+                              "batch": (integer(1, batches), f"an integer in 1..{batches} (the "
+                                                             "mini-batches of an epoch)"),
+                              "streams": (dict.fromkeys(STREAMS, RANDOM_STATE), "an object with "
+                                          f"the random states of {', '.join(STREAMS)}")},
+                             'an object with "epoch", "batch" and "streams" (where the input '
+                             "stream stands)"),
+                "seconds": (number(0), "a number >= 0")})
+            step = found["step"]
+            evaluated = [*range(eval_every, step + 1, eval_every),        # and the last step's
+                         *([total] if step == total and total % eval_every else [])]
+            history = check_history(
+                self.path, f.meta, lambda steps: steps == evaluated,
+                f"the evaluations of this run up to step {step} (every {eval_every} "
+                f"step{'s' * (eval_every > 1)} and at the last), {shown(evaluated)}")
             params, stats = read_network(f, [like["W"][0].shape[1],
                                              *(W.shape[0] for W in like["W"])],
                                          bool(like["gamma"]), like["W"][0].dtype)
             return State(step=step, params=params, stats=stats, history=history,
-                         position=position, seconds=seconds, vectors={
+                         position=found["position"], seconds=float(found["seconds"]), vectors={
                              name: f.array(name, v.shape, v.dtype, "its configuration's optimiser")
                              for name, v in vectors_like.items()})
 
@@ -131,40 +146,6 @@ class Checkpoint:
             raise RunFileError(path, f"was written for other data ({shown(found['data'])}, this "
                                      f"run's: {shown(mine['data'])}). Use another checkpoint path "
                                      "for this run, or delete the file to start over")
-
-    def _progress(self, meta: dict[str, Any], total: int, eval_every: int, batches: int
-                  ) -> tuple[int, Position, History, float]:
-        """(step, position, history, seconds) of the checkpoint `meta` of this run, whose
-        `total` steps, with an evaluation every `eval_every` steps and at the last, go
-        through `batches` mini-batches per epoch; RunFileError naming the field unless each is
-        one this run can be at."""
-        path = self.path
-        step = field(path, meta, "step", integer(1, total),
-                     f"an integer in 1..{total} (the steps of this run; a checkpoint is written "
-                     "after a step)")
-        position = field(path, meta, "position", lambda v: is_object(v) and
-                         set(v) == {"epoch", "batch", "streams"},
-                         'an object with "epoch", "batch" and "streams" (where the input stream '
-                         "stands)")
-        fields(path, position, {
-            "epoch": RANDOM_STATE,
-            "batch": (integer(1, batches), f"an integer in 1..{batches} (the mini-batches of an "
-                                           "epoch)"),
-            "streams": (lambda v: is_object(v) and set(v) == set(STREAMS),
-                        f"an object with the random states of {', '.join(STREAMS)}")}, "position")
-        fields(path, position["streams"], dict.fromkeys(STREAMS, RANDOM_STATE),
-               "position.streams")
-        history = check_history(path, meta, step)
-        evaluated = [*range(eval_every, step + 1, eval_every),        # and the last step's
-                     *([total] if step == total and total % eval_every else [])]
-        if history["step"] != evaluated:
-            raise RunFileError(path, (
-                f"field 'history.step': expected the evaluations of this run up to step {step} "
-                f"(every {eval_every} step{'s' * (eval_every > 1)} and at the last), "
-                f"{shown(evaluated)}, got "
-                f"{shown(history['step'])}"))
-        return step, position, history, float(field(path, meta, "seconds", number(0),
-                                                      "a number >= 0"))
 
 
 #: Whether a value is the state of a PCG64 bit generator (numpy's default), as

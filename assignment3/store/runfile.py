@@ -66,6 +66,9 @@ NETWORK_ARRAY = re.compile(rf"((?:{AVERAGED})?)(?:{'|'.join((*PARAM_NAMES, *STAT
 #: What the arrays of `read_network` are part of, as a refusal names it.
 NETWORK = "its configuration's network"
 
+#: The refusal of a file without a JSON member.
+NO_META = f"has no {META!r} member with JSON text; not a run file"
+
 
 class RunFileError(Error, ValueError):
     """A run or checkpoint file that cannot be used; the message names the file and says why."""
@@ -121,7 +124,16 @@ class RunFile(contextlib.AbstractContextManager["RunFile"]):
             self._size, problem = status.st_size, path_problem(self.path, status.st_mode)
             if problem:
                 raise RunFileError(self.path, problem)
-            self._zip = self._open_zip()
+            if not (start := self._file.read(4)):
+                raise RunFileError(self.path, "is empty, not a run file")
+            if start != b"PK\x03\x04" or not zipfile.is_zipfile(self._file):
+                raise RunFileError(self.path, "not a readable run file (not an .npz archive); "
+                                              "it may be truncated or corrupt, or another kind "
+                                              "of file")
+            try:                           # (it finds the directory from the file's end)
+                self._zip = zipfile.ZipFile(self._file)
+            except Exception as err:       # zipfile, struct, OS errors of a damaged directory
+                raise unreadable(self.path, err) from None
             self.meta = self._read_meta()
         except BaseException:
             self._file.close()
@@ -130,84 +142,14 @@ class RunFile(contextlib.AbstractContextManager["RunFile"]):
     def __exit__(self, *exc: object) -> None:
         self._file.close()          # (a zip archive read from a file it was given holds nothing)
 
-    def names(self) -> list[str]:
-        """The names of the array members (the .npy members but `meta`), in the file's order."""
-        return [n[:-len(".npy")] for n in self._zip.namelist()
-                if n.endswith(".npy") and n != f"{META}.npy"]
-
-    def member(self, name: str, missing: str) -> zipfile.ZipInfo:
-        """The zip entry of the .npy member `name`; RunFileError saying `missing` if none."""
-        try:
-            return self._zip.getinfo(f"{name}.npy")
-        except KeyError:
-            raise RunFileError(self.path, missing) from None
-
-    def array(self, name: str, shape: Shape | None = None, dtype: DTypeLike | None = None,
-              what: str = NETWORK) -> Array:
-        """The array member `name` (one of `what`), if its header says `shape` and `dtype`
-        (default: whatever it says); RunFileError, before any of its data is decompressed,
-        if it is missing, another shape or dtype, an object array, compressed more than arrays
-        of a network compress (`MAX_INFLATION`), or its size is not its header's."""
-        info = self.member(name, f"misses the array {name} of {what}")
-        if info.header_offset + info.compress_size > self._size:
-            raise RunFileError(self.path, (
-                f"array {name}: its member declares {info.compress_size:,} bytes, more than the "
-                "file holds; the file is truncated"))
-        got_shape, got_dtype, offset = self.header(name, info)    # its first bytes only
-        want = (got_shape if shape is None else tuple(shape),
-                got_dtype if dtype is None else np.dtype(dtype))
-        if (got_shape, got_dtype) != want:
-            raise RunFileError(self.path, (
-                f"array {name}: expected shape {want[0]} {want[1]} ({what}), got shape "
-                f"{got_shape} {got_dtype}; the file is damaged or not of this run"))
-        self._check_inflation(info, f"array {name}", MAX_INFLATION,
-                              "arrays of a network compress")
-        nbytes = math.prod(got_shape) * got_dtype.itemsize
-        if info.file_size != offset + nbytes:
-            raise RunFileError(self.path, (
-                f"array {name}: its member declares {info.file_size - offset:,} bytes of data, "
-                f"its header's shape {got_shape} {got_dtype} needs {nbytes:,}; the file is "
-                "damaged"))
-        return self._data(name, info)
-
-    def _check_inflation(self, info: zipfile.ZipInfo, member: str, ratio: int,
-                         how: str) -> None:
-        """RunFileError, before anything is decompressed, if the compressed `member` declares
-        more than `ratio` times its compressed bytes (plus SMALL_MEMBER): more than what `how`
-        says compresses, so a zip bomb."""
-        if info.compress_type != zipfile.ZIP_STORED and \
-                info.file_size > ratio * info.compress_size + SMALL_MEMBER:
-            raise RunFileError(self.path, (
-                f"{member}: {info.compress_size:,} compressed bytes declare {info.file_size:,} "
-                f"bytes, more than {how} ({ratio}x); refused unread"))
-
-    def _open_zip(self) -> zipfile.ZipFile:
-        start = self._file.read(4)
-        if not start:
-            raise RunFileError(self.path, "is empty, not a run file")
-        if start != b"PK\x03\x04" or not zipfile.is_zipfile(self._file):
-            raise RunFileError(self.path, "not a readable run file (not an .npz archive); it may "
-                                          "be truncated or corrupt, or another kind of file")
-        try:                               # (it finds the directory from the file's end)
-            return zipfile.ZipFile(self._file)
-        except Exception as err:           # zipfile, struct, OS errors of a damaged directory
-            raise RunFileError(self.path, f"not a readable run file ({type(err).__name__}: "
-                                          f"{err}); it may be truncated or corrupt") from None
-
     def _read_meta(self) -> dict[str, Any]:
-        no_meta = f"has no {META!r} member with JSON text; not a run file"
-        info = self.member(META, no_meta)
-        if info.file_size > MAX_META_BYTES:
-            raise RunFileError(self.path, (
-                f"its JSON member {META!r} declares {info.file_size:,} bytes, more than the "
-                f"{MAX_META_BYTES:,} a run file's JSON may take; refused unread"))
-        self._check_inflation(info, f"its JSON member {META!r}", MAX_META_INFLATION,
-                              "a run's JSON compresses")
-        shape, dtype, offset = self.header(META, info)
-        if dtype.kind != "U" or shape != () or info.file_size != offset + dtype.itemsize:
-            raise RunFileError(self.path, no_meta)
+        """The JSON of the member `META`: an object in run format FORMAT_VERSION."""
+        info, shape, dtype = self.head(META)
+        if dtype.kind != "U" or shape != ():
+            raise RunFileError(self.path, NO_META)
+        text = str(self._data(META, info))
         try:
-            meta = json.loads(str(self._data(META, info)))
+            meta = json.loads(text)
         except (ValueError, RecursionError) as err:     # JSONDecodeError; too many digits
             raise RunFileError(self.path, "its JSON member is damaged ("
                                f"{'nested too deeply' if isinstance(err, RecursionError) else err})"
@@ -222,10 +164,48 @@ class RunFile(contextlib.AbstractContextManager["RunFile"]):
                                           f"code reads format {FORMAT_VERSION}")
         return meta
 
-    def header(self, name: str, info: zipfile.ZipInfo) -> tuple[Shape, np.dtype[Any], int]:
-        """(shape, dtype, bytes of the header) from the .npy header of the member `info` (of
-        `name`): its first bytes only are decompressed. RunFileError if it is not readable or
-        of an object dtype (its data would be a pickle)."""
+    def names(self) -> list[str]:
+        """The names of the array members (the .npy members but `meta`), in the file's order."""
+        return [n[:-len(".npy")] for n in self._zip.namelist()
+                if n.endswith(".npy") and n != f"{META}.npy"]
+
+    def array(self, name: str, shape: Shape | None = None, dtype: DTypeLike | None = None,
+              what: str = NETWORK) -> Array:
+        """The array member `name` (one of `what`), if its header says `shape` and `dtype`
+        (default: whatever it says): checked by `head` before any of its data is decompressed,
+        then against `shape` and `dtype` (RunFileError if another shape or dtype), then read
+        (`_data`)."""
+        info, got_shape, got_dtype = self.head(name, what)
+        want = (got_shape if shape is None else tuple(shape),
+                got_dtype if dtype is None else np.dtype(dtype))
+        if (got_shape, got_dtype) != want:
+            raise RunFileError(self.path, (
+                f"array {name}: expected shape {want[0]} {want[1]} ({what}), got shape "
+                f"{got_shape} {got_dtype}; the file is damaged or not of this run"))
+        return self._data(name, info)
+
+    def head(self, name: str, what: str = NETWORK
+             ) -> tuple[zipfile.ZipInfo, Shape, np.dtype[Any]]:
+        """(zip entry, shape, dtype) of the .npy member `name` (`META`, or an array of `what`),
+        from its first bytes only: the one reading path of every member, checked here before
+        its data is read (`_data`). RunFileError if there is no such member; before anything is
+        decompressed, if its entry reaches beyond the file or it is `META` and declares more
+        than MAX_META_BYTES; then if its header is not readable or of an object dtype (its data
+        would be a pickle), or if its entry does not declare the bytes its header needs."""
+        label = member_kind(name)[0]
+        try:
+            info = self._zip.getinfo(f"{name}.npy")
+        except KeyError:
+            raise RunFileError(self.path, NO_META if name == META else
+                               f"misses the array {name} of {what}") from None
+        if info.header_offset + info.compress_size > self._size:
+            raise RunFileError(self.path, (
+                f"{label}: its member declares {info.compress_size:,} bytes, more than the "
+                "file holds; the file is truncated"))
+        if name == META and info.file_size > MAX_META_BYTES:
+            raise RunFileError(self.path, (
+                f"{label} declares {info.file_size:,} bytes, more than the "
+                f"{MAX_META_BYTES:,} a run file's JSON may take; refused unread"))
         try:
             with self._zip.open(info) as f:        # magic, version, length, at most the header
                 start = f.read(len(np.lib.format.MAGIC_PREFIX) + 6 + MAX_NPY_HEADER)
@@ -238,24 +218,48 @@ class RunFile(contextlib.AbstractContextManager["RunFile"]):
                                  f"{MAX_NPY_HEADER:,} a header may take")
             shape, _, dtype = getattr(np.lib.format, f"read_array_header_{version[0]}_0")(header)
         except Exception as err:            # zipfile, zlib, npy header errors of a damaged file
-            raise RunFileError(self.path, f"not a readable run file (member {name}: "
-                                          f"{type(err).__name__}: {err}); it may be truncated "
-                                          "or corrupt") from None
+            raise unreadable(self.path, err, name) from None
         if dtype.hasobject:
             raise RunFileError(self.path, (
                 "holds a pickled object array, which loading would have to unpickle (that can "
-                f"run arbitrary code): {'member' if name == META else 'array'} {name}; refused"))
-        return tuple(shape), dtype, header.tell()
+                f"run arbitrary code): {label}; refused"))
+        nbytes = math.prod(shape) * dtype.itemsize
+        if info.file_size != header.tell() + nbytes:
+            raise RunFileError(self.path, (
+                f"{label}: its member declares {info.file_size - header.tell():,} bytes of data, "
+                f"its header's shape {tuple(shape)} {dtype} needs {nbytes:,}; the file is "
+                "damaged"))
+        return info, tuple(shape), dtype
 
     def _data(self, name: str, info: zipfile.ZipInfo) -> Array:
-        """The array of a member whose header and size were checked."""
+        """The array of the member `name` (zip entry `info`) whose `head` was checked; first,
+        RunFileError if it is compressed and declares more than what it holds compresses
+        (`member_kind`: a zip bomb), so refused before any of its data is decompressed."""
+        label, ratio, how = member_kind(name)
+        if info.compress_type != zipfile.ZIP_STORED and \
+                info.file_size > ratio * info.compress_size + SMALL_MEMBER:
+            raise RunFileError(self.path, (
+                f"{label}: {info.compress_size:,} compressed bytes declare {info.file_size:,} "
+                f"bytes, more than {how} ({ratio}x); refused unread"))
         try:
             with self._zip.open(info) as f:
                 return np.lib.format.read_array(f, allow_pickle=False)
         except Exception as err:            # zipfile, zlib, EOF, CRC errors of a damaged file
-            raise RunFileError(self.path, f"not a readable run file (member {name}: "
-                                          f"{type(err).__name__}: {err}); it may be truncated "
-                                          "or corrupt") from None
+            raise unreadable(self.path, err, name) from None
+
+
+def member_kind(name: str) -> tuple[str, int, str]:
+    """How a refusal names the member `name` (`META` or an array), the most it may inflate (as
+    times its compressed bytes, plus SMALL_MEMBER), and what compresses no more."""
+    return ((f"its JSON member {META!r}", MAX_META_INFLATION, "a run's JSON compresses")
+            if name == META else (f"array {name}", MAX_INFLATION, "arrays of a network compress"))
+
+
+def unreadable(path: Path, err: Exception, member: str = "") -> RunFileError:
+    """The refusal of the file `path` whose zip directory (or `member`) failed to read with
+    `err`."""
+    return RunFileError(path, f"not a readable run file ({f'member {member}: ' if member else ''}"
+                              f"{type(err).__name__}: {err}); it may be truncated or corrupt")
 
 
 def path_problem(path: Path, mode: int | None = None) -> str | None:
@@ -292,7 +296,7 @@ def network_dims(f: RunFile, hidden: Sequence[int]) -> list[int]:
     more parameters than a `Config` allows (MAX_PARAMETERS)."""
     found = []
     for l, axis, fixed in ((0, 0, hidden[0]), (len(hidden), 1, hidden[-1])):
-        shape = f.header(f"W_{l}", f.member(f"W_{l}", f"misses the array W_{l} of {NETWORK}"))[0]
+        shape = f.head(f"W_{l}")[1]
         if len(shape) != 2 or shape[axis] != fixed or min(shape) < 1:
             raise RunFileError(f.path, (
                 f"array W_{l}: expected shape {f'({fixed}, d)' if axis == 0 else f'(K, {fixed})'}"

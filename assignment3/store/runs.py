@@ -22,6 +22,7 @@ from .fields import (
     config_field,
     field,
     fields,
+    increasing,
     integer,
     is_object,
     number,
@@ -79,7 +80,8 @@ def read_run(path: Path_) -> tuple[Result, dict[str, Any]]:
         field(path, meta, "kind", lambda v: v == "run", '"run" (a saved run)')
         config = config_field(path, meta)
         scalars = fields(path, meta, SCALAR_FIELDS)
-        history = check_history(path, meta, scalars["steps"])
+        history = check_history(path, meta, increasing(scalars["steps"]),
+                                f"increasing steps in 1..{scalars['steps']}")
         fields(path, meta, PROVENANCE_FIELDS)
         dims = runfile.network_dims(f, config.hidden)
         params, stats = runfile.read_network(f, dims, config.batch_norm, config.dtype)

@@ -7,7 +7,14 @@ import re
 import pytest
 
 from assignment3.config import Config
-from assignment3.store.fields import check_history, config_field, field, integer, number
+from assignment3.store.fields import (
+    check_history,
+    config_field,
+    field,
+    increasing,
+    integer,
+    number,
+)
 from assignment3.store.runfile import RunFileError
 from assignment3.training.harness import HISTORY_KEYS
 
@@ -54,7 +61,10 @@ def test_field_names_the_file_the_field_and_what_it_should_be():
 
 HISTORY = {key: list(range(1, 11)) if key == "step" else [0.5] * 10 for key in HISTORY_KEYS}
 
-#: (history, refusal of check_history with the last step 10)
+#: The steps of a saved run's history with the last step 10, as `runs.read_run` checks them.
+STEPS = (increasing(10), "increasing steps in 1..10")
+
+#: (history, refusal of check_history with STEPS)
 HISTORIES = [
     ("abc", f"field 'history': expected an object with the lists {', '.join(HISTORY_KEYS)}, got "
             "\"abc\"$"),
@@ -80,11 +90,11 @@ HISTORIES = [
 def test_check_history():
     """A history of the wrong form, lists of the wrong type or length, steps out of order or
     outside 1..last: refused, naming the field; the history of steps 1..10 is taken."""
-    assert check_history("run.npz", {"history": HISTORY}, 10) is HISTORY
+    assert check_history("run.npz", {"history": HISTORY}, *STEPS) is HISTORY
     wrong = [(i, said) for i, (history, message) in enumerate(HISTORIES)
              if not re.match(f"run.npz: {message}",
                              said := str(refusal(check_history, "run.npz", {"history": history},
-                                                 10)))]
+                                                 *STEPS)))]
     assert wrong == [], "(row of HISTORIES, refusal) not as expected"
 
 
