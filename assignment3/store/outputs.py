@@ -8,11 +8,16 @@ replaced only if it is one of ours of the same kind (a saved run by a saved run,
 figure, ...), or empty. A file of another kind, or one this package did not write (a data batch,
 say), is refused. Each refusal is an `OutputError` with a one-line message naming the path."""
 import contextlib
+import errno
+import fcntl
+import hashlib
 import json
 import os
+import secrets
 import stat
+import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,6 +42,12 @@ OTHER = "a file that assignment3 did not write"
 #: A file that starts as a zip archive, as run files do, but does not open as one.
 DAMAGED = "a damaged run file"
 
+#: The start of the names of the temporary and lock files next to an output.
+PARTIAL_PREFIX = ".assignment3-"
+
+#: How long a hold waits for another process's hold of the same path to end, in seconds.
+LOCK_WAIT = 2.0
+
 #: The largest JSON member of a run file read to tell its kind.
 MAX_META_BYTES = 64 << 20
 
@@ -48,16 +59,27 @@ class OutputError(Error, ValueError):
 
 def check_output(path: str | os.PathLike[str], kind: str) -> Path:
     """`path` as a Path, if an output of `kind` (one of KINDS) may be written there; else
-    OutputError saying why and what to do."""
+    OutputError saying why and what to do. The name and the path must fit the folder's file
+    system (NAME_MAX, PATH_MAX), with the temporary file's name too."""
     path = Path(path)
     folder = path.absolute().parent
-    if not folder.is_dir():
-        raise OutputError(f"{path}: the folder {folder} "
-                          f"{'is not a folder' if folder.exists() else 'does not exist'}; "
-                          "create it first")
+    try:
+        if not stat.S_ISDIR(os.stat(folder).st_mode):
+            raise OutputError(f"{path}: the folder {folder} is not a folder; create it first")
+        name_max, path_max = (os.pathconf(folder, n) for n in ("PC_NAME_MAX", "PC_PATH_MAX"))
+    except OSError as err:
+        raise OutputError(f"{path}: the folder {folder} " + (
+            "does not exist; create it first" if err.errno == errno.ENOENT else
+            f"cannot be used ({err.strerror}); give a path in another folder")) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: the folder {folder} is not writable; give a path in a "
                           f"folder you can write to")
+    longest = max(len(os.fsencode(path.name)), len(PARTIAL_PREFIX) + len("0" * 16 + ".partial"))
+    if longest > name_max or len(os.fsencode(folder)) + 1 + longest >= path_max:
+        raise OutputError(f"{path}: the name is {len(os.fsencode(path.name))} bytes and the path "
+                          f"{len(os.fsencode(path.absolute()))}; this folder's file system takes "
+                          f"names of at most {name_max} bytes and paths of less than {path_max}: "
+                          "give a shorter one")
     found = kind_of(path)
     if found in (None, "empty", kind) or (found == DAMAGED and kind in ("run", "checkpoint")):
         return path                    # a damaged run file: its reader says what is wrong
@@ -121,20 +143,112 @@ def _json_object(text: bytes) -> dict[str, Any]:
 
 def write_atomic(path: str | os.PathLike[str], kind: str,
                  write_to: Callable[[IO[bytes]], object]) -> None:
-    """Write an output of `kind` to `path` (`check_output`): `write_to(f)` on the binary file
-    `<path>.partial`, flushed to disk and renamed over `path`, so that `path` holds the old file
-    or the whole new one, never a part. On an error the partial file is removed (if it can be:
-    a failure to remove it never hides the error of the write) and the error is raised."""
+    """Write an output of `kind` to `path` (`check_output`): `write_to(f)` on a new temporary file
+    of a unique name in the same folder, flushed to disk, renamed over `path`, and the folder
+    synced; so `path` holds the old file or one writer's whole new one, never a part, whoever
+    else writes it meanwhile. Refused while another process holds `path` (`hold`). On an error
+    the temporary file is removed (if it can be: that never hides the write's error), and the
+    error is raised."""
+    with hold(path, kind, fcntl.LOCK_SH) as path:
+        fd, partial = _new_partial(path.absolute().parent)
+        try:
+            with open(fd, "wb") as f:
+                write_to(f)
+                f.flush()
+                os.fsync(f.fileno())
+            check_output(path, kind)            # not replaced by something else meanwhile
+            os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # a read-only file system: the write's error counts
+                partial.unlink(missing_ok=True)
+            raise
+        _sync_folder(path.absolute().parent)
+
+
+def _new_partial(folder: Path) -> tuple[int, Path]:
+    """A new file `.assignment3-<random>.partial` in `folder`, created by this call alone
+    (O_EXCL; its mode as the umask says), and its descriptor."""
+    while True:
+        partial = folder / f"{PARTIAL_PREFIX}{secrets.token_hex(8)}.partial"
+        try:
+            return os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                           0o666), partial
+        except FileExistsError:
+            continue
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush `folder`'s entries (a rename in it) to disk, where its file system can."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+#: This process's holds: each path held, the descriptor of its lock file and how many holds.
+_HELD: dict[Path, list[int]] = {}
+
+
+@contextlib.contextmanager
+def hold(path: str | os.PathLike[str], kind: str,
+         how: int = fcntl.LOCK_EX) -> Iterator[Path]:
+    """Hold `path` for an output of `kind` (`check_output`) while the block runs: a run holds its
+    --save and --checkpoint paths for its whole life (LOCK_EX), a single write for its duration
+    (LOCK_SH: writers of their own files may overlap, a run's paths are theirs alone). Another
+    process's hold refuses it at once (OutputError, one line naming the path); holds within one
+    process nest. The lock is `flock` on a file `.assignment3-<hash>.lock` in the folder, removed
+    by the last holder."""
     path = check_output(path, kind)
-    partial = path.with_name(path.name + ".partial")
+    key = path.absolute()
+    if key in _HELD:
+        _HELD[key][1] += 1
+    else:
+        _HELD[key] = [_lock(key, how), 1]
     try:
-        with open(partial, "wb") as f:
-            write_to(f)
-            f.flush()
-            os.fsync(f.fileno())
-        check_output(path, kind)                # not replaced by something else meanwhile
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(OSError):  # e.g. a read-only file system: the write's error counts
-            partial.unlink(missing_ok=True)
-        raise
+        yield path
+    finally:
+        _HELD[key][1] -= 1
+        if not _HELD[key][1]:
+            _unlock(key, _HELD.pop(key)[0])
+
+
+def _lock_file(path: Path) -> Path:
+    """The lock file of `path`: of a fixed length, whatever the length of its name."""
+    digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]
+    return path.parent / f"{PARTIAL_PREFIX}{digest}.lock"
+
+
+def _lock(path: Path, how: int) -> int:
+    """The descriptor of `path`'s lock file, locked `how` (flock); OutputError if another process
+    still holds it after LOCK_WAIT seconds (a write's hold is that short; a run's lasts). Again
+    if the file was removed by its last holder between opening and locking."""
+    lock, deadline = _lock_file(path), time.monotonic() + LOCK_WAIT
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+        try:
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() > deadline:
+                raise OutputError(f"{path}: another run holds it (it is writing there); wait "
+                                  "for that run to end, or give another path") from None
+            time.sleep(0.01)
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                return fd
+        os.close(fd)
+
+
+def _unlock(path: Path, fd: int) -> None:
+    """Release `path`'s lock `fd`, removing the lock file if no other process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(OSError):
+            os.unlink(_lock_file(path))
+    except BlockingIOError:
+        pass                                    # another holder: it removes the file
+    finally:
+        os.close(fd)

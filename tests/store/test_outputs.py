@@ -4,12 +4,23 @@ import json
 import os
 import pickle
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from assignment3.store import runfile
-from assignment3.store.outputs import KINDS, OTHER, OutputError, check_output, kind_of, write_atomic
+from assignment3.store.outputs import (
+    KINDS,
+    OTHER,
+    PARTIAL_PREFIX,
+    OutputError,
+    check_output,
+    hold,
+    kind_of,
+    write_atomic,
+)
 
 
 @pytest.fixture
@@ -104,7 +115,12 @@ def test_write_atomic_writes_whole_files_and_refuses_others(files):
     assert files["text"].read_text() == "my notes\n"
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_partial(files):
+def ours(folder):
+    """The temporary and lock files of outputs left in `folder`."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(PARTIAL_PREFIX))
+
+
+def test_a_failed_write_leaves_the_old_file_and_nothing_else(files):
     def fail(f):
         f.write(b"\x89PNG half")
         raise OSError(28, "No space left on device")
@@ -113,19 +129,103 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial(files):
     with pytest.raises(OSError, match="No space left on device"):
         write_atomic(files["figure"], "figure", fail)
     assert files["figure"].read_bytes() == old
-    assert not files["figure"].with_name("fig.png.partial").exists()
+    assert ours(files["figure"].parent) == []
 
 
 def test_cleanup_never_hides_the_error_of_the_write(tmp_path):
-    """`<path>.partial` is a folder holding a file: opening it for writing fails, and so does
-    removing it (a folder); the error raised is the write's, not the cleanup's."""
-    partial = tmp_path / "run.npz.partial"
-    partial.mkdir()
-    (partial / "inside").touch()
-    with pytest.raises(IsADirectoryError) as caught:
-        write_atomic(tmp_path / "run.npz", "run", lambda f: f.write(b"x"))
+    """The write fails after its temporary file has become a folder holding a file, which
+    cannot be removed: the error raised is the write's, not the cleanup's."""
+    def fail(f):
+        partial = next(p for p in tmp_path.iterdir() if p.name.endswith(".partial"))
+        partial.unlink()
+        partial.mkdir()
+        (partial / "inside").touch()
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output error") as caught:
+        write_atomic(tmp_path / "run.npz", "run", fail)
     assert caught.value.__context__ is None      # not raised while handling another error
-    assert (partial / "inside").exists()
+
+
+WRITER = """
+import sys
+from assignment3.store.outputs import write_atomic
+body = b"<svg " + sys.argv[2].encode() * 100_000
+for _ in range(100):
+    write_atomic(sys.argv[1], "figure", lambda f: f.write(body))
+"""
+
+
+def test_writers_racing_on_one_path_leave_one_writers_whole_file(tmp_path):
+    """Two processes write one path 100 times each: neither fails, and the file is always one
+    writer's whole file (each writes through its own temporary file)."""
+    target = tmp_path / "fig.svg"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, target, who],
+                                stderr=subprocess.PIPE) for who in "AB"]
+    seen = set()
+    while any(w.poll() is None for w in writers):
+        if target.exists():
+            seen.add(target.read_bytes())
+    assert [w.wait() for w in writers] == [0, 0], [w.stderr.read() for w in writers]
+    assert seen | {target.read_bytes()} <= {b"<svg " + who * 100_000 for who in (b"A", b"B")}
+    assert ours(tmp_path) == []
+    for w in writers:
+        w.stderr.close()
+
+
+HOLDER = """
+import sys, time
+from assignment3.store.outputs import hold
+with hold(sys.argv[1], "run"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_held_path_is_refused_to_other_processes_until_released(tmp_path):
+    target = tmp_path / "run.npz"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, target], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    for attempt in (lambda: write_atomic(target, "run", lambda f: f.write(b"x")),
+                    lambda: hold(target, "run").__enter__()):
+        with pytest.raises(OutputError, match=f"^{target}: another run holds it"):
+            attempt()
+    holder.communicate("")
+    with hold(target, "run"), hold(target, "run"):          # holds of one process nest
+        write_atomic(target, "run", lambda f: f.write(b""))
+    assert ours(tmp_path) == []
+
+
+@pytest.mark.parametrize("name, fits", [("a" * 255, True), ("a" * 256, False),
+                                        ("é" * 127, True), ("é" * 128, False)])
+def test_names_must_fit_the_file_system(tmp_path, name, fits):
+    """NAME_MAX is 255 bytes (here), the temporary file's name fits whatever the target's."""
+    if fits:
+        write_atomic(tmp_path / name, "figure", lambda f: f.write(b"<svg"))
+        assert (tmp_path / name).read_bytes() == b"<svg"
+    else:
+        with pytest.raises(OutputError, match="names of at most 255 bytes"):
+            check_output(tmp_path / name, "figure")
+
+
+def test_paths_past_path_max_and_symbolic_link_loops_are_refused(tmp_path):
+    deep, fd = tmp_path, os.open(tmp_path, os.O_RDONLY)
+    while len(os.fsencode(deep)) < 4096 - 2 * 201:         # made relative to the last folder
+        os.mkdir("d" * 200, dir_fd=fd)
+        fd, deep = os.open("d" * 200, os.O_RDONLY, dir_fd=fd), deep / ("d" * 200)
+    check_output(deep / "x.npz", "run")
+    with pytest.raises(OutputError, match="paths of less than 4096: give a shorter one$"):
+        check_output(deep / ("x" * 250), "run")
+    with pytest.raises(OutputError, match=r"cannot be used \(File name too long\)"):
+        check_output(deep / ("d" * 200) / ("d" * 200) / "x.npz", "run")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(OutputError, match=r"^.*loop/x.npz: the folder .*loop cannot be used "
+                                          r"\(Too many levels of symbolic links\)"):
+        check_output(loop / "x.npz", "run")
+    with pytest.raises(OutputError, match="is a symbolic link"):
+        check_output(loop, "run")
 
 
 def test_a_damaged_run_file_may_be_replaced_by_a_run_or_checkpoint_only(files):
