@@ -26,6 +26,7 @@ from assignment3.data.files import TEST_FILE, TRAIN_FILES
 from assignment3.report.presets import BEST, PART_TWO_BEST
 from assignment3.signals import STOP_SIGNALS, StopSignals
 from assignment3.store import runfile
+from assignment3.store.outputs import OutputError
 from assignment3.store.runs import load_run
 
 PYTHON_M = [sys.executable, "-m", "assignment3"]
@@ -518,18 +519,27 @@ def test_a_run_file_that_cannot_be_used_is_one_line(saved_run, tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.npz"]
 
 
-def test_a_run_that_cannot_be_saved_goes_to_a_fallback(saved_run, tmp_path, monkeypatch):
-    """The --save folder vanished during training: the run goes to the temporary folder, and
-    the one line says where."""
+@pytest.mark.parametrize("gone", [(), ("tmp",), ("tmp", "home")])
+def test_a_run_that_cannot_be_saved_goes_to_a_fallback(saved_run, tmp_path, monkeypatch, gone):
+    """The --save folder vanished during training: the run goes to the temporary folder, else
+    the home folder, else the working folder, and the one line says where."""
     from assignment3.cli.commands import save_or_fallback
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", None)          # read TMPDIR again
+    places = {name: tmp_path / name for name in ("tmp", "home", "cwd")}
+    for name, place in places.items():
+        if name not in gone:
+            place.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(places["tmp"]))
+    monkeypatch.setenv("HOME", str(places["home"]))
+    monkeypatch.chdir(places["cwd"])
     result = load_run(saved_run[0])
-    message = save_or_fallback(str(tmp_path / "gone" / "run.npz"), result, "v")
-    fallback = tmp_path / f"assignment3-unsaved-run-{os.getpid()}.npz"
-    assert message == (f"could not write --save {tmp_path}/gone/run.npz ({tmp_path}/gone/run.npz:"
-                       f" the folder {tmp_path}/gone does not exist; create it first); the run "
-                       f"was written to {fallback} instead")
+    with pytest.raises(OutputError) as message:
+        save_or_fallback(str(tmp_path / "gone" / "run.npz"), result, "v")
+    taken = places[("tmp", "home", "cwd")[len(gone)]]
+    fallback = taken / f"assignment3-unsaved-run-{os.getpid()}.npz"
+    assert str(message.value) == (
+        f"could not write --save {tmp_path}/gone/run.npz ({tmp_path}/gone/run.npz: the folder "
+        f"{tmp_path}/gone does not exist; create it first); the run was written to {fallback} "
+        "instead")
     again = load_run(fallback)
     assert again.test_accuracy == result.test_accuracy
     assert all(np.array_equal(a, b) for a, b in zip(again.params["W"], result.params["W"]))
@@ -555,8 +565,8 @@ def test_a_full_disk_loses_no_numbers_and_no_checkpoint(synthetic_dir, tmp_path)
                           env={**os.environ, "TMPDIR": str(tmp_path), "HOME": str(tmp_path)})
     assert proc.returncode == 1 and "test accuracy" in proc.stdout, proc.stderr
     assert proc.stderr == (f"error: could not write --save {tmp_path}/run.npz (File too large), "
-                           f"nor a copy in {tmp_path} or {tmp_path}: the run was not kept (its "
-                           f"accuracies are above)\n")
+                           "nor a copy in the temporary, home or working folder: the run was not "
+                           "kept (its accuracies are above)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     checkpoint = tmp_path / "c.npz"
     proc = subprocess.run([*PYTHON_M, *SHORT, "--data", str(synthetic_dir), "--quiet",

@@ -366,16 +366,17 @@ SHORT = ["train", "--hidden", "20", "--schedule", "one_cycle", "--epochs", "3", 
 
 def test_train_line_says_the_averaged_scores(cli_synthetic, tmp_path):
     """With --swa the summary line ends with the averaged weights' scores (those saved with the
-    run), before "saved to"; without it, it does not mention them."""
+    run), and the next line where it was saved; without it, it does not mention them."""
     path = tmp_path / "run.npz"
     status, out, err = cli_synthetic(*SHORT, "--swa", "0.5", "--save", path)
     assert status == 0, err
     averaged = load_run(path).averaged
     assert load_run(path).config.swa == 0.5
-    assert out.count("\n") == 1 and out.rstrip("\n").endswith(
+    summary, saved = out.splitlines()
+    assert summary.endswith(
         f"test accuracy {100 * load_run(path).test_accuracy:.2f}%; averaged weights (SWA): "
         f"validation {100 * averaged.val_accuracy:.2f}%, test "
-        f"{100 * averaged.test_accuracy:.2f}%; saved to {path}")
+        f"{100 * averaged.test_accuracy:.2f}%") and saved == f"saved to {path}"
     status, out, err = cli_synthetic(*SHORT)
     assert status == 0, err
     assert "averaged" not in out and "SWA" not in out and out.startswith("BN net, hidden [20]")

@@ -8,11 +8,12 @@ Every value the parser accepts either runs or is a usage error: exit status 2 an
 names the option. The limits are `config.LIMITS`, shared with `Config`, whose messages are said
 here with the options' names."""
 import argparse
+import contextlib
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from .. import env
 from ..config import ConfigError
@@ -122,11 +123,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Kept:
+    """A standard output stream whose loss does not stop the work: once it is closed, or its
+    reader has gone (a broken pipe), writes go nowhere (progress turns itself off) and `lost`
+    says so. Its descriptor then points at /dev/null, so that the interpreter's last flush is
+    quiet too."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.lost = stream is None
+        self.stream = stream or open(os.devnull, "w")
+
+    def write(self, text: str) -> int:
+        self._do(lambda: self.stream.write(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._do(self.stream.flush)
+
+    def _do(self, act: Callable[[], object]) -> None:
+        if self.lost:
+            return
+        try:
+            act()
+        except (OSError, ValueError):           # EPIPE, EBADF, or the file object closed
+            self.lost = True
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+
+    def __getattr__(self, name: str) -> Any:    # isatty, encoding, fileno, ...
+        return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status. A stop by Ctrl-C, SIGTERM or SIGHUP prints
     one line (what stopped it; during a training, how to resume it) and returns 128 + the
     signal's number, as a shell reports it. An error of `EXIT_STATUS` is one line, with the
-    settings it names worded as options, and its status."""
+    settings it names worded as options, and its status. Closed or broken standard streams do
+    not stop the work (`Kept`; closed descriptors 0-2 become /dev/null, so that no file opened
+    later takes their place); a lost stdout makes the status 1."""
+    for fd in range(3):
+        try:
+            os.fstat(fd)
+        except OSError:                         # closed: the lowest free descriptor, this one
+            os.open(os.devnull, os.O_RDWR)
+    streams = sys.stdout, sys.stderr
+    out = Kept(sys.stdout)
+    sys.stdout, sys.stderr = out, Kept(sys.stderr)
+    try:
+        return run(argv) or int(out.lost)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def run(argv: Sequence[str] | None) -> int:
+    """`main` on its streams."""
     try:
         with signals_raise(resend=False):
             args = build_parser().parse_args(argv)
@@ -152,6 +202,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Stopped as stop:
         print(stop, file=sys.stderr)
         return 128 + stop.signum
-    except BrokenPipeError:                    # the reader of our output went away (| head)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1

@@ -2,6 +2,7 @@
 elsewhere), evaluate and plot a saved run, and search for lam. Each prints its output; an error
 it raises is said by `main` (a failed write: OutputError, exit status 1)."""
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from ..data import Source, load_cifar10
 from ..scale.cluster import worker_wait
 from ..scale.search import coarse_to_fine
 from ..store.checkpoints import Checkpoint
-from ..store.outputs import OutputError, check_output, write_atomic
+from ..store.outputs import OutputError, check_output, hold, write_atomic
 from ..store.provenance import code_version
 from ..store.runs import load_run, reevaluate, save_run
 from ..training import Result, train
@@ -26,27 +27,32 @@ def train_command(args: argparse.Namespace) -> None:
     """The train and search commands."""
     config = config_from_args(args, args.parser)
     if args.save and args.checkpoint and \
-            Path(args.save).resolve() == Path(args.checkpoint).resolve():
+            os.path.realpath(args.save) == os.path.realpath(args.checkpoint):
         args.parser.error("--save and --checkpoint need different paths: a checkpoint holds the "
                           "training state, a saved run the finished run")
     outputs = (("--save", args.save, "run"), ("--checkpoint", args.checkpoint, "checkpoint"),
                ("--out", getattr(args, "out", None), "search"))
-    for option, path, kind in outputs:         # every output place checked before any work
-        if path:
-            try:
-                check_output(path, kind)
-            except OutputError as err:
-                args.parser.error(f"{option} {err}")
+    with contextlib.ExitStack() as held:
+        for option, path, kind in outputs:     # checked and held before any work, to the end
+            if path:
+                try:
+                    held.enter_context(hold(path, kind))
+                except OutputError as err:
+                    args.parser.error(f"{option} {err}")
+        if args.command == "search":
+            with worker_wait(args.wait_workers):
+                search_command(args, config)
+        else:
+            train_and_save(args, config)
+
+
+def train_and_save(args: argparse.Namespace, config: Config) -> None:
+    """Train, print the summary, then save the run (`save_or_fallback`)."""
     quiet = args.json or args.quiet
-    if args.command == "search":
-        with worker_wait(args.wait_workers):
-            search_command(args, config)
-        return
     version = code_version()                   # the code that trains, not the one at the end
     data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not quiet)
     checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
     result = train(data, config, progress=not quiet, checkpoint=checkpoint)
-    failed = save_or_fallback(args.save, result, version) if args.save else None
     if args.json:
         print(json.dumps({**result.summary(), "resumed_from_step": result.resumed_from_step}))
     else:
@@ -55,10 +61,12 @@ def train_command(args: argparse.Namespace) -> None:
         print(f"{'BN' if config.batch_norm else 'no BN'} net, hidden {list(config.hidden)}, "
               f"lam {config.lam}, {result.steps} steps{resumed} in {result.seconds:.1f} s: "
               f"validation accuracy {100 * result.val_accuracy:.2f}%, "
-              f"test accuracy {100 * result.test_accuracy:.2f}%" + averaged_scores(result)
-              + (f"; saved to {args.save}" if args.save and not failed else ""))
-    if failed:
-        raise OutputError(failed)
+              f"test accuracy {100 * result.test_accuracy:.2f}%" + averaged_scores(result),
+              flush=True)                      # said before saving, whatever the save does
+    if args.save:
+        save_or_fallback(args.save, result, version)
+        if not args.json:
+            print(f"saved to {args.save}")
 
 
 def averaged_scores(result: Result) -> str:
@@ -69,28 +77,31 @@ def averaged_scores(result: Result) -> str:
             f"test {100 * result.averaged.test_accuracy:.2f}%")
 
 
-def save_or_fallback(path: str, result: Result, version: str) -> str | None:
-    """Save the run to `path`; if that fails, to a file in the temporary folder or the home
-    folder. None if `path` was written, else what happened, in one line: a finished run is
-    never lost because its write failed, or the message says so."""
+#: Where a run goes when its --save path cannot be written, in this order.
+FALLBACKS = (tempfile.gettempdir, Path.home, Path.cwd)
+
+
+def save_or_fallback(path: str, result: Result, version: str) -> None:
+    """Save the run to `path`; if that fails, to a file in the first of `FALLBACKS` (the
+    temporary folder, the home folder, the working folder) that takes it, and raise OutputError
+    saying where it went (or that no place took it), in one line: a finished run is never lost
+    because its write failed, or the message says so."""
     try:
         save_run(path, result, version=version)
-        return None
-    except (OSError, OutputError, TypeError, ValueError) as err:
+        return
+    except (OSError, TypeError, ValueError) as err:   # OutputError is a ValueError
         reason = f"{err.strerror}" if isinstance(err, OSError) and err.strerror else str(err)
-    name = f"assignment3-unsaved-{Path(path).stem}-{os.getpid()}.npz"
-    tried = []
-    for folder in (Path(tempfile.gettempdir()), Path.home()):
-        fallback = folder / name
+    stem = os.fsencode(Path(path).stem)[:64].decode(errors="ignore")    # a name that fits
+    for place in FALLBACKS:
         try:
+            fallback = Path(place()) / f"assignment3-unsaved-{stem}-{os.getpid()}.npz"
             save_run(fallback, result, version=version)
-        except (OSError, OutputError, TypeError, ValueError):
-            tried.append(str(folder))
+        except (OSError, RuntimeError, TypeError, ValueError):
             continue
-        return (f"could not write --save {path} ({reason}); the run was written to {fallback} "
-                "instead")
-    return (f"could not write --save {path} ({reason}), nor a copy in {' or '.join(tried)}: "
-            f"the run was not kept (its accuracies are above)")
+        raise OutputError(f"could not write --save {path} ({reason}); the run was written to "
+                          f"{fallback} instead")
+    raise OutputError(f"could not write --save {path} ({reason}), nor a copy in the temporary, "
+                      "home or working folder: the run was not kept (its accuracies are above)")
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
