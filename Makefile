@@ -100,6 +100,7 @@ notebooks: setup data
 	    --ExecutePreprocessor.timeout=-1 $(NOTEBOOKS)
 
 pdf: setup
+	mkdir -p build
 	$(BIN)/python report/build_pdf.py $(NOTEBOOKS) --output build/report.pdf
 
 report: notebooks pdf

@@ -1,12 +1,20 @@
 """Join the executed notebooks into one PDF (assignment3.report.pdf: nbconvert, pandoc and Typst
 from PyPI; no TeX). Nothing is re-executed. The PDF is written to a temporary name and renamed, so a
-failed build leaves no half-written file; a notebook with a cell not executed or an error output
-stops the build with a message naming the notebook and the cell."""
+failed build leaves no half-written file. What cannot make a PDF (a file that is not a notebook, a
+cell not executed or with an error output, an output folder that does not exist) is one line
+naming the file (and the cell), with exit status 2."""
 import argparse
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
+
+
+def refuse(message: str) -> NoReturn:
+    """What was given cannot make a PDF: one line, exit status 2 (as a usage error)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -16,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.notebooks if not p.is_file()]
     if missing:
-        parser.error(f"no such notebook: {', '.join(missing)}")
+        refuse(f"no such notebook: {', '.join(missing)}")
     try:
         from assignment3.report.pdf import NotebookError, TypesetError, build
         from assignment3.store.outputs import OutputError, check_output, write_atomic
@@ -25,11 +33,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                  "pip install -e '.[report]' (make setup does it)")
     start = time.perf_counter()
     try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
         check_output(args.output, "pdf")           # before the build, as every output
         pdf = build(args.notebooks)
         write_atomic(args.output, "pdf", lambda f: f.write(pdf))
-    except (NotebookError, TypesetError, OutputError) as error:
+    except (NotebookError, OutputError) as error:  # what was given: a file, a folder
+        refuse(str(error))
+    except TypesetError as error:
         sys.exit(f"error: {error}")
     except OSError as error:
         sys.exit(f"error: could not write {args.output} ({error.strerror or error})")

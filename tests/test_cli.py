@@ -470,7 +470,12 @@ def test_plot_writes_the_format_of_the_extension(saved_run, tmp_path, capsys):
     assert (tmp_path / "run.png").read_bytes().startswith(b"\x89PNG")
     assert main(["plot", str(path), "--out", str(tmp_path / "c.pdf")]) == 0
     assert (tmp_path / "c.pdf").read_bytes().startswith(b"%PDF")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pdf", "run.npz", "run.png"]
+    named = tmp_path / "学習.npz"        # a name the font cannot draw: a note, not warnings
+    named.write_bytes(path.read_bytes())
+    status, out, err = in_process(["plot", named], capsys)
+    assert (status, err) == (0, "") and out.endswith("lacks are drawn as boxes)\n"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pdf", "run.npz", "run.png",
+                                                          "学習.npz", "学習.png"]
 
 
 def test_plot_never_writes_over_a_run(saved_run, tmp_path, capsys):

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -151,14 +152,21 @@ def plot_command(args: argparse.Namespace) -> None:
                           f"with .png: give --out)")
     result = load_run(args.path)
     fig = Figure(figsize=(11, 3.8))
-    for ax, quantity in zip(fig.subplots(1, 2), ("loss", "acc")):
-        plot_curves({Path(args.path).stem: result}, quantity, ax=ax)
-    fig.tight_layout()
-    try:
-        write_atomic(out, "figure", lambda f: fig.savefig(f, format=fmt))
-    except OSError as err:
-        raise OutputError(f"could not write {out} ({err.strerror or err})") from None
-    print(f"learning curves of {args.path} written to {out}")
+    with warnings.catch_warnings(record=True) as missing:   # glyphs of the name not in the font
+        warnings.filterwarnings("always", "Glyph .* missing from font")
+        for ax, quantity in zip(fig.subplots(1, 2), ("loss", "acc")):
+            plot_curves({Path(args.path).stem: result}, quantity, ax=ax)
+        fig.tight_layout()
+        try:
+            write_atomic(out, "figure", lambda f: fig.savefig(f, format=fmt))
+        except OSError as err:
+            raise OutputError(f"could not write {out} ({err.strerror or err})") from None
+    boxes = [w for w in missing if "missing from font" in str(w.message)]
+    for other in missing:
+        if other not in boxes:
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    print(f"learning curves of {args.path} written to {out}" + (
+        " (characters of its name that the font lacks are drawn as boxes)" if boxes else ""))
 
 
 def search_command(args: argparse.Namespace, config: Config) -> None:

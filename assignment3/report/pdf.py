@@ -37,7 +37,19 @@ STYLE = """
 
 
 class NotebookError(Error, ValueError):
-    """A notebook that cannot go into the report: a cell not executed or an error output."""
+    """A notebook that cannot go into the report: not a notebook, a cell not executed or an
+    error output."""
+
+
+def read_notebook(path: str | os.PathLike[str]) -> NotebookNode:
+    """The notebook at `path` (nbformat 4, validated); NotebookError if it is none."""
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except (ValueError, KeyError, AttributeError, TypeError, nbformat.ValidationError) as err:
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise NotebookError(f"{path} is not a valid Jupyter notebook ({reason})") from None
+    return nb
 
 
 class TypesetError(Error, RuntimeError):
@@ -170,7 +182,7 @@ def typeset(markdown: str, files: Mapping[str, bytes | str]) -> bytes:
 
 def build(paths: Iterable[str | os.PathLike[str]], title: str = TITLE) -> bytes:
     """PDF bytes of the executed notebooks at `paths`, in that order."""
-    notebooks = {str(p): nbformat.read(p, as_version=4) for p in paths}
+    notebooks = {str(p): read_notebook(p) for p in paths}
     return typeset(*report_markdown(notebooks, title))
 
 

@@ -301,13 +301,13 @@ def test_broken_notebook_stops_the_build_naming_notebook_and_cell(tmp_path, pypd
                                            evalue="lam must be >= 0", traceback=[])]
     path = tmp_path / NOTEBOOKS[1].name
     nbformat.write(nb, path)
-    output = tmp_path / "out" / "report.pdf"
+    output = tmp_path / "report.pdf"
     done = build([NOTEBOOKS[0], path], output)
-    assert done.returncode != 0
+    assert done.returncode == 2
     assert str(path) in done.stderr and f"cell {number} " in done.stderr
     assert "lam must be >= 0" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
-    assert not output.parent.exists() or not any(output.parent.iterdir())
+    assert not output.exists()
 
 
 @pytest.mark.slow
@@ -327,18 +327,32 @@ def test_nbconvert_exporter_writes_the_pdf_of_one_notebook(tmp_path, pypdf):
     assert "15%" not in text and "HBox" not in text
 
 
-def test_build_refuses_an_output_that_is_not_a_pdf_before_building(tmp_path):
-    """The build script, in this process (its real command: above), checks the output first
-    (store.outputs, tested there for every kind of file): one line, exit status 1."""
+def test_build_refuses_what_cannot_make_a_pdf_in_one_line(tmp_path, capsys):
+    """The build script, in this process (its real command: above): an output that is not a
+    PDF (store.outputs, tested there for every kind of file) or in a folder that does not
+    exist, and files that are not notebooks: one line, exit status 2, nothing written."""
     spec = importlib.util.spec_from_file_location("build_pdf", REPO / "report" / "build_pdf.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    out, what = tmp_path / "report.pdf", "is a file that assignment3 did not write, not a PDF"
-    out.write_text("my notes\n")
+    (tmp_path / "notes.pdf").write_text("my notes\n")
+    (tmp_path / "json.ipynb").write_text('{"cells": 1}')
+    (tmp_path / "binary.ipynb").write_bytes(bytes(range(256)))
+    bad = nbformat.read(NOTEBOOKS[0], as_version=4)
+    next(c for c in bad.cells if c.cell_type == "code").outputs = [{"output_type": "bogus"}]
+    (tmp_path / "bad.ipynb").write_text(json.dumps(bad))
+    ok, pdf = NOTEBOOKS[0], tmp_path / "report.pdf"
+    cases = {(ok, tmp_path / "notes.pdf"): "is a file that assignment3 did not write, not a PDF",
+             (ok, tmp_path / "no" / "r.pdf"): "does not exist; create it first",
+             (tmp_path / "json.ipynb", pdf): "json.ipynb is not a valid Jupyter notebook",
+             (tmp_path / "binary.ipynb", pdf): "binary.ipynb is not a valid Jupyter notebook",
+             (tmp_path / "bad.ipynb", pdf): "bad.ipynb is not a valid Jupyter notebook"}
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    with pytest.raises(SystemExit) as stop:
-        script.main([str(NOTEBOOKS[0]), "--output", str(out)])
-    assert stop.value.code == f"error: {out} {what}: give another path"   # status 1, on stderr
+    for (notebook, out), what in cases.items():
+        with pytest.raises(SystemExit) as stop:
+            script.main([str(notebook), "--output", str(out)])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.startswith("error: ") and what in err, err
+        assert err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
