@@ -23,11 +23,11 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 class Stopped(BaseException):
     """The process received a stop signal (`signum`). A BaseException, like KeyboardInterrupt,
-    so that `except Exception` does not swallow it."""
+    so that `except Exception` does not swallow it. `done`: what was finished first, if any."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, done: str = "") -> None:
         self.signum = signum
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        super().__init__(f"stopped by {signal.Signals(signum).name}{done}")
 
 
 def _raise_stopped(signum: int, frame: FrameType | None) -> None:

@@ -3,6 +3,7 @@ the mean of the weights at the snapshot steps (recorded by a real checkpoint wri
 step), their BN statistics and scores are recomputed for them, the training itself is the same
 with or without it, a stopped run resumes to the same average, a saved run keeps it (and a
 damaged file is refused), `reevaluate` and the command line report it."""
+import importlib
 import json
 import os
 import shutil
@@ -362,6 +363,28 @@ def test_reevaluate_without_swa_has_no_averaged_scores(runs, synthetic64):
 
 SHORT = ["train", "--hidden", "20", "--schedule", "one_cycle", "--epochs", "3", "--batch", "50",
          "--quiet", "--data", "unused"]
+
+
+@pytest.mark.parametrize("during", ["assignment3.training.loop.scored_average",
+                                    "assignment3.cli.commands.save_run"])
+def test_a_stop_after_the_last_step_finishes_and_saves_the_run(cli_synthetic, tmp_path,
+                                                               monkeypatch, during):
+    """A real SIGTERM during the final evaluations (SWA's BN pass and scores) or during the
+    save: the run is finished and saved, the command says so and exits with the signal's
+    status (128 + 15)."""
+    module, name = during.rsplit(".", 1)
+    real = getattr(importlib.import_module(module), name)
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(during, signalled)
+    path = tmp_path / "run.npz"
+    status, out, err = cli_synthetic(*SHORT, "--swa", "0.5", "--save", path)
+    assert (status, err) == (128 + signal.SIGTERM, "stopped by SIGTERM after the last step: "
+                                                   "the run was finished and saved\n")
+    assert out.splitlines()[1] == f"saved to {path}" and load_run(path).averaged is not None
 
 
 def test_train_line_says_the_averaged_scores(cli_synthetic, tmp_path):

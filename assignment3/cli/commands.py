@@ -16,6 +16,7 @@ from ..config import Config
 from ..data import Source, load_cifar10
 from ..scale.cluster import worker_wait
 from ..scale.search import coarse_to_fine
+from ..signals import Stopped, StopSignals
 from ..store.checkpoints import Checkpoint
 from ..store.outputs import OutputError, check_output, hold, write_atomic
 from ..store.provenance import code_version
@@ -54,6 +55,16 @@ def train_and_save(args: argparse.Namespace, config: Config) -> None:
     data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not quiet)
     checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
     result = train(data, config, progress=not quiet, checkpoint=checkpoint)
+    with StopSignals() as late:                # a stop now waits for the summary and the save
+        say_and_save(args, result, version)
+    if signum := result.stopped_by or late.received:
+        raise Stopped(signum, " after the last step: the run was finished"
+                      + (" and saved" if args.save else ""))
+
+
+def say_and_save(args: argparse.Namespace, result: Result, version: str) -> None:
+    """Print the summary of a finished run, then save it (`save_or_fallback`)."""
+    config = result.config
     if args.json:
         print(json.dumps({**result.summary(), "resumed_from_step": result.resumed_from_step}))
     else:

@@ -49,7 +49,9 @@ class Result:
     """What a run returns: the trained parameters, the BN moving averages, the history (one
     entry per evaluation: step, eta, cost/loss/accuracy on train and val) and the final scores.
     `resumed_from_step`: the step a checkpoint resumed the run from (0 for a fresh start).
-    `averaged`: the averaged weights and their scores, for a run with `Config.swa`."""
+    `averaged`: the averaged weights and their scores, for a run with `Config.swa`.
+    `stopped_by`: a stop signal that came after the last step (during the final evaluations):
+    the run was finished all the same, and its caller may stop now."""
     config: Config
     params: Params
     stats: Stats
@@ -61,6 +63,7 @@ class Result:
     test_accuracy: float = float("nan")
     resumed_from_step: int = 0
     averaged: Averaged | None = None
+    stopped_by: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """The run's scalar results and its configuration, as plain JSON-ready values (with the
@@ -125,7 +128,7 @@ def train(data: CIFAR10, config: Config = Config(), progress: bool = False,
                   history=run.history, steps=total, epochs=total / batches,
                   seconds=run.seconds(), val_accuracy=run.history["acc_val"][-1],
                   test_accuracy=test["accuracy"], resumed_from_step=resumed_from,
-                  averaged=averaged)
+                  averaged=averaged, stopped_by=harness.signals.received)
 
 
 def scored_average(params: Params | None, data: CIFAR10, config: Config) -> Averaged:
