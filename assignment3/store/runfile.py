@@ -182,7 +182,11 @@ class RunFile(contextlib.AbstractContextManager["RunFile"]):
             raise RunFileError(self.path, (
                 f"array {name}: expected shape {want[0]} {want[1]} ({what}), got shape "
                 f"{got_shape} {got_dtype}; the file is damaged or not of this run"))
-        return self._data(name, info)
+        array = self._data(name, info)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise RunFileError(self.path, f"array {name}: holds NaN or infinite values; the file "
+                                          "is damaged")
+        return array
 
     def head(self, name: str, what: str = NETWORK
              ) -> tuple[zipfile.ZipInfo, Shape, np.dtype[Any]]:
@@ -316,7 +320,8 @@ def read_network(f: RunFile, dims: Sequence[int], batch_norm: bool, dtype: DType
                  prefix: str = "") -> tuple[Params, Stats]:
     """(params, stats) of the network of layer sizes dims = [d, m_1, ..., K] stored in `f` (its
     arrays named after `prefix`, as `param_arrays` names them): those arrays and only those,
-    each checked (`RunFile.array`) to be of `dtype` and of its shape before it is read: W_l
+    each checked (`RunFile.array`) to be of `dtype` and of its shape before it is read, and
+    finite after (the variances v_l positive): W_l
     m_(l+1) x m_l, b_l m_(l+1) x 1, and with batch norm gamma_l, beta_l, mu_l and v_l
     m_(l+1) x 1 for the hidden layers. RunFileError if one is missing, or if `f` holds arrays of
     another network (a layer more, or batch norm where `batch_norm` is False)."""
@@ -335,6 +340,10 @@ def read_network(f: RunFile, dims: Sequence[int], batch_norm: bool, dtype: DType
             "this run"))
     got = {name: [f.array(f"{prefix}{name}_{l}", shapes[name, l], dtype) for l in range(n)]
            for name, n in counts.items()}
+    for l, v in enumerate(got["v"]):
+        if (v <= 0).any():
+            raise RunFileError(f.path, f"array {prefix}v_{l}: a BN variance is not positive; the "
+                                       "file is damaged")
     return {name: got[name] for name in PARAM_NAMES}, list(zip(got["mu"], got["v"]))
 
 

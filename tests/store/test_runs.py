@@ -186,13 +186,18 @@ RUN_ARRAYS = [
     ({"b_0": lambda a: a[:, 0]}, r"array b_0: expected shape \(50, 1\) float32 \(its "
                                  r"configuration's network\), got shape \(50,\) float32"),
     ({"mu_1": MISSING}, "misses the array mu_1 of its configuration's network$"),
+    ({"W_1": lambda a: np.where(a == a.flat[7], np.nan, a)},
+     "array W_1: holds NaN or infinite values; the file is damaged$"),
+    ({"beta_0": lambda a: a - np.inf}, "array beta_0: holds NaN or infinite values"),
+    ({"v_1": lambda a: a * -1}, "array v_1: a BN variance is not positive; the file is damaged$"),
 ]
 
 
 def test_arrays_are_checked_against_the_configuration(saved, tmp_path):
     """A configuration saying other layers (wider, narrower, more, fewer), no batch norm or
     float64 over the run's arrays, an array of the wrong shape or missing: refused before the
-    array's data is read, naming it."""
+    array's data is read, naming it; an array with NaN or inf, or a variance that is not
+    positive: refused before anything is scored from it."""
     _, _, arrays, meta = saved
     wrong = []
     for change, message in RUN_ARRAYS:
