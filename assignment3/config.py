@@ -4,7 +4,7 @@ command line builds its options from), the error that names a setting (`ConfigEr
 configuration as JSON and back. `training.train` trains one; the report's configurations and the
 command line's presets are in `report.presets`."""
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -227,9 +227,10 @@ def python_value(value: Any) -> Any:
 def checked_hidden(hidden: Any) -> tuple[int, ...]:
     """`hidden` as a tuple of ints, if it is a non-empty sequence of sizes within
     LIMITS["hidden"] and the network on CIFAR-10 has at most MAX_PARAMETERS parameters."""
-    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__len__") or not len(hidden):
-        raise ConfigTypeError("{0} must be a non-empty sequence of layer sizes, got {value!r}",
-                              "hidden", value=hidden)
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (Sequence, np.ndarray)) \
+            or not len(hidden):
+        raise ConfigTypeError("{0} must be a non-empty sequence of layer sizes (a list or tuple, "
+                              "in order), got {value!r}", "hidden", value=hidden)
     for m in hidden:
         try:
             LIMITS["hidden"].check("hidden", m)

@@ -144,14 +144,14 @@ USAGE_ERRORS = [
     (["search", "--lam", "0.01"], "search chooses lam"),
     (["search", "--lam-range", "0.1", "0.001"], "--lam-range needs LO < HI, got 0.1 0.001"),
     (["plot", "run.npz", "--out", "curves.xyz"], "give --out a name ending in one of"),
+    (["train", "--threads", "1000"], f"--threads 1000 exceeds the {os.cpu_count()} cores"),
 ]
 
 #: Usage errors found once the data (here 300 training images) is loaded: the rules of
-#: `training.check_run`, which depend on the data's size or the machine.
+#: `training.check_run` that depend on the data's size (the machine's are checked before it).
 DATA_USAGE_ERRORS = [
     (["train", "--batch", "301"], "--batch 301 exceeds the 300 training samples"),
     (["train", "--cycles", "0.01"], "--cycles 0.01 makes 0 training steps (a cycle has 30 steps)"),
-    (["train", "--threads", "1000"], f"--threads 1000 exceeds the {os.cpu_count()} cores"),
 ]
 
 #: A usage error: one line, by the parser of the command (or of the program, without one).
@@ -524,30 +524,32 @@ def test_a_run_file_that_cannot_be_used_is_one_line(saved_run, tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.npz"]
 
 
-@pytest.mark.parametrize("gone", [(), ("tmp",), ("tmp", "home")])
-def test_a_run_that_cannot_be_saved_goes_to_a_fallback(saved_run, tmp_path, monkeypatch, gone):
+def test_a_run_that_cannot_be_saved_goes_to_a_fallback(saved_run, tmp_path, monkeypatch):
     """The --save folder vanished during training: the run goes to the temporary folder, else
-    the home folder, else the working folder, and the one line says where."""
+    (gone too) the home folder, else the working folder, and the one line says where."""
     from assignment3.cli.commands import save_or_fallback
-    places = {name: tmp_path / name for name in ("tmp", "home", "cwd")}
-    for name, place in places.items():
-        if name not in gone:
-            place.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(places["tmp"]))
-    monkeypatch.setenv("HOME", str(places["home"]))
-    monkeypatch.chdir(places["cwd"])
     result = load_run(saved_run[0])
-    with pytest.raises(OutputError) as message:
-        save_or_fallback(str(tmp_path / "gone" / "run.npz"), result, "v")
-    taken = places[("tmp", "home", "cwd")[len(gone)]]
-    fallback = taken / f"assignment3-unsaved-run-{os.getpid()}.npz"
-    assert str(message.value) == (
-        f"could not write --save {tmp_path}/gone/run.npz ({tmp_path}/gone/run.npz: the folder "
-        f"{tmp_path}/gone does not exist; create it first); the run was written to {fallback} "
-        "instead")
-    again = load_run(fallback)
-    assert again.test_accuracy == result.test_accuracy
-    assert all(np.array_equal(a, b) for a, b in zip(again.params["W"], result.params["W"]))
+    for gone in ((), ("tmp",), ("tmp", "home")):
+        root = tmp_path / str(len(gone))
+        places = {name: root / name for name in ("tmp", "home", "cwd")}
+        for name, place in places.items():
+            place.mkdir(parents=True, exist_ok=name in gone)
+            if name in gone:
+                place.rmdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(places["tmp"]))
+        monkeypatch.setenv("HOME", str(places["home"]))
+        monkeypatch.chdir(places["cwd"])
+        with pytest.raises(OutputError) as message:
+            save_or_fallback(str(root / "gone" / "run.npz"), result, "v")
+        taken = places[("tmp", "home", "cwd")[len(gone)]]
+        fallback = taken / f"assignment3-unsaved-run-{os.getpid()}.npz"
+        assert str(message.value) == (
+            f"could not write --save {root}/gone/run.npz ({root}/gone/run.npz: the folder "
+            f"{root}/gone does not exist; create it first); the run was written to {fallback} "
+            "instead")
+        again = load_run(fallback)
+        assert again.test_accuracy == result.test_accuracy
+        assert all(np.array_equal(a, b) for a, b in zip(again.params["W"], result.params["W"]))
 
 
 def no_room_for(n_bytes):
@@ -557,6 +559,22 @@ def no_room_for(n_bytes):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, n_bytes))
     return limit
+
+
+def test_a_network_that_cannot_fit_in_memory_is_refused_before_the_data_loads(tmp_path):
+    """With 2 GB of address space (ulimit -v), a float64 net of 37 million parameters (2.7 GB
+    with CIFAR-10 and training's copies): one line, exit status 2, before the (missing) data is
+    looked for; the same net without the limit gets as far as the data."""
+    def two_gb():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+    args = [*PYTHON_M, "train", "--hidden", "12000", "--dtype", "float64", "--data",
+            str(tmp_path / "none"), "--quiet"]
+    limited = subprocess.run(args, capture_output=True, text=True, preexec_fn=two_gb, timeout=60)
+    assert limited.returncode == 2 and limited.stderr.count("\n") == 1, limited.stderr
+    assert re.search(r"--hidden 12000 needs about 2\.7 GB of memory in float64 .* more than the "
+                     r"[12]\.\d GB this process has available", limited.stderr), limited.stderr
+    free = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert free.returncode == 2 and "CIFAR-10 folder" in free.stderr, free.stderr
 
 
 @pytest.mark.slow

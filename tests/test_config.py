@@ -31,10 +31,12 @@ from assignment3.report.presets import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST,
     ({"lam": "0.1"}, ConfigTypeError, "lam must be a number >= 0, got '0.1'"),
     ({"init": True}, ConfigTypeError, "init must be he, xavier or a number > 0, got True"),
     ({"dtype": "float16"}, ConfigTypeError, "dtype must be one of float32, float64, got 'float16'"),
-    ({"hidden": ()}, ConfigTypeError, r"hidden must be a non-empty sequence of layer sizes, "
-                                      r"got \(\)"),
+    ({"hidden": ()}, ConfigTypeError, r"hidden must be a non-empty sequence of layer sizes "
+                                      r"\(a list or tuple, in order\), got \(\)"),
     ({"hidden": 50}, ConfigTypeError, "hidden must be a non-empty sequence"),
     ({"hidden": "50,50"}, ConfigTypeError, "hidden must be a non-empty sequence"),
+    ({"hidden": {20, 10}}, ConfigTypeError, r"hidden must be .*\(a list or tuple, in order\)"),
+    ({"hidden": {20: 1, 10: 2}}, ConfigTypeError, "hidden must be a non-empty sequence"),
     ({"hidden": (50, 2.5)}, ConfigTypeError, "every layer size in hidden must be an integer in "
                                              r"\[1, 16384\], got 2.5"),
     # values out of their limits

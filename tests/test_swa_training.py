@@ -365,26 +365,27 @@ SHORT = ["train", "--hidden", "20", "--schedule", "one_cycle", "--epochs", "3", 
          "--quiet", "--data", "unused"]
 
 
-@pytest.mark.parametrize("during", ["assignment3.training.loop.scored_average",
-                                    "assignment3.cli.commands.save_run"])
 def test_a_stop_after_the_last_step_finishes_and_saves_the_run(cli_synthetic, tmp_path,
-                                                               monkeypatch, during):
+                                                               monkeypatch):
     """A real SIGTERM during the final evaluations (SWA's BN pass and scores) or during the
     save: the run is finished and saved, the command says so and exits with the signal's
     status (128 + 15)."""
-    module, name = during.rsplit(".", 1)
-    real = getattr(importlib.import_module(module), name)
+    for during in ("assignment3.training.loop.scored_average",
+                   "assignment3.cli.commands.save_run"):
+        module, name = during.rsplit(".", 1)
+        real = getattr(importlib.import_module(module), name)
 
-    def signalled(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args, **kwargs)
+        def signalled(*args, real=real, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(during, signalled)
-    path = tmp_path / "run.npz"
-    status, out, err = cli_synthetic(*SHORT, "--swa", "0.5", "--save", path)
-    assert (status, err) == (128 + signal.SIGTERM, "stopped by SIGTERM after the last step: "
-                                                   "the run was finished and saved\n")
-    assert out.splitlines()[1] == f"saved to {path}" and load_run(path).averaged is not None
+        path = tmp_path / f"{name}.npz"
+        with monkeypatch.context() as patched:
+            patched.setattr(during, signalled)
+            status, out, err = cli_synthetic(*SHORT, "--swa", "0.5", "--save", path)
+        assert (status, err) == (128 + signal.SIGTERM, "stopped by SIGTERM after the last step: "
+                                                       "the run was finished and saved\n")
+        assert out.splitlines()[1] == f"saved to {path}" and load_run(path).averaged is not None
 
 
 def test_train_line_says_the_averaged_scores(cli_synthetic, tmp_path):

@@ -22,6 +22,7 @@ from ..store.outputs import OutputError, check_output, hold, write_atomic
 from ..store.provenance import code_version
 from ..store.runs import load_run, reevaluate, save_run
 from ..training import Result, train
+from ..training.loop import check_machine
 from .options import config_from_args
 
 
@@ -52,6 +53,7 @@ def train_and_save(args: argparse.Namespace, config: Config) -> None:
     """Train, print the summary, then save the run (`save_or_fallback`)."""
     quiet = args.json or args.quiet
     version = code_version()                   # the code that trains, not the one at the end
+    check_machine(config)                      # before the data loads
     data = load_cifar10(args.data, dtype=np.dtype(config.dtype), progress=not quiet)
     checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
     result = train(data, config, progress=not quiet, checkpoint=checkpoint)

@@ -170,10 +170,15 @@ def check_data(data: Any, dtype: DTypeLike) -> None:
     if any(not all(hasattr(split, a) for a in "XYy") for split in splits.values()):
         raise TypeError("data must have train, val and test splits with X, Y and y, as the "
                         "CIFAR10 of load_cifar10")
-    d, K = getattr(data.train.X, "shape", (0,))[0], getattr(data.train.Y, "shape", (0,))[0]
     for name, split in splits.items():
-        if getattr(split.X, "dtype", None) != np.dtype(dtype):
-            raise ValueError(f"data.{name}.X is {getattr(split.X, 'dtype', type(split.X))} but "
+        for a in "XYy":
+            if not isinstance(getattr(split, a), np.ndarray):
+                raise TypeError(f"data.{name}.{a} must be a numpy array, got "
+                                f"{type(getattr(split, a)).__name__}, as load_cifar10 gives")
+    d, K = data.train.X.shape[0], data.train.Y.shape[0]
+    for name, split in splits.items():
+        if split.X.dtype != np.dtype(dtype):
+            raise ValueError(f"data.{name}.X is {split.X.dtype} but "
                              f"the config's dtype is {dtype}: load the data with "
                              f"load_cifar10(dtype=np.{dtype})")
         check_samples(split.X, d, f"data.{name}.X")

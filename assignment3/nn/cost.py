@@ -9,8 +9,11 @@ import numpy as np
 from .network import BN_EPS, Net, check_input, forward_unchecked, log_softmax
 from .types import Array, Labels, Params, Stats
 
-#: Columns evaluated at once in test-mode passes over a whole data set (bounds memory).
+#: Columns evaluated at once in test-mode passes over a whole data set: EVAL_CHUNK, or fewer
+#: for a network so wide that a chunk's activations (c x the sum of its widths) would pass
+#: EVAL_BYTES; so the peak is set by the network and a chunk, not by the data set.
 EVAL_CHUNK = 10_000
+EVAL_BYTES = 512 << 20
 
 def l2_penalty(params: Params, lam: float) -> np.floating:
     """lam * sum_l ||W_l||^2 (weights only), in the parameters' precision."""
@@ -67,13 +70,15 @@ def test_scores(params: Params, X: Array, stats: Stats | None, *, net: Net = Net
 
 def _test_mode_chunks(params: Params, X: Array, stats: Stats | None,
                       net: Net) -> Iterator[tuple[int, Array]]:
-    """(i, S): the test-mode scores S (K x c) of the chunks X[:, i:i + c], c <= EVAL_CHUNK, of
-    X (d x n), one chunk after another (bounds memory on whole data sets)."""
+    """(i, S): the test-mode scores S (K x c) of the chunks X[:, i:i + c] of X (d x n), one
+    chunk after another, c as EVAL_CHUNK and EVAL_BYTES say."""
     if params["gamma"] and stats is None:
         raise ValueError("a BN network needs the moving averages (stats) for evaluation")
     folded = _test_mode_params(params, stats or [], net.bn_order)
-    for i in range(0, X.shape[1], EVAL_CHUNK):
-        yield i, forward_unchecked(folded, X[:, i:i + EVAL_CHUNK], net=net)[0]
+    width = sum(W.shape[0] for W in params["W"])
+    c = max(1, min(EVAL_CHUNK, EVAL_BYTES // (X.itemsize * width)))
+    for i in range(0, X.shape[1], c):
+        yield i, forward_unchecked(folded, X[:, i:i + c], net=net)[0]
 
 
 def _test_mode_params(params: Params, stats: Stats, bn_order: str = "before") -> Params:

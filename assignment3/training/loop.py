@@ -11,15 +11,20 @@ The contract: `train(data, config)` takes a `CIFAR10` (X d x n per split) and a 
 returns a `Result`: the trained parameters (the dict of `nn.network`), the BN moving averages, the
 history of the evaluations and the final accuracies. The same data, config and seed give the same
 Result bit for bit, however often the run is stopped and resumed from its checkpoint."""
+import contextlib
 import os
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..config import Config, ConfigError, config_dict
-from ..data import CIFAR10, zca_whiten
+from ..data import CIFAR10, D, K, zca_whiten
 from ..nn.checks import check_data
 from ..nn.cost import evaluate_unchecked
 from ..nn.network import update_moving_averages
@@ -178,8 +183,7 @@ def schedule(config: Config, batches: int) -> tuple[int, int, Callable[[int], fl
 
 def check_run(config: Config, n_train: int) -> None:
     """Raise ConfigError unless `config` can train on `n_train` samples on this machine: a
-    mini-batch no larger than the training set, at least one step, and no more BLAS threads
-    than cores."""
+    mini-batch no larger than the training set, at least one step, and `check_machine`."""
     if config.n_batch > n_train:
         raise ConfigError("{0} exceeds the {n} training samples", ("n_batch", config.n_batch),
                           n=n_train)
@@ -189,7 +193,45 @@ def check_run(config: Config, n_train: int) -> None:
         raise ConfigError("{0} makes 0 training steps (a cycle has {per_cycle} steps): use at "
                           "least {least:.2g}", ("cycles", config.cycles), per_cycle=per_cycle,
                           least=1 / per_cycle)
+    check_machine(config)
+
+
+def check_machine(config: Config) -> None:
+    """Raise ConfigError unless this machine can run `config` (before its data loads): no more
+    BLAS threads than cores, and memory for CIFAR-10 and the copies of the parameters training
+    keeps (`memory_needed`)."""
     cores = os.cpu_count() or 1
     if config.blas_threads > cores:
         raise ConfigError("{0} exceeds the {cores} cores of this machine",
                           ("blas_threads", config.blas_threads), cores=cores)
+    need, have = memory_needed(config), memory_available()
+    if need > have:
+        raise ConfigError("{0} needs about {need:.1f} GB of memory in {dtype} (CIFAR-10 and the "
+                          "copies of the parameters training keeps), more than the {have:.1f} GB "
+                          "this process has available", ("hidden", config.hidden),
+                          need=need / 1e9, have=have / 1e9, dtype=config.dtype)
+
+
+def memory_needed(config: Config) -> int:
+    """Bytes a run of `config` needs, roughly: the 60,000 images of CIFAR-10, and the
+    parameters with their gradient, the update rule's vectors, the weight average and the
+    evaluations' two copies."""
+    dims = [D, *config.hidden, K]
+    n = sum((m_in + 1) * m_out for m_in, m_out in zip(dims[:-1], dims[1:]))
+    copies = 4 + len(config.update.state) + bool(config.swa)
+    return np.dtype(config.dtype).itemsize * (60_000 * D + copies * n)
+
+
+def memory_available() -> float:
+    """Bytes this process may still use: the system's available memory (MemAvailable, Linux)
+    and what its address-space limit (ulimit -v) leaves, whichever is less; inf if unknown."""
+    have = float("inf")
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        meminfo = Path("/proc/meminfo").read_text()
+        have = 1024 * int(meminfo.split("MemAvailable:")[1].split()[0])
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            used = 1024 * int(Path("/proc/self/status").read_text().split("VmSize:")[1].split()[0])
+            have = min(have, limit - used)
+    return have

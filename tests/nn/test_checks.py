@@ -229,6 +229,8 @@ def test_check_data_refuses_bad_splits(name):
         (dict(X=split.X[:19]), ValueError,                   # d is the training split's
          "data.val.X must be d x n with d = 19" if name == "train"
          else f"data.{name}.X must be d x n with d = 20"),
+        (dict(y=list(split.y)), TypeError, f"data.{name}.y must be a numpy array, got list"),
+        (dict(X=split.X.tolist()), TypeError, f"data.{name}.X must be a numpy array, got list"),
         (dict(y=split.y[:-1]), ValueError, f"data.{name}.y must hold n = {split.n} labels"),
         (dict(y=split.y.astype(float)), TypeError, f"data.{name}.y must hold integer labels"),
         (dict(y=np.where(np.arange(split.n) == 0, 10, split.y)), ValueError,

@@ -1,5 +1,7 @@
 """assignment3.nn.cost: the cost on a mini-batch, the test-mode evaluation (BN folded into the
 weights, in chunks), the test-mode scores, the accuracy and the pieces of the cost."""
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -86,6 +88,25 @@ def test_evaluate_in_chunks_equals_one_pass(monkeypatch, batch):
     whole = evaluate(p, X, y, 0.0, stats)
     monkeypatch.setattr(cost, "EVAL_CHUNK", 3)
     assert evaluate(p, X, y, 0.0, stats) == pytest.approx(whole)
+
+
+def test_a_wide_networks_evaluation_peak_is_set_by_its_chunk(monkeypatch):
+    """Chunks of fewer columns for a wide network: the peak of an evaluation of 4,000 columns
+    (tracemalloc, which sees numpy's arrays) stays within EVAL_BYTES and the weights, and the
+    scores are those of one pass."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 4000)), rng.integers(0, 10, 4000)
+    p = init_params([30, 2000, 10], batch_norm=False, seed=0)
+    whole = evaluate(p, X, y, 0.0, None)
+    monkeypatch.setattr(cost, "EVAL_BYTES", 1 << 20)     # 1 MiB: chunks of 65 columns
+    tracemalloc.start()
+    try:
+        chunked = evaluate(p, X, y, 0.0, None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert chunked == pytest.approx(whole)
+    assert peak < 4 * (1 << 20), peak       # one pass: 4,000 x 2,010 x 8 bytes = 64 MB
 
 
 @pytest.mark.parametrize("bn_order", ["before", "after"])
