@@ -45,6 +45,10 @@ DAMAGED = "a damaged run file"
 #: The start of the names of the temporary and lock files next to an output.
 PARTIAL_PREFIX = ".assignment3-"
 
+#: The length of a temporary file's name: the prefix, 16 hex digits of the target's name's hash,
+#: "-", 8 random ones and ".partial"; the lock file's name is shorter.
+TEMPORARY_NAME_BYTES = len(PARTIAL_PREFIX) + 16 + 1 + 8 + len(".partial")
+
 #: How long a hold waits for another process's hold of the same path to end, in seconds.
 LOCK_WAIT = 2.0
 
@@ -74,7 +78,7 @@ def check_output(path: str | os.PathLike[str], kind: str) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: the folder {folder} is not writable; give a path in a "
                           f"folder you can write to")
-    longest = max(len(os.fsencode(path.name)), len(PARTIAL_PREFIX) + len("0" * 16 + ".partial"))
+    longest = max(len(os.fsencode(path.name)), TEMPORARY_NAME_BYTES)
     if longest > name_max or len(os.fsencode(folder)) + 1 + longest >= path_max:
         raise OutputError(f"{path}: the name is {len(os.fsencode(path.name))} bytes and the path "
                           f"{len(os.fsencode(path.absolute()))}; this folder's file system takes "
@@ -150,7 +154,7 @@ def write_atomic(path: str | os.PathLike[str], kind: str,
     the temporary file is removed (if it can be: that never hides the write's error), and the
     error is raised."""
     with hold(path, kind, fcntl.LOCK_SH) as path:
-        fd, partial = _new_partial(path.absolute().parent)
+        fd, partial = _new_partial(path.absolute())
         try:
             with open(fd, "wb") as f:
                 write_to(f)
@@ -165,11 +169,11 @@ def write_atomic(path: str | os.PathLike[str], kind: str,
         _sync_folder(path.absolute().parent)
 
 
-def _new_partial(folder: Path) -> tuple[int, Path]:
-    """A new file `.assignment3-<random>.partial` in `folder`, created by this call alone
-    (O_EXCL; its mode as the umask says), and its descriptor."""
+def _new_partial(path: Path) -> tuple[int, Path]:
+    """A new temporary file for `path` beside it, `.assignment3-<hash>-<random>.partial`,
+    created by this call alone (O_EXCL; its mode as the umask says), and its descriptor."""
     while True:
-        partial = folder / f"{PARTIAL_PREFIX}{secrets.token_hex(8)}.partial"
+        partial = path.parent / f"{_names(path)[1]}{secrets.token_hex(4)}.partial"
         try:
             return os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                            0o666), partial
@@ -199,13 +203,16 @@ def hold(path: str | os.PathLike[str], kind: str,
     (LOCK_SH: writers of their own files may overlap, a run's paths are theirs alone). Another
     process's hold refuses it at once (OutputError, one line naming the path); holds within one
     process nest. The lock is `flock` on a file `.assignment3-<hash>.lock` in the folder, removed
-    by the last holder."""
+    by the last holder. Holding a path alone (a run's hold, a last writer's release) removes the
+    temporary files that killed writers left of it."""
     path = check_output(path, kind)
     key = path.absolute()
     if key in _HELD:
         _HELD[key][1] += 1
     else:
         _HELD[key] = [_lock(key, how), 1]
+        if how == fcntl.LOCK_EX:
+            _sweep(key)
     try:
         yield path
     finally:
@@ -214,17 +221,26 @@ def hold(path: str | os.PathLike[str], kind: str,
             _unlock(key, _HELD.pop(key)[0])
 
 
-def _lock_file(path: Path) -> Path:
-    """The lock file of `path`: of a fixed length, whatever the length of its name."""
+def _names(path: Path) -> tuple[Path, str]:
+    """`path`'s lock file and the start of the names of its temporary files: of a fixed length,
+    whatever the length of its name."""
     digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]
-    return path.parent / f"{PARTIAL_PREFIX}{digest}.lock"
+    return path.parent / f"{PARTIAL_PREFIX}{digest}.lock", f"{PARTIAL_PREFIX}{digest}-"
+
+
+def _sweep(path: Path) -> None:
+    """Remove the temporary files of `path` (whose lock this process holds alone): those of
+    writers killed half-way."""
+    for partial in path.parent.glob(f"{_names(path)[1]}*.partial"):
+        with contextlib.suppress(OSError):
+            partial.unlink()
 
 
 def _lock(path: Path, how: int) -> int:
     """The descriptor of `path`'s lock file, locked `how` (flock); OutputError if another process
     still holds it after LOCK_WAIT seconds (a write's hold is that short; a run's lasts). Again
     if the file was removed by its last holder between opening and locking."""
-    lock, deadline = _lock_file(path), time.monotonic() + LOCK_WAIT
+    lock, deadline = _names(path)[0], time.monotonic() + LOCK_WAIT
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
         try:
@@ -243,11 +259,13 @@ def _lock(path: Path, how: int) -> int:
 
 
 def _unlock(path: Path, fd: int) -> None:
-    """Release `path`'s lock `fd`, removing the lock file if no other process holds it."""
+    """Release `path`'s lock `fd`; if no other process holds it, remove the temporary files of
+    killed writers and the lock file."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _sweep(path)
         with contextlib.suppress(OSError):
-            os.unlink(_lock_file(path))
+            os.unlink(_names(path)[0])
     except BlockingIOError:
         pass                                    # another holder: it removes the file
     finally:

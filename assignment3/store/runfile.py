@@ -2,8 +2,9 @@
 averages, and in a checkpoint the momentum velocity) and one member, `meta`, holding JSON text
 (configuration, history, scores, code version, machine, format version) as a numpy str array.
 
-A file is written to `<name>.partial` beside it and renamed over `<name>`, so the name always
-holds a whole file, the old one or the new one, even if the writer is killed half-way. It is read
+A file is written through a temporary file beside it and renamed over `<name>`
+(`outputs.write_atomic`), so the name always holds a whole file, the old one or the new one,
+even if the writer is killed half-way. It is read
 defensively (`RunFile`): only regular files are opened; the JSON is read first and every field
 checked before use (`fields`); then only the arrays of the network its
 configuration describes are read, each after its .npy header (dtype, shape) and its declared

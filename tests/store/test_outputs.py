@@ -99,14 +99,6 @@ def test_what_is_no_file_is_refused(tmp_path):
     assert not os.path.isfile("/dev/null")
 
 
-def test_the_folder_must_exist(tmp_path):
-    with pytest.raises(OutputError, match=r"the folder .*missing does not exist; create it first"):
-        check_output(tmp_path / "missing" / "run.npz", "run")
-    (tmp_path / "file").touch()
-    with pytest.raises(OutputError, match=r"the folder .*file is not a folder"):
-        check_output(tmp_path / "file" / "run.npz", "run")
-
-
 def test_write_atomic_writes_whole_files_and_refuses_others(files):
     write_atomic(files["figure"], "figure", lambda f: f.write(b"\x89PNG new"))
     assert files["figure"].read_bytes() == b"\x89PNG new"
@@ -154,6 +146,24 @@ body = b"<svg " + sys.argv[2].encode() * 100_000
 for _ in range(100):
     write_atomic(sys.argv[1], "figure", lambda f: f.write(body))
 """
+
+
+KILLED = """
+import sys, time
+from assignment3.store.outputs import write_atomic
+write_atomic(sys.argv[1], "figure", lambda f: (f.write(b"<svg half"), f.flush(), time.sleep(60)))
+"""
+
+
+def test_the_temporary_file_of_a_killed_writer_goes_with_the_next_write(tmp_path):
+    target = tmp_path / "fig.svg"
+    writer = subprocess.Popen([sys.executable, "-c", KILLED, target])
+    while not any(p.name.endswith(".partial") for p in tmp_path.iterdir()):
+        assert writer.poll() is None
+    writer.kill()
+    writer.wait()
+    write_atomic(target, "figure", lambda f: f.write(b"<svg whole"))
+    assert target.read_bytes() == b"<svg whole" and ours(tmp_path) == []
 
 
 def test_writers_racing_on_one_path_leave_one_writers_whole_file(tmp_path):
@@ -209,7 +219,12 @@ def test_names_must_fit_the_file_system(tmp_path):
                 check_output(tmp_path / name, "figure")
 
 
-def test_paths_past_path_max_and_symbolic_link_loops_are_refused(tmp_path):
+def test_folders_paths_and_loops_that_cannot_take_an_output_are_refused(tmp_path):
+    with pytest.raises(OutputError, match=r"the folder .*missing does not exist; create it first"):
+        check_output(tmp_path / "missing" / "run.npz", "run")
+    (tmp_path / "file").touch()
+    with pytest.raises(OutputError, match=r"the folder .*file is not a folder"):
+        check_output(tmp_path / "file" / "run.npz", "run")
     deep, fd = tmp_path, os.open(tmp_path, os.O_RDONLY)
     while len(os.fsencode(deep)) < 4096 - 2 * 201:         # made relative to the last folder
         os.mkdir("d" * 200, dir_fd=fd)
