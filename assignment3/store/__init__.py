@@ -1,7 +1,5 @@
-"""Runs on disk: the file format (`runfile`: arrays in .npz and JSON, written atomically, read
-without unpickling), saved runs (`runs`: `save_run`, `load_run`, `reevaluate`), checkpoints of
-runs in progress (`checkpoints`), and where a result comes from (`provenance`: code version,
-machine, matmul rate)."""
+"""Runs on disk: saved runs (`runs`), checkpoints (`checkpoints`), their file format (`runfile`,
+`fields`), the checked write of every output (`outputs`), and where a result comes from."""
 from .checkpoints import Checkpoint
 from .runfile import RunFileError
 from .runs import load_run, read_run, reevaluate, save_run

@@ -1,13 +1,8 @@
 """Checkpoints: the whole state of a training run, in the run format (`runfile`), written at
 every evaluation and when a run is interrupted, so that `training.train` can resume the run and
-finish it bit for bit as the run that was never interrupted.
-
-A checkpoint holds the parameters, the BN moving averages and the optimiser's state vectors (the
-momentum velocity; `nn.optim.FlatParams.vectors`) as arrays, and as JSON: the step, the
-position of the run's input stream (the random states of shuffling, augmentation and dropout,
-the current epoch's shuffle and the place in it), the history of the evaluations done, the
-seconds trained, and what it may be resumed by: the configuration, a fingerprint of the data
-and the version of the maths."""
+finish it bit for bit as the run that was never interrupted. What a checkpoint holds (arrays,
+and the optimiser's `nn.optim.FlatParams.vectors`) and what resumes it: docs/runs.md,
+"Checkpoints and resuming"."""
 import os
 import zlib
 from pathlib import Path
@@ -22,17 +17,7 @@ from ..nn.types import Array, Params
 from ..training import MATH_VERSION, schedule
 from ..training.harness import State
 from ..training.inputs import STREAMS
-from .fields import (
-    OBJECT,
-    STRING,
-    check_history,
-    fields,
-    integer,
-    is_object,
-    list_of,
-    number,
-    shaped,
-)
+from .fields import CONFIG, OBJECT, STRING, check_history, fields, integer, list_of, number, shaped
 from .outputs import OutputError
 from .provenance import code_version, machine
 from .runfile import RunFile, RunFileError, param_arrays, read_network, shown, write
@@ -50,10 +35,8 @@ def data_fingerprint(data: CIFAR10) -> dict[str, Any]:
 
 
 class Checkpoint:
-    """The checkpoint file `path` of one run, for `training.train(..., checkpoint=...)`. What it
-    may be resumed by (the run's configuration, the `data_fingerprint` of its data and the
-    `MATH_VERSION` of the code) is taken when the run loads it; the code version and the
-    machine are looked up once, here, not at every write."""
+    """The checkpoint file `path` of one run, for `training.train(..., checkpoint=...)`; what may
+    resume it is taken at `load`, the code version and the machine once, here."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -63,13 +46,11 @@ class Checkpoint:
     def load(self, config: Config, data: CIFAR10, like: Params,
              vectors_like: dict[str, Array]) -> State | None:
         """The `State` stored in the file for the run of `config` on `data`, or None if there
-        is no file. `like`, `vectors_like`: the run's freshly initialised params and state
-        vectors, whose names, shapes and dtype the stored ones must have (only those arrays
-        are read, each after its header is checked). Raises RunFileError, naming the file and
-        the field or array, if the path is no file, the file is damaged, was written for another
-        configuration, other data or by code whose maths differ, or a field of its JSON is not
-        one this run can be at (a step outside 1..its total, a position outside its epochs, a
-        history other than its evaluations up to the step, ...); the file is left as it is."""
+        is no file. `like`, `vectors_like`: the run's fresh params and state vectors, whose
+        names, shapes and dtype the stored ones must have (only those are read). RunFileError
+        naming the file and the field or array if the path is no file, the file is damaged or
+        not of this run (`_check`), or not at a point this run can be at (a step outside 1..its
+        total, a history other than its evaluations up to the step, ...); the file is kept."""
         self.identity = {"math_version": MATH_VERSION, "config": config_dict(config),
                          "data": data_fingerprint(data)}
         if not os.path.lexists(self.path):
@@ -132,8 +113,7 @@ class Checkpoint:
                 f"this code's is {mine['math_version']}, code version "
                 f"{shown(found['code_version'], 40)}): resuming would mix two different runs. "
                 "Delete it to start the run over, or use another checkpoint path"))
-        # a field added to Config since the checkpoint was written has its default there: the
-        # older code did what the default does
+        # a field added to Config since the file was written: the older code did its default
         theirs = {**config_dict(Config()), **found["config"]}
         if theirs != mine["config"]:
             diff = "; ".join(f"{k}: {shown(theirs.get(k), 40)} there, {shown(v, 40)} here"
@@ -158,12 +138,11 @@ is_random_state = shaped(bit_generator=lambda v: v == "PCG64",
 #: A field of a random state (`fields.fields`).
 RANDOM_STATE = (is_random_state, "a PCG64 random state")
 
-#: The fields of a checkpoint's JSON that say which run it is of and which code wrote it, in
-#: the order they are checked: a field of the wrong type is refused before a value that differs
-#: from this run's.
+#: The fields of a checkpoint's JSON that say which run it is of and which code wrote it, in the
+#: order checked: a field of the wrong type is refused before a value that differs from this run's.
 IDENTITY_FIELDS = {
     "kind": (lambda v: v == "checkpoint", '"checkpoint"'), "code_version": STRING,
     "machine": OBJECT, "math_version": (integer(0), "an integer >= 0"),
-    "config": (is_object, "an object (a configuration)"),
+    "config": CONFIG,
     "data": (shaped(sizes=list_of(is_int, 3), crc32=is_int),
              'an object {"sizes": [3 integers], "crc32": an integer}')}

@@ -48,8 +48,7 @@ def integer(lo: int, hi: int | None = None) -> Check:
 
 def number(lo: float, hi: float | None = None) -> Check:
     """Whether a value is a finite number in [lo, hi] (an int or a float, no bool)."""
-    return lambda v: bool(is_real(v) and math.isfinite(v) and lo <= v
-                          and (hi is None or v <= hi))
+    return lambda v: bool(is_real(v) and math.isfinite(v) and lo <= v and (hi is None or v <= hi))
 
 
 def shaped(**checks: Check) -> Check:
@@ -74,14 +73,15 @@ def is_object(value: Any) -> bool:
     return isinstance(value, dict)
 
 
-#: A field of a JSON object and of text (`fields` tables).
+#: A field of a JSON object, of text and of a configuration (`fields` tables).
 OBJECT, STRING = (is_object, "an object"), (lambda v: isinstance(v, str), "a string")
+CONFIG = (is_object, "an object (a configuration)")
 
 
 def config_field(path: str | os.PathLike[str], meta: dict[str, Any]) -> Config:
     """The `Config` of the field `config` of `meta`; RunFileError unless it is an object that
     `config_from_dict` accepts."""
-    fields_ = field(path, meta, "config", is_object, "an object (a configuration)")
+    fields_ = field(path, meta, "config", *CONFIG)
     try:
         return config_from_dict(fields_)
     except (TypeError, ValueError) as err:          # ConfigError, ConfigTypeError, unknown fields

@@ -1,12 +1,8 @@
 """Every file the package writes goes through here: `check_output` says, before any work, whether
 a path may receive an output of a kind (a saved run, a checkpoint, a search record, a figure, a
-PDF, a record of runs), and `write_atomic` writes it whole or not at all.
-
-The policy, the same for every output: the folder must exist and be writable; the path must not
-be a folder, a device, a FIFO, a socket or a symbolic link; and an existing file there may be
-replaced only if it is one of ours of the same kind (a saved run by a saved run, a figure by a
-figure, ...), or empty. A file of another kind, or one this package did not write (a data batch,
-say), is refused. Each refusal is an `OutputError` with a one-line message naming the path."""
+PDF, a record of runs), `write_atomic` writes it whole or not at all, and `hold` keeps a path to
+one run. The policy, the same for every output, and its refusals (each an `OutputError`, one line
+naming the path): docs/runs.md, "Where outputs may go"."""
 import contextlib
 import errno
 import fcntl
@@ -92,16 +88,22 @@ def check_output(path: str | os.PathLike[str], kind: str) -> Path:
 
 
 def kind_of(path: Path) -> str | None:
-    """What is at `path`: None (nothing), "empty", one of KINDS, or a description of anything
-    else ("a folder", "a device", "a FIFO", "a symbolic link", "a CIFAR-10 data batch",
-    OTHER). Reads at most the first bytes of a file, a run file's JSON member, and a JSON
-    object of at most MAX_META_BYTES (a record)."""
+    """What is at `path`: None (nothing), "empty", one of KINDS, or what else it is (a
+    `special_file`, "a CIFAR-10 data batch", OTHER, ...). Reads at most the first bytes of a file,
+    a run file's JSON member (its `run` kind), and a JSON object of MAX_META_BYTES (a record)."""
     try:
         if special := special_file(path.lstat().st_mode):
             return special
         with path.open("rb") as f:
             head = f.read(1 << 16)
-        run = _run_file_kind(path)
+        try:        # a zip archive with a JSON member: "run", "checkpoint" or OTHER, else None
+            with zipfile.ZipFile(path) as z:
+                info = z.getinfo("meta.npy")
+                text = "" if info.file_size > MAX_META_BYTES else \
+                    z.read(info).decode("utf-32-le", errors="ignore")
+            run = next((k for k in ("run", "checkpoint") if f'"kind": "{k}"' in text), OTHER)
+        except (KeyError, OSError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError):
+            run = None
         whole = path.read_bytes() if head.lstrip().startswith(b"{") and \
             path.stat().st_size <= MAX_META_BYTES else b""
     except FileNotFoundError:
@@ -124,19 +126,6 @@ def special_file(mode: int) -> str | None:
     return next((what for test, what in SPECIAL_FILES if test(mode)), None)
 
 
-def _run_file_kind(path: Path) -> str | None:
-    """"run" or "checkpoint" for a run file (`runfile`), OTHER for another zip archive with a
-    run file's JSON member, None for any other file (or an archive that does not open)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            info = z.getinfo("meta.npy")
-            text = "" if info.file_size > MAX_META_BYTES else \
-                z.read(info).decode("utf-32-le", errors="ignore")
-    except (KeyError, OSError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError):
-        return None
-    return next((kind for kind in ("run", "checkpoint") if f'"kind": "{kind}"' in text), OTHER)
-
-
 def _json_object(text: bytes) -> dict[str, Any]:
     """The JSON object that `text` is, or {} if it is none."""
     try:
@@ -147,14 +136,17 @@ def _json_object(text: bytes) -> dict[str, Any]:
 
 def write_atomic(path: str | os.PathLike[str], kind: str,
                  write_to: Callable[[IO[bytes]], object]) -> None:
-    """Write an output of `kind` to `path` (`check_output`): `write_to(f)` on a new temporary file
-    of a unique name in the same folder, flushed to disk, renamed over `path`, and the folder
-    synced; so `path` holds the old file or one writer's whole new one, never a part, whoever
-    else writes it meanwhile. Refused while another process holds `path` (`hold`). On an error
-    the temporary file is removed (if it can be: that never hides the write's error), and the
-    error is raised."""
+    """Write an output of `kind` to `path` (`check_output`; refused while another process holds
+    it, `hold`) whole or not at all: `write_to(f)` on a temporary file of its own beside it (its
+    mode as the umask says), as docs/runs.md, "Where outputs may go", says. On an error that
+    file is removed (if it can be: that never hides the error), and the error is raised."""
     with hold(path, kind, fcntl.LOCK_SH) as path:
-        fd, partial = _new_partial(path.absolute())
+        folder = path.absolute().parent
+        fd = -1
+        while fd < 0:                           # until a name is this call's alone (O_EXCL)
+            partial = folder / f"{_names(path.absolute())[1]}{secrets.token_hex(4)}.partial"
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             with open(fd, "wb") as f:
                 write_to(f)
@@ -166,29 +158,12 @@ def write_atomic(path: str | os.PathLike[str], kind: str,
             with contextlib.suppress(OSError):  # a read-only file system: the write's error counts
                 partial.unlink(missing_ok=True)
             raise
-        _sync_folder(path.absolute().parent)
-
-
-def _new_partial(path: Path) -> tuple[int, Path]:
-    """A new temporary file for `path` beside it, `.assignment3-<hash>-<random>.partial`,
-    created by this call alone (O_EXCL; its mode as the umask says), and its descriptor."""
-    while True:
-        partial = path.parent / f"{_names(path)[1]}{secrets.token_hex(4)}.partial"
-        try:
-            return os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                           0o666), partial
-        except FileExistsError:
-            continue
-
-
-def _sync_folder(folder: Path) -> None:
-    """Flush `folder`'s entries (a rename in it) to disk, where its file system can."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with contextlib.suppress(OSError):      # the rename, to disk where the file system can
+            folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder_fd)
+            finally:
+                os.close(folder_fd)
 
 
 #: This process's holds: each path held, the descriptor of its lock file and how many holds.
@@ -198,13 +173,10 @@ _HELD: dict[Path, list[int]] = {}
 @contextlib.contextmanager
 def hold(path: str | os.PathLike[str], kind: str,
          how: int = fcntl.LOCK_EX) -> Iterator[Path]:
-    """Hold `path` for an output of `kind` (`check_output`) while the block runs: a run holds its
-    --save and --checkpoint paths for its whole life (LOCK_EX), a single write for its duration
-    (LOCK_SH: writers of their own files may overlap, a run's paths are theirs alone). Another
-    process's hold refuses it at once (OutputError, one line naming the path); holds within one
-    process nest. The lock is `flock` on a file `.assignment3-<hash>.lock` in the folder, removed
-    by the last holder. Holding a path alone (a run's hold, a last writer's release) removes the
-    temporary files that killed writers left of it."""
+    """Hold `path` (yielded as `check_output` returns it) for an output of `kind` while the block
+    runs (docs/runs.md, "One path, one run"): a run for its life (LOCK_EX), a write for its
+    duration (LOCK_SH: writes may overlap); another process's hold refuses it (`_lock`), holds
+    in one process nest. Holding it alone removes the temporary files killed writers left."""
     path = check_output(path, kind)
     key = path.absolute()
     if key in _HELD:
@@ -218,7 +190,15 @@ def hold(path: str | os.PathLike[str], kind: str,
     finally:
         _HELD[key][1] -= 1
         if not _HELD[key][1]:
-            _unlock(key, _HELD.pop(key)[0])
+            fd = _HELD.pop(key)[0]
+            try:                            # alone, remove killed writers' files and the lock
+                with contextlib.suppress(BlockingIOError):  # else another holder removes them
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    _sweep(key)
+                    with contextlib.suppress(OSError):
+                        os.unlink(_names(key)[0])
+            finally:
+                os.close(fd)
 
 
 def _names(path: Path) -> tuple[Path, str]:
@@ -229,17 +209,15 @@ def _names(path: Path) -> tuple[Path, str]:
 
 
 def _sweep(path: Path) -> None:
-    """Remove the temporary files of `path` (whose lock this process holds alone): those of
-    writers killed half-way."""
+    """Remove the temporary files killed writers left of `path` (held by this process alone)."""
     for partial in path.parent.glob(f"{_names(path)[1]}*.partial"):
         with contextlib.suppress(OSError):
             partial.unlink()
 
 
 def _lock(path: Path, how: int) -> int:
-    """The descriptor of `path`'s lock file, locked `how` (flock); OutputError if another process
-    still holds it after LOCK_WAIT seconds (a write's hold is that short; a run's lasts). Again
-    if the file was removed by its last holder between opening and locking."""
+    """The descriptor of `path`'s lock file locked `how` (flock; again if its last holder removed
+    it meanwhile); OutputError if another process still holds it after LOCK_WAIT seconds."""
     lock, deadline = _names(path)[0], time.monotonic() + LOCK_WAIT
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
@@ -255,18 +233,4 @@ def _lock(path: Path, how: int) -> int:
         with contextlib.suppress(FileNotFoundError):
             if os.stat(lock).st_ino == os.fstat(fd).st_ino:
                 return fd
-        os.close(fd)
-
-
-def _unlock(path: Path, fd: int) -> None:
-    """Release `path`'s lock `fd`; if no other process holds it, remove the temporary files of
-    killed writers and the lock file."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        _sweep(path)
-        with contextlib.suppress(OSError):
-            os.unlink(_names(path)[0])
-    except BlockingIOError:
-        pass                                    # another holder: it removes the file
-    finally:
         os.close(fd)

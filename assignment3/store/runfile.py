@@ -1,15 +1,7 @@
-"""The on-disk format of a run: one `.npz` file holding the arrays (parameters, BN moving
-averages, and in a checkpoint the momentum velocity) and one member, `meta`, holding JSON text
-(configuration, history, scores, code version, machine, format version) as a numpy str array.
-
-A file is written through a temporary file beside it and renamed over `<name>`
-(`outputs.write_atomic`), so the name always holds a whole file, the old one or the new one,
-even if the writer is killed half-way. It is read
-defensively (`RunFile`): only regular files are opened; the JSON is read first and every field
-checked before use (`fields`); then only the arrays of the network its
-configuration describes are read, each after its .npy header (dtype, shape) and its declared
-size are checked against that network, so nothing unknown is decompressed and no member can
-inflate beyond the network's size; nothing is ever unpickled."""
+"""The on-disk format of a run (docs/runs.md, "The run-file format"): one `.npz` file of the
+arrays and a member `meta` of JSON text, written whole (`outputs.write_atomic`) and read
+defensively (`RunFile`: the JSON first, each field checked before use by `fields`; then only the
+network's arrays, each .npy header and declared size checked first; nothing unpickled)."""
 import contextlib
 import io
 import json
@@ -42,17 +34,15 @@ META = "meta"
 STAT_NAMES = ("mu", "v")
 
 #: A compressed array member may declare at most MAX_INFLATION times its compressed bytes, plus
-#: SMALL_MEMBER: the arrays of a trained network barely compress (and `write` stores them
-#: uncompressed), while a member of zeros deflates about 1000-fold (a zip bomb).
+#: SMALL_MEMBER (docs/runs.md); a member of zeros deflates about 1000-fold (a zip bomb).
 MAX_INFLATION = 16
 SMALL_MEMBER = 1 << 20
 #: The same for the JSON member (UTF-32 text, of which a run's compresses about 6-fold, and far
 #: more where it repeats itself); it is at most `outputs.MAX_META_BYTES` in any case.
 MAX_META_INFLATION = 64
 
-#: The largest .npy header read (numpy's own limit, `max_header_size`, is 10,000 characters,
-#: but numpy reads a header of any declared length before it checks it), and how the .npy
-#: versions write a header's length.
+#: The largest .npy header read (numpy's limit is 10,000 characters, but numpy reads a header of
+#: any declared length before it checks it), and how the .npy versions write a header's length.
 MAX_NPY_HEADER = 10_000 + 64
 NPY_HEADER_LENGTH = {(1, 0): "<H", (2, 0): "<I"}
 
@@ -76,14 +66,12 @@ class RunFileError(Error, ValueError):
     path: Path
 
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        super().__init__("{where}: {problem}", where=str(path), path=Path(path),
-                         problem=problem)
+        super().__init__("{where}: {problem}", where=str(path), path=Path(path), problem=problem)
 
 
 def write(path: str | os.PathLike[str], arrays: dict[str, Array], meta: dict[str, Any]) -> None:
-    """Write `arrays` (name -> ndarray) and `meta` (a JSON-ready dict with its "kind": "run" or
-    "checkpoint") to the file `path`, through `outputs.write_atomic`: refused (OutputError)
-    unless the path may receive a file of that kind."""
+    """Write `arrays` (name -> ndarray) and `meta` (a JSON-ready dict, "kind": "run" or
+    "checkpoint") to the file `path` by `outputs.write_atomic` (OutputError if it may not)."""
     if META in arrays:
         raise ValueError(f"{META!r} is the name of the JSON member; give the array another name")
     text = json.dumps({"format": FORMAT_VERSION, **meta})     # fails before anything is written
@@ -93,23 +81,18 @@ def write(path: str | os.PathLike[str], arrays: dict[str, Array], meta: dict[str
 
 
 def read(path: str | os.PathLike[str]) -> tuple[dict[str, Array], dict[str, Any]]:
-    """(arrays, meta) of a file written by `write`: every array member, each read as its header
-    declares (a tool's view of a file; `runs.read_run` and `checkpoints.Checkpoint.load` read
-    only the arrays of the run's network, checked against its configuration). Raises
-    RunFileError as `RunFile` does, and for a compressed member that would inflate more than
-    arrays of a network can compress (`MAX_INFLATION`)."""
+    """(arrays, meta) of a file written by `write`: every array member (name -> ndarray), each
+    read as its header declares (a tool's view; runs and checkpoints read only their network's
+    arrays). RunFileError as `RunFile` and `RunFile.array` raise it."""
     with RunFile(path) as f:
         return {name: f.array(name) for name in f.names()}, f.meta
 
 
 class RunFile(contextlib.AbstractContextManager["RunFile"]):
-    """A run file open for reading, read defensively. On opening: RunFileError (naming the file)
-    unless `path` is a regular file (a folder, FIFO, device or socket is named as such, and
-    never opened for reading in a way that could block), a zip archive (.npz) with a JSON
-    member `meta` of at most `outputs.MAX_META_BYTES` in run format FORMAT_VERSION; `meta` is
-    that JSON. `array` then reads one array member, only after its .npy header (dtype, shape)
-    is checked against what the caller expects and its declared size against that shape:
-    nothing else is decompressed, unknown members are ignored, and nothing is unpickled."""
+    """A run file open for reading. On opening: RunFileError (naming the file) unless `path` is
+    a regular file (`path_problem`; a FIFO is never opened in a way that could block), a zip
+    archive (.npz) with a JSON member `META` of at most `outputs.MAX_META_BYTES` in run format
+    FORMAT_VERSION; `meta` is that JSON. `array` then reads one member, after its checks."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -172,10 +155,8 @@ class RunFile(contextlib.AbstractContextManager["RunFile"]):
 
     def array(self, name: str, shape: Shape | None = None, dtype: DTypeLike | None = None,
               what: str = NETWORK) -> Array:
-        """The array member `name` (one of `what`), if its header says `shape` and `dtype`
-        (default: whatever it says): checked by `head` before any of its data is decompressed,
-        then against `shape` and `dtype` (RunFileError if another shape or dtype), then read
-        (`_data`)."""
+        """The array member `name` (one of `what`), checked by `head`, against `shape` and `dtype`
+        (default: its header's), by `_data`, and to be finite; else RunFileError naming it."""
         info, got_shape, got_dtype = self.head(name, what)
         want = (got_shape if shape is None else tuple(shape),
                 got_dtype if dtype is None else np.dtype(dtype))
@@ -192,11 +173,9 @@ class RunFile(contextlib.AbstractContextManager["RunFile"]):
     def head(self, name: str, what: str = NETWORK
              ) -> tuple[zipfile.ZipInfo, Shape, np.dtype[Any]]:
         """(zip entry, shape, dtype) of the .npy member `name` (`META`, or an array of `what`),
-        from its first bytes only: the one reading path of every member, checked here before
-        its data is read (`_data`). RunFileError if there is no such member; before anything is
-        decompressed, if its entry reaches beyond the file or it is `META` and declares more
-        than MAX_META_BYTES; then if its header is not readable or of an object dtype (its data
-        would be a pickle), or if its entry does not declare the bytes its header needs."""
+        from its first bytes only. RunFileError if there is no such member, its entry reaches
+        beyond the file, `META` declares over MAX_META_BYTES, its header is unreadable or of an
+        object dtype (a pickle), or its entry does not declare the bytes its header needs."""
         label = member_kind(name)[0]
         try:
             info = self._zip.getinfo(f"{name}.npy")
@@ -238,8 +217,7 @@ class RunFile(contextlib.AbstractContextManager["RunFile"]):
 
     def _data(self, name: str, info: zipfile.ZipInfo) -> Array:
         """The array of the member `name` (zip entry `info`) whose `head` was checked; first,
-        RunFileError if it is compressed and declares more than what it holds compresses
-        (`member_kind`: a zip bomb), so refused before any of its data is decompressed."""
+        RunFileError if it would inflate more than it can (`member_kind`: a zip bomb)."""
         label, ratio, how = member_kind(name)
         if info.compress_type != zipfile.ZIP_STORED and \
                 info.file_size > ratio * info.compress_size + SMALL_MEMBER:
@@ -261,17 +239,15 @@ def member_kind(name: str) -> tuple[str, int, str]:
 
 
 def unreadable(path: Path, err: Exception, member: str = "") -> RunFileError:
-    """The refusal of the file `path` whose zip directory (or `member`) failed to read with
-    `err`."""
+    """The refusal of the file `path` whose zip directory (or `member`) failed with `err`."""
     return RunFileError(path, f"not a readable run file ({f'member {member}: ' if member else ''}"
                               f"{type(err).__name__}: {err}); it may be truncated or corrupt")
 
 
 def path_problem(path: Path, mode: int | None = None) -> str | None:
-    """None if `path` is a regular file (or a link to one); else what is wrong, as the end of
-    a sentence naming it: "no such file", "is a folder, not a file", "is a FIFO (named pipe),
-    not a file", ... (found from its st_mode `mode` if given, else with stat, which opens
-    nothing)."""
+    """None if `path` is a regular file (or a link to one), from its st_mode `mode` if given
+    (else stat, which opens nothing); else what is wrong, to follow its name: "no such file",
+    "is a folder, not a file", "is a FIFO (named pipe), not a file", ..."""
     try:
         mode = path.stat().st_mode if mode is None else mode
     except FileNotFoundError:
@@ -285,9 +261,8 @@ def path_problem(path: Path, mode: int | None = None) -> str | None:
 
 
 def param_arrays(params: Params, stats: Stats, prefix: str = "") -> dict[str, Array]:
-    """The arrays of `params` and the BN moving averages `stats` ([(mu, v)] per BN layer) as
-    one flat dict: W_0, ..., b_0, ..., gamma_0, ..., beta_0, ..., mu_0, v_0, ..., each name
-    after `prefix` (AVERAGED for averaged weights)."""
+    """`params` and the BN moving averages `stats` ([(mu, v)] per BN layer) as one flat dict:
+    W_0, ..., b_0, ..., gamma_0, ..., beta_0, ..., mu_0, v_0, ..., named after `prefix`."""
     return {**{f"{prefix}{name}_{l}": P for name in PARAM_NAMES
                for l, P in enumerate(params[name])},
             **{f"{prefix}{key}_{l}": a for l, stat in enumerate(stats)
@@ -295,10 +270,9 @@ def param_arrays(params: Params, stats: Stats, prefix: str = "") -> dict[str, Ar
 
 
 def network_dims(f: RunFile, hidden: Sequence[int]) -> list[int]:
-    """[d, *hidden, K] of the network stored in `f` by a run with the hidden layers `hidden`:
-    d and K (the data's, which a configuration does not hold) from the headers of the first
-    and the last W. RunFileError if those do not fit `hidden`, or if the network would have
-    more parameters than a `Config` allows (MAX_PARAMETERS)."""
+    """[d, *hidden, K] of the network stored in `f` by a run of hidden layers `hidden`, d and K
+    from the headers of the first and the last W. RunFileError if those do not fit `hidden`, or
+    the network would have more parameters than a `Config` allows (MAX_PARAMETERS)."""
     found = []
     for l, axis, fixed in ((0, 0, hidden[0]), (len(hidden), 1, hidden[-1])):
         shape = f.head(f"W_{l}")[1]
@@ -319,13 +293,11 @@ def network_dims(f: RunFile, hidden: Sequence[int]) -> list[int]:
 
 def read_network(f: RunFile, dims: Sequence[int], batch_norm: bool, dtype: DTypeLike,
                  prefix: str = "") -> tuple[Params, Stats]:
-    """(params, stats) of the network of layer sizes dims = [d, m_1, ..., K] stored in `f` (its
-    arrays named after `prefix`, as `param_arrays` names them): those arrays and only those,
-    each checked (`RunFile.array`) to be of `dtype` and of its shape before it is read, and
-    finite after (the variances v_l positive): W_l
-    m_(l+1) x m_l, b_l m_(l+1) x 1, and with batch norm gamma_l, beta_l, mu_l and v_l
-    m_(l+1) x 1 for the hidden layers. RunFileError if one is missing, or if `f` holds arrays of
-    another network (a layer more, or batch norm where `batch_norm` is False)."""
+    """(params, stats) of the network of layer sizes dims = [d, m_1, ..., K] stored in `f` (named
+    as `param_arrays` names them after `prefix`), only those read, each by `RunFile.array` as
+    `dtype`: W_l m_(l+1) x m_l, b_l m_(l+1) x 1, with batch norm gamma_l, beta_l, mu_l, v_l
+    (positive) m_(l+1) x 1 for the hidden layers. RunFileError if one is missing, or `f` holds
+    arrays of another network (a layer more, or batch norm where `batch_norm` is False)."""
     layers = len(dims) - 1
     counts = {"W": layers, "b": layers, **dict.fromkeys(("gamma", "beta", *STAT_NAMES),
                                                          layers - 1 if batch_norm else 0)}

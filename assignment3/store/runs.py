@@ -14,19 +14,8 @@ from ..nn.augment import flipped
 from ..nn.cost import evaluate, test_scores
 from ..nn.network import softmax
 from ..training import MATH_VERSION, Averaged, Result
-from . import provenance, runfile
-from .fields import (
-    OBJECT,
-    STRING,
-    check_history,
-    config_field,
-    field,
-    fields,
-    increasing,
-    integer,
-    is_object,
-    number,
-)
+from . import fields, provenance, runfile
+from .fields import OBJECT, STRING, field, integer, number
 
 Path_ = str | os.PathLike[str]
 
@@ -51,10 +40,9 @@ def weights(result: Result) -> list[tuple[str, Result | Averaged]]:
 
 def save_run(path: Path_, result: Result, notes: dict[str, Any] | None = None,
              version: str | None = None, machine: dict[str, Any] | None = None) -> None:
-    """Write `result` to the file `path` (by convention `.npz`), with `notes` (a JSON-ready dict
-    kept with it, e.g. what the run shows), the code version that trained it and the machine it
-    ran on (default: this code's and this machine). The averaged weights of a run with SWA are
-    kept beside its weights (arrays named after `runfile.AVERAGED`), their scores in "swa"."""
+    """Write `result` to the file `path` (by convention `.npz`), with `notes` (a JSON-ready dict,
+    e.g. what the run shows), the code version and the machine (default: this code's and this
+    machine); a run with SWA with its averaged weights (`runfile.AVERAGED`), scores in "swa"."""
     arrays = {name: a for prefix, w in weights(result)
               for name, a in runfile.param_arrays(w.params, w.stats, prefix).items()}
     swa = {} if (averaged := result.averaged) is None else \
@@ -68,9 +56,8 @@ def save_run(path: Path_, result: Result, notes: dict[str, Any] | None = None,
 
 def read_run(path: Path_) -> tuple[Result, dict[str, Any]]:
     """(Result, meta) of a file written by `save_run`; meta is its JSON (code_version, machine,
-    math_version, notes, ...). Raises RunFileError, naming the file and what is wrong with it,
-    if it is not such a file: every field of its JSON is checked before use, and only the
-    arrays of its configuration's network are read, each checked against it (`runfile`)."""
+    math_version, notes, ...). RunFileError, naming the file and what is wrong with it, if it is
+    not such a file (every field and array checked before use: `runfile`)."""
     with runfile.RunFile(path) as f:
         meta = f.meta
         if meta.get("kind") == "checkpoint":
@@ -78,16 +65,16 @@ def read_run(path: Path_) -> tuple[Result, dict[str, Any]]:
                                              "training (train ... --checkpoint PATH) with --save "
                                              "to keep the run")
         field(path, meta, "kind", lambda v: v == "run", '"run" (a saved run)')
-        config = config_field(path, meta)
-        scalars = fields(path, meta, SCALAR_FIELDS)
-        history = check_history(path, meta, increasing(scalars["steps"]),
-                                f"increasing steps in 1..{scalars['steps']}")
-        fields(path, meta, PROVENANCE_FIELDS)
+        config = fields.config_field(path, meta)
+        scalars = fields.fields(path, meta, SCALAR_FIELDS)
+        history = fields.check_history(path, meta, fields.increasing(scalars["steps"]),
+                                       f"increasing steps in 1..{scalars['steps']}")
+        fields.fields(path, meta, PROVENANCE_FIELDS)
         dims = runfile.network_dims(f, config.hidden)
         params, stats = runfile.read_network(f, dims, config.batch_norm, config.dtype)
         averaged = None
         if config.swa:                      # the averaged weights, with their scores
-            scores = field(path, meta, "swa", lambda v: is_object(v)
+            scores = field(path, meta, "swa", lambda v: fields.is_object(v)
                            and all(number(0, 1)(v.get(key)) for key in ACCURACIES),
                            'an object of "val_accuracy" and "test_accuracy", numbers in [0, 1]')
             averaged = Averaged(*runfile.read_network(f, dims, config.batch_norm, config.dtype,
@@ -103,13 +90,10 @@ def load_run(path: Path_) -> Result:
 
 
 def reevaluate(data: CIFAR10, result: Result, flip_average: bool = True) -> dict[str, float]:
-    """Validation and test accuracy of a stored run, recomputed from its parameters (with the
-    ZCA whitening refitted on the training split if the run used it, and the run's BLAS
-    threads, so that they are the run's own numbers), and with `flip_average` the test
-    accuracy with flip averaging: the mean of the probabilities of each test image and its
-    mirror image (a test-time augmentation; the training is the same). The scores are named as
-    in `Result.summary`: val_accuracy, test_accuracy, for averaged weights swa_val_accuracy and
-    swa_test_accuracy, and test_accuracy_flip_averaged. DataError if the
+    """The accuracies of a stored run, recomputed from its parameters (its ZCA whitening, if any,
+    refitted on the training split; its BLAS threads), named as in `Result.summary`: val_accuracy,
+    test_accuracy (swa_... for averaged weights), and with `flip_average` the mean probabilities
+    of each test image and its mirror image's, test_accuracy_flip_averaged. DataError if the
     run's network does not fit the data (another input size or number of classes)."""
     d, K = result.params["W"][0].shape[1], result.params["W"][-1].shape[0]
     if (data.train.X.shape[0], data.train.Y.shape[0]) != (d, K):
