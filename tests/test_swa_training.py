@@ -367,16 +367,21 @@ SHORT = ["train", "--hidden", "20", "--schedule", "one_cycle", "--epochs", "3", 
 
 def test_a_stop_after_the_last_step_finishes_and_saves_the_run(cli_synthetic, tmp_path,
                                                                monkeypatch):
-    """A real SIGTERM during the final evaluations (SWA's BN pass and scores) or during the
-    save: the run is finished and saved, the command says so and exits with the signal's
+    """A real SIGTERM during the last step, the final evaluations (SWA's BN pass and scores) or
+    the save: the run is finished and saved, the command says so and exits with the signal's
     status (128 + 15)."""
-    for during in ("assignment3.training.loop.scored_average",
-                   "assignment3.cli.commands.save_run"):
+    status, out, err = cli_synthetic(*SHORT, "--swa", "0.5", "--json")
+    steps = json.loads(out)["steps"]
+    for during, call in (("assignment3.training.loop.step", steps),
+                         ("assignment3.training.loop.scored_average", 1),
+                         ("assignment3.cli.commands.save_run", 1)):
         module, name = during.rsplit(".", 1)
-        real = getattr(importlib.import_module(module), name)
+        real, calls = getattr(importlib.import_module(module), name), []
 
-        def signalled(*args, real=real, **kwargs):
-            os.kill(os.getpid(), signal.SIGTERM)
+        def signalled(*args, real=real, call=call, calls=calls, **kwargs):
+            calls.append(1)
+            if len(calls) == call:
+                os.kill(os.getpid(), signal.SIGTERM)
             return real(*args, **kwargs)
 
         path = tmp_path / f"{name}.npz"
@@ -384,7 +389,7 @@ def test_a_stop_after_the_last_step_finishes_and_saves_the_run(cli_synthetic, tm
             patched.setattr(during, signalled)
             status, out, err = cli_synthetic(*SHORT, "--swa", "0.5", "--save", path)
         assert (status, err) == (128 + signal.SIGTERM, "stopped by SIGTERM after the last step: "
-                                                       "the run was finished and saved\n")
+                                                       "the run was finished and saved\n"), name
         assert out.splitlines()[1] == f"saved to {path}" and load_run(path).averaged is not None
 
 

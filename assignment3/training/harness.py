@@ -161,11 +161,12 @@ class Harness(ExitStack):
 
     def step_done(self, eta: float) -> None:
         """After a step: raise an evaluation's error, move the progress bar; if a stop signal
-        came, wait for the evaluations, write the checkpoint and raise TrainingInterrupted."""
+        came before the last step, wait for the evaluations, write the checkpoint and raise
+        TrainingInterrupted (after the last, the run is finished: `Result.stopped_by`)."""
         self.check()
         self.bar.update()
         self.bar.set_postfix_str(_postfix(eta, self.run.history), refresh=False)
-        if self.signals.received:
+        if self.signals.received and self.run.step < self.total:   # at the last: finished
             self.bar.leave = False                     # cleared: the caller says where it stopped
             self.check(keep=0)
             if self.checkpoint:
