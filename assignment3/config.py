@@ -115,6 +115,7 @@ LIMITS = {
     "label_smoothing": Limit(float, 0, 1, hi_open=True),
     "mixup": Limit(float, 0, 100),
     "swa": Limit(float, 0, 1),
+    "swa_lr": Limit(float, 0),
     "linear": Limit(int, 0),
     "weight_decay": Limit(float, 0),
 }
@@ -154,6 +155,8 @@ class Config:
     mixup: float = 0.0                # MixUp of mini-batch pairs, lam ~ Beta(mixup, mixup); 0: off
     swa: float = 0.0                  # average the weights of each epoch's end in the run's last
                                       # swa part (SWA, `nn.swa`), scored beside them; 0: off
+    swa_lr: float = 0.0               # SWA's constant learning rate over that part (a one-cycle
+                                      # run falls to it when the part starts); 0: off
     linear: int = 0                   # the first `linear` hidden layers have no ReLU: a linear
                                       # bottleneck (Lin et al. 2015); 0: every layer has one
     weight_decay: float = 0.0         # AdamW's decoupled weight decay: W *= 1 - eta weight_decay
@@ -205,6 +208,13 @@ CONFLICTS: list[tuple[Callable[[Config], object], Callable[[Config], ConfigError
      lambda c: ConfigError("{0} leaves no hidden layer with a ReLU ({n} hidden layer{s}): the "
                            "network would be linear", ("linear", c.linear), n=len(c.hidden),
                            s="s" if len(c.hidden) > 1 else "")),
+    (lambda c: c.swa_lr and not (c.swa and c.schedule == "one_cycle"),
+     lambda c: ConfigError("{0} is the learning rate over the averaged part of a one-cycle run: "
+                           "set {1} and {2}", ("swa_lr", c.swa_lr), "swa",
+                           ("schedule", "one_cycle"))),
+    (lambda c: c.swa_lr > c.eta_max,
+     lambda c: ConfigError("{0} must be at most {1}", ("swa_lr", c.swa_lr),
+                           ("eta_max", c.eta_max))),
     (lambda c: c.nesterov and not c.momentum,
      lambda c: ConfigError("{0} needs {1} > 0", ("nesterov", True), "momentum")),
     (lambda c: c.optimizer == "adamw" and c.momentum,

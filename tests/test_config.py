@@ -65,6 +65,10 @@ from assignment3.report.presets import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST,
     ({"epochs": 3}, ConfigError, "epochs=3 is the length of a one-cycle run; a cyclic run, "
                                  "schedule='cyclic', counts cycles instead"),
     ({"nesterov": True}, ConfigError, "nesterov=True needs momentum > 0"),
+    ({"swa_lr": 0.01, "swa": 0.25}, ConfigError, "swa_lr=0.01 is the learning rate over the "
+                                                 "averaged part of a one-cycle run: set swa and"),
+    ({"swa_lr": 0.2, "swa": 0.25, "schedule": "one_cycle", "epochs": 2}, ConfigError,
+     "swa_lr=0.2 must be at most eta_max=0.1"),
     ({"optimizer": "adamw", "momentum": 0.9}, ConfigError, "momentum=0.9 is SGD's: "
                                                            "optimizer='adamw' keeps its own"),
     ({"weight_decay": 0.01}, ConfigError, "weight_decay=0.01 is AdamW's decoupled weight decay: "
@@ -86,6 +90,7 @@ def test_config_refuses_values_it_cannot_use(kwargs, error, message):
     {"schedule": "one_cycle", "epochs": 0.5}, {"momentum": 0.9, "nesterov": True},
     {"hidden": (10, 16_384)}, {"max_shift": 31}, {"mixup": 100}, {"eta_min": 0.1},
     {"optimizer": "adamw", "weight_decay": 0.05, "lam": 0.001},
+    {"schedule": "one_cycle", "epochs": 2, "swa": 0.25, "swa_lr": 0.1},
 ])
 def test_config_accepts_values_at_its_limits(kwargs):
     assert all(getattr(Config(**kwargs), k) == v for k, v in kwargs.items())

@@ -69,6 +69,10 @@ def test_one_cycle_schedule(synthetic):
     assert r.history["eta"] == [pytest.approx(one_cycle_lr(t - 1, 30, config.eta_min, 0.05))
                                 for t in r.history["step"]]
     assert schedule(config.with_(epochs=0.01), 6)[:2] == (1, 1)       # at least one step
+    held = train(synthetic, config.with_(swa=0.5, swa_lr=0.01)).history
+    assert [eta for t, eta in zip(held["step"], held["eta"]) if t > 15] == [0.01] * 5
+    assert held["eta"][:2] == r.history["eta"][:2]                  # the same warm-up
+    assert all(a < b for a, b in zip(held["eta"][2:5], r.history["eta"][2:5]))  # falls sooner
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ TRAIN_OPTIONS = {
                            "bottleneck)"),
     "--swa": ("swa", "also average the weights of each epoch's end over this last part of the "
                      "run (SWA) and score them"),
+    "--swa-lr": ("swa_lr", "hold this learning rate over the averaged part instead of the "
+                           "one-cycle tail (0: off)"),
     "--threads": ("blas_threads", "BLAS threads (at most the machine's cores)"),
     "--init": ("init", "he, xavier or a sigma"),
     "--dtype": ("dtype", "float32 or float64"),

@@ -39,14 +39,18 @@ def cyclic_lr(t: int, eta_min: float = 1e-5, eta_max: float = 1e-1, n_s: int = 2
 
 
 def one_cycle_lr(t: int, total: int, eta_min: float = 1e-5, eta_max: float = 1e-1,
-                 warmup: float = 0.2) -> float:
+                 warmup: float = 0.2, hold: tuple[int, float] | None = None) -> float:
     """One-cycle learning rate at update step t (0-based) of a run of `total` steps: it rises
     linearly from eta_min to eta_max over the first `warmup` fraction of the run, then falls
-    linearly to 0 at the end."""
+    linearly to 0 at the end; with `hold` = (step, eta), it falls to eta at that step instead
+    and holds it to the end (SWA's constant learning rate, Izmailov et al. 2018)."""
     w = warmup * total
     if t < w:
         return eta_min + t / w * (eta_max - eta_min)
-    return eta_max * (total - t) / (total - w)
+    end, eta_end = hold or (total, 0.0)
+    if t >= end:
+        return eta_end
+    return eta_end + (eta_max - eta_end) * (end - t) / (end - w)
 
 
 class FlatParams:

@@ -176,9 +176,10 @@ def schedule(config: Config, batches: int) -> tuple[int, int, Callable[[int], fl
                 partial(cyclic_lr, eta_min=config.eta_min, eta_max=config.eta_max, n_s=n_s))
     assert config.epochs is not None                # Config checks it for a one-cycle run
     total = max(1, int(round(config.epochs * batches)))
+    hold = (total - int(round(config.swa * total)), config.swa_lr) if config.swa_lr else None
     return (total, max(1, total // config.evals_per_cycle),
             partial(one_cycle_lr, total=total, eta_min=config.eta_min, eta_max=config.eta_max,
-                    warmup=config.warmup))
+                    warmup=config.warmup, hold=hold))
 
 
 def check_run(config: Config, n_train: int) -> None:

@@ -50,6 +50,9 @@ def test_one_cycle_lr_warms_up_then_decays_to_zero():
     assert all(a < b for a, b in zip(etas[:20], etas[1:21]))
     assert all(a > b for a, b in zip(etas[20:], etas[21:]))
     assert one_cycle_lr(0, 10, 0.01, 1.0) == pytest.approx(0.01)   # starts at eta_min
+    held = [one_cycle_lr(t, total, 0.0, 1.0, 0.2, hold=(60, 0.1)) for t in range(total)]
+    assert held[:21] == etas[:21] and held[40] == pytest.approx(1.0 - 0.9 / 2)
+    assert all(a > b for a, b in zip(held[20:60], held[21:61])) and set(held[60:]) == {0.1}
 
 
 def test_moving_averages_start_from_first_batch_then_decay():
