@@ -23,7 +23,7 @@ help:
 	@echo "make check-all  make check in fresh environments, locked and newest, on each of $(PYTHONS)"
 	@echo "make test    linters + every test (real CIFAR-10) + re-execute every notebook with nbval"
 	@echo "make pdf     build/report.pdf from the executed notebooks (no re-run)"
-	@echo "make beyond  retrain and store the runs of notebook 06 (7-8 h, resumable), then execute it"
+	@echo "make beyond  retrain and store the runs of notebook 06 (10-12 h, resumable), then execute it"
 	@echo "make lab     JupyterLab in the project's environment"
 	@echo "make bench   the speed and memory benchmark"
 	@echo "make lock    regenerate requirements.lock from pyproject.toml"

@@ -1,16 +1,10 @@
-"""Beyond the assignment (report section 6): how far a fully connected net gets on CIFAR-10 on two
-CPU cores. Part one: the path from the assignment's net to 72% in 20 minutes (`PART_ONE`), one
-change at a time. Part two: within twice that net's training compute, what each ingredient of a
-candidate (`CANDIDATE`) gives at the full budget (`leave_one_out`), and the best net found
-(`PART_TWO_BEST`). Part three: other ways of spending the same budget (`part_three`), each run
-with its weights averaged as well (SWA, which costs no training steps), and the best net of all
-(`BEST`), one of them. The runs are stored
-with the code version, machine and seeds that made them, so that the report can show and
-re-check them without retraining for hours."""
+"""The runs of report section 6 (`plans`): training them all (`run_all`), and their record,
+stored with the code version, machine and seeds that made them, so that the report can show and
+re-check them without retraining for hours (`save`, `load`, `add_run` for a run trained apart
+on the command line)."""
 import json
 import os
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +17,20 @@ from ..store.provenance import code_version, machine, matmul_rate
 from ..store.runs import read_run, reevaluate, save_run
 from ..training import Result, train
 from .compute import n_parameters, training_flop
+from .plans import (
+    ABLATION_EPOCHS,
+    ADAMW_SCREENING_EPOCHS,
+    SCREENING_EPOCHS,
+    ablation_path,
+    adamw_screening,
+    alternatives,
+    budget,
+    leave_one_out,
+    part_four,
+    part_three,
+    screening,
+)
 from .presets import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST
-
-#: The fields in which `CANDIDATE` differs from `PART_ONE`: its ingredients, which
-#: `leave_one_out` takes away one at a time.
-INGREDIENTS = ("mixup", "label_smoothing", "epochs")
-
-#: Training images of CIFAR-10's training split as this module uses it (the rest is validation).
-N_TRAIN = 45_000
-
-
-
-def budget(part_one: Config) -> int:
-    """The compute budget of part two for part one's net `part_one`: twice its training compute
-    (FLOP, `compute.training_flop`) on the N_TRAIN training images."""
-    assert part_one.epochs is not None              # a one-cycle run has its length in epochs
-    return 2 * training_flop(part_one, int(part_one.epochs) * (N_TRAIN // part_one.n_batch))
-
-
-#: The compute budget of parts two and three: twice the training compute of part one's net.
-BUDGET_FLOP = budget(PART_ONE)
-
-#: Length of the short runs of the ablation path.
-ABLATION_EPOCHS = 20
-
-#: Lengths of the screening runs of part two's regularisers (`screening`).
-SCREENING_EPOCHS = (30, 60)
 
 #: Where the runs are stored (committed with the code, so that the report can show them): one
 #: run file (`runs.save_run`) per run with parameters, and `RECORD`.
@@ -61,126 +43,13 @@ RECORD = "runs.json"
 
 #: The lists of runs of a record: part one's ablation path, the alternatives tried beside it and
 #: its net's seeds; part two's screening runs, its best net's seeds and its leave-one-out; part
-#: three's runs; the best net's seeds.
+#: three's runs; the best net's seeds; part four's short runs and its runs.
 RUN_LISTS = ("ablation", "alternatives", "part_one", "screening", "part_two_best",
-             "leave_one_out", "part_three", "best")
-
-#: The last part of a run over which part three's runs average their weights (`Config.swa`).
-SWA = 0.25
-
-#: Part three's linear bottleneck between the image and the first hidden layer has 1/BOTTLENECK
-#: of that layer's units.
-BOTTLENECK = 4
+             "leave_one_out", "part_three", "best", "part_four_screening", "part_four")
 
 #: Fields of a run's record that its run file holds in its own right (the rest are its notes).
 FROM_RESULT = ("test_accuracy", "val_accuracy", "steps", "epochs", "seconds", "config",
                "history", "code_version", "machine", "run")
-
-
-def layers(hidden: Sequence[int]) -> str:
-    """Layer sizes as the report writes them: (1024, 512, 256) as "1024-512-256"."""
-    return "-".join(map(str, hidden))
-
-
-def ablation_path(epochs: float = ABLATION_EPOCHS,
-                  best: Config = PART_ONE) -> list[tuple[str, Config]]:
-    """[(change, Config)]: from the assignment's 3-layer BN net to the `best` configuration, each
-    step adding one change to the step before, all but the last trained for `epochs` epochs (the
-    assignment's two cycles are 20 epochs)."""
-    assignment = Config()
-    wide = assignment.with_(hidden=best.hidden, blas_threads=best.blas_threads)
-    sgd = wide.with_(n_batch=best.n_batch, lam=best.lam, schedule="one_cycle", epochs=epochs,
-                     eta_max=best.eta_max, warmup=best.warmup, momentum=best.momentum,
-                     nesterov=best.nesterov)
-    dropout = sgd.with_(dropout=best.dropout)
-    augmented = dropout.with_(flip=best.flip, max_shift=best.max_shift)
-    zca = augmented.with_(zca=best.zca)
-    bn_order = zca.with_(bn_order=best.bn_order)
-    steps = [("the assignment's net: 50-50, BN, cyclical learning rate", assignment),
-             (f"wider and deeper: {layers(best.hidden)}", wide),
-             (f"Nesterov momentum {best.momentum}, batch {best.n_batch}, one-cycle schedule, "
-              f"weight decay {2 * best.lam:g}", sgd),
-             (f"dropout {best.dropout}", dropout),
-             (f"random flips and shifts of up to {best.max_shift} pixels", augmented),
-             ("ZCA whitening", zca),
-             ("BN after the ReLU", bn_order),
-             (f"longer training: {best.epochs:g} epochs (part one's net)", best)]
-    # keep only the steps that change something (e.g. no BN-order step if BN stays before)
-    return [steps[0]] + [step for prev, step in zip(steps, steps[1:]) if step[1] != prev[1]]
-
-
-def alternatives(epochs: float = ABLATION_EPOCHS,
-                 best: Config = PART_ONE) -> list[tuple[str, Config]]:
-    """[(change, Config)]: changes tried beside the path, each against the path's last short
-    step: for now the other BN placement."""
-    last = ablation_path(epochs, best)[-2][1]
-    other = "after" if last.bn_order == "before" else "before"
-    return [(f"BN {other} the ReLU instead of {last.bn_order}", last.with_(bn_order=other))]
-
-
-def leave_one_out(candidate: Config = CANDIDATE,
-                  part_one: Config = PART_ONE) -> list[tuple[str, Config]]:
-    """[(ingredient, Config)]: `candidate` without each of its `INGREDIENTS`, one at a time (that
-    field set back to `part_one`'s value)."""
-    names = {"mixup": f"MixUp {candidate.mixup:g}",
-             "label_smoothing": f"label smoothing {candidate.label_smoothing:g}",
-             "epochs": f"the longer training ({candidate.epochs:g} instead of "
-                       f"{part_one.epochs:g} epochs)"}
-    return [(names[field], candidate.with_(**{field: getattr(part_one, field)}))
-            for field in INGREDIENTS]
-
-
-def epochs_within(config: Config, budget: float = BUDGET_FLOP) -> int:
-    """The most whole epochs of `config`'s net on the N_TRAIN training images within `budget`
-    FLOP of training compute."""
-    return int(budget // training_flop(config, N_TRAIN // config.n_batch))
-
-
-def part_three(best: Config = PART_TWO_BEST, swa: float = SWA,
-               budget: float = BUDGET_FLOP) -> list[tuple[str, str, Config]]:
-    """[(file, change, Config)]: part three's runs at the full `budget` (seed 0), each with its
-    weights averaged over the last `swa` of the run: part two's `best` itself, then one change to
-    it each: random crops of the image padded by one pixel more (a shift with zero fill is such a
-    crop); a first hidden layer half as wide; a linear bottleneck before it, 1/BOTTLENECK as
-    wide (Lin, Memisevic and Konda 2015); shallower and wider (two hidden layers as wide as the
-    first); deeper (each hidden layer after the first twice); all but the first two for as many
-    epochs as the budget buys. Last, the shallower and wider net again with seed 1: its averaged
-    weights beat `best` on validation, and a second seed is what tells whether they beat it on
-    test (they did: it is `config.BEST`)."""
-    first, rest = best.hidden[0], best.hidden[1:]
-    narrow = best.with_(hidden=(first // 2, *rest))
-    bottleneck = best.with_(hidden=(first // BOTTLENECK, *best.hidden), linear=1)
-    shallow = best.with_(hidden=(first, first))
-    deep = best.with_(hidden=(first, *[width for width in rest for _ in range(2)]))
-    narrow, bottleneck, shallow, deep = (config.with_(epochs=epochs_within(config, budget))
-                                         for config in (narrow, bottleneck, shallow, deep))
-    shallow_change = (f"shallower and wider: hidden layers {layers(shallow.hidden)}, "
-                      f"{shallow.epochs:g} epochs")
-    return [("swa-seed-0.npz", "part two's best net, trained again", best.with_(swa=swa)),
-            ("crops-seed-0.npz", f"random crops with padding {best.max_shift + 1} instead of "
-             f"{best.max_shift}", best.with_(max_shift=best.max_shift + 1, swa=swa)),
-            ("narrow-seed-0.npz", f"first layer {narrow.hidden[0]} wide, {narrow.epochs:g} "
-             "epochs", narrow.with_(swa=swa)),
-            ("bottleneck-seed-0.npz", f"a linear bottleneck of {bottleneck.hidden[0]} units "
-             f"before the first layer, {bottleneck.epochs:g} epochs", bottleneck.with_(swa=swa)),
-            ("shallow-seed-0.npz", shallow_change, shallow.with_(swa=swa)),
-            ("deep-seed-0.npz", f"deeper: hidden layers {layers(deep.hidden)}, "
-             f"{deep.epochs:g} epochs", deep.with_(swa=swa)),
-            ("shallow-seed-1.npz", f"{shallow_change}, seed 1", shallow.with_(swa=swa, seed=1))]
-
-
-def screening(candidate: Config = CANDIDATE, part_one: Config = PART_ONE,
-              lengths: tuple[float, float] = SCREENING_EPOCHS) -> list[tuple[str, Config]]:
-    """[(change, Config)]: short runs of part one's net, at `lengths[0]` epochs as it is, with
-    each of `candidate`'s regularisers (label smoothing, MixUp) and with both, at `lengths[1]` as
-    it is and with both."""
-    ls, mix = {"label_smoothing": candidate.label_smoothing}, {"mixup": candidate.mixup}
-    runs = [("part one's net", {}), (f"with label smoothing {candidate.label_smoothing:g}", ls),
-            (f"with MixUp {candidate.mixup:g}", mix), ("with both", {**ls, **mix})]
-    short, longer = lengths
-    return [(f"{change}, {e:g} epochs", part_one.with_(epochs=e, **changes))
-            for e, (change, changes) in [(short, run) for run in runs] +
-            [(longer, runs[0]), (longer, runs[-1])]]
 
 
 def run_record(change: str, result: Result, version: str | None = None,
@@ -205,29 +74,35 @@ Runs = list[dict[str, Any]] | tuple[()]
 
 def make_record(ablation: Runs, alternatives: Runs, part_one: Runs, screened: Runs = (),
                 part_two_best: Runs = (), left_out: Runs = (), third: Runs = (),
-                best: Runs = ()) -> dict[str, Any]:
+                best: Runs = (), four_screened: Runs = (), four: Runs = ()) -> dict[str, Any]:
     """The stored record from run records: part one's ablation path (closed by the first run of
     its net), the alternatives tried beside it and its net's runs (one per seed), part two's
     `screening` runs, its best net's runs and the candidate's run and `leave_one_out` runs,
-    part three's runs, the best net's runs (one per seed), and the `machine` they ran on."""
+    part three's runs, the best net's runs (one per seed), part four's short runs
+    (`adamw_screening`) and full-budget runs (`part_four`), and the `machine` they ran on."""
     return {"seeds": [run["config"]["seed"] for run in best or part_one],
             "ablation": list(ablation) + list(part_one[:1]), "alternatives": list(alternatives),
             "part_one": list(part_one), "screening": list(screened),
             "part_two_best": list(part_two_best), "leave_one_out": list(left_out),
-            "part_three": list(third), "best": list(best), "machine": machine()}
+            "part_three": list(third), "best": list(best),
+            "part_four_screening": list(four_screened), "part_four": list(four),
+            "machine": machine()}
 
 
 def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLATION_EPOCHS,
             part_one: Config = PART_ONE, candidate: Config = CANDIDATE,
             part_two_best: Config = PART_TWO_BEST, best: Config = BEST,
             screening_epochs: tuple[float, float] = SCREENING_EPOCHS, progress: bool = False,
-            checkpoints: str | os.PathLike[str] | None = None
+            checkpoints: str | os.PathLike[str] | None = None,
+            best_seeds: tuple[int, ...] = (0, 1, 2, 3),
+            adamw_epochs: float = ADAMW_SCREENING_EPOCHS
             ) -> tuple[dict[str, Any], dict[str, Result]]:
     """Train every run of section 6 with seed `seeds[0]` unless said otherwise, one after
     another (each uses the machine's cores): part one's ablation path to `part_one` (`epochs`
     epochs per step), the alternatives, `part_one` for every seed; the `screening` runs
     (`screening_epochs` long), `part_two_best` for every seed, `candidate` and its
-    `leave_one_out`; `best` for every seed and the runs of `part_three` (of `part_two_best`). A
+    `leave_one_out`; `best` for every seed of `best_seeds` and the runs of `part_three` (of
+    `part_two_best`); part four's short runs of `best` (`adamw_epochs` long) and its runs. A
     configuration is trained once for all the lists of runs of its kind (short or long) it is in,
     under the name of the first (`part_two_best` is one of the leave-one-out, `best` one of part
     three's runs). Each run's record has the machine's `matmul_rate`
@@ -254,8 +129,9 @@ def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLA
         return [(f"{prefix}-{i}.npz", change, config.with_(seed=seeds[0]))
                 for i, (change, config) in enumerate(changes)]
 
-    def seeded(prefix: str, change: str, config: Config) -> list[tuple[str, str, Config]]:
-        return [(f"{prefix}-seed-{s}.npz", change, config.with_(seed=s)) for s in seeds]
+    def seeded(prefix: str, change: str, config: Config,
+               over: tuple[int, ...] = seeds) -> list[tuple[str, str, Config]]:
+        return [(f"{prefix}-seed-{s}.npz", change, config.with_(seed=s)) for s in over]
 
     if checkpoints:
         Path(checkpoints).mkdir(parents=True, exist_ok=True)
@@ -276,8 +152,10 @@ def run_all(data: CIFAR10, seeds: tuple[int, ...] = (0, 1), epochs: float = ABLA
         "left_out": ([(f"candidate-seed-{seeds[0]}.npz", "the candidate",
                        candidate.with_(seed=seeds[0]))] + numbered("leave-one-out", left_out),
                      True),
-        "best": (seeded("best", "the best net", best), True),
-        "third": (part_three(part_two_best, budget=budget(part_one)), True)}
+        "best": (seeded("best", "the best net", best, best_seeds), True),
+        "third": (part_three(part_two_best, budget=budget(part_one)), True),
+        "four_screened": (adamw_screening(best, adamw_epochs), False),
+        "four": (part_four(best), True)}
     record = make_record(**{key: [trained(*run, long) for run in planned]
                             for key, (planned, long) in lists.items()})
     return record, runs
@@ -357,7 +235,7 @@ def load_or_train(data: CIFAR10, directory: str | os.PathLike[str] = RESULTS_DIR
                   ) -> tuple[dict[str, Any], dict[str, Result], bool]:
     """(record, runs, trained): the stored runs of `directory` (`load`), or, if there are none
     or `retrain` (default: $ASSIGNMENT3_RETRAIN == "1"), all of them trained now (`run_all`:
-    seven to eight hours on 2 cores; it keeps checkpoints in `directory`/checkpoints, so that it
+    ten to twelve hours on 2 cores; it keeps checkpoints in `directory`/checkpoints, so that it
     resumes when called again after a stop, and removes them once the runs are stored)."""
     directory = Path(directory)
     trained = ((env.retrain() if retrain is None else retrain)

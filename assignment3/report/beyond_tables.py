@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..store.provenance import describe, short_version
-from .beyond import BUDGET_FLOP, layers
+from .plans import BUDGET_FLOP, layers
 
 Record = dict[str, Any]
 Rows = list[dict[str, Any]]
@@ -33,7 +33,8 @@ def provenance(record: Record) -> str:
     for title, keys in (("Part one", ("ablation", "alternatives", "part_one")),
                         ("Screening", ("screening",)),
                         ("Part two", ("part_two_best", "leave_one_out")),
-                        ("Part three", ("part_three", "best"))):
+                        ("Part three", ("part_three", "best")),
+                        ("Part four", ("part_four_screening", "part_four"))):
         runs = list({run.get("run") or id(run): run
                      for key in keys for run in record.get(key, [])}.values())  # each run once
         if not runs:
@@ -115,6 +116,48 @@ def part_three_table(record: Record) -> Rows:
              **{column: 100 * run[key] if key in run else ""
                 for key, column in SWA_COLUMNS.items()}}
             for name, run in named]
+
+
+def part_four_table(record: Record) -> Rows:
+    """Part four at full budget: the best net (the mean of its seeds) and each of part four's
+    runs: the columns of `part_three_table`, the differences to the best net by raw weights and
+    by averaged weights (SWA)."""
+    named = [("the best net", record["best"])] + [(run["change"], [run])
+                                                  for run in record.get("part_four", [])]
+    raw, reference = (float(np.mean([run[key] for run in record["best"]]))
+                      for key in ("test_accuracy", "swa_test_accuracy"))
+    return [{**long_run_row(name, runs, raw, "to the best net (points)"),
+             **{column: float(np.mean([100 * run.get(key, np.nan) for run in runs]))
+                for key, column in SWA_COLUMNS.items()},
+             "SWA to the best net (points)": float(np.mean(
+                 [100 * (run.get("swa_test_accuracy", np.nan) - reference) for run in runs]))}
+            for name, runs in named]
+
+
+def screening_four_table(record: Record) -> Rows:
+    """Part four's short runs: update rule, peak learning rate, AdamW's weight decay, test and
+    validation accuracy, minutes."""
+    def rule(config: dict[str, Any]) -> str:
+        return ("AdamW" if config["optimizer"] == "adamw" else
+                f"SGD, {'Nesterov ' if config['nesterov'] else ''}momentum {config['momentum']:g}, "
+                f"L2 {config['lam']:g}")
+    return [{"update rule": rule(run["config"]), "peak learning rate": run["config"]["eta_max"],
+             "weight decay": run["config"]["weight_decay"] or "",
+             "test acc. (%)": 100 * run["test_accuracy"],
+             "val. acc. (%)": 100 * run["val_accuracy"], "training minutes": run["minutes"]}
+            for run in record.get("part_four_screening", [])]
+
+
+#: The 97.5% quantile of Student's t distribution by degrees of freedom, 1 to 9.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)
+
+
+def mean_interval(values: list[float]) -> tuple[float, float, float, float]:
+    """(mean, standard deviation, low, high) of `values` (2 to 10 runs): the 95% confidence
+    interval of their mean by Student's t."""
+    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    half = T975[len(values) - 2] * sd / np.sqrt(len(values))
+    return mean, sd, mean - half, mean + half
 
 
 def long_run_row(name: str, runs: list[dict[str, Any]], reference: float,

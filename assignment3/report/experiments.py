@@ -77,13 +77,13 @@ def gradient_checks(data: CIFAR10, hidden: tuple[int, ...] = (50, 30), n: int = 
         X_in, Y_in = (X_mixed, Y_soft) if soft else (X, Y)
         errors = check_gradients(params, X_in, Y_in, lam, net=net, masks=drop)
         rows.append({
-            "BN": net.bn_order + " the ReLU",
-            "ReLU": "not in layer 1 (linear)" if net.linear else "every hidden layer",
-            "dropout": f"{dropout} (fixed masks)" if drop else "none",
-            "targets": (f"MixUp {mixup_alpha:g} + label smoothing {label_smoothing:g}"
+            "BN": f"{net.bn_order} ReLU",
+            "ReLU": "not layer 1 (linear)" if net.linear else "every layer",
+            "dropout": f"{dropout}, fixed masks" if drop else "none",
+            "targets": (f"MixUp {mixup_alpha:g}, smoothing {label_smoothing:g}"
                         if soft else "one-hot"),
-            "worst relative error": max(r["max_rel_error"] for r in errors),
-            "median relative error": float(np.median([r["median_rel_error"] for r in errors]))})
+            "worst rel. error": max(r["max_rel_error"] for r in errors),
+            "median rel. error": float(np.median([r["median_rel_error"] for r in errors]))})
     return rows
 
 

@@ -23,7 +23,7 @@ PART_TWO_BEST = CANDIDATE.with_(mixup=0.0)
 
 #: The best configuration, from part three: part two's best net made shallower and wider (two
 #: hidden layers as wide as its first), trained for as many epochs as part two's budget buys
-#: (`report.beyond.epochs_within`), with its weights averaged over the last quarter of the run
+#: (`report.plans.epochs_within`), with its weights averaged over the last quarter of the run
 #: (SWA), which score it. Chosen on validation among part three's runs (seed 0), and ahead of
 #: part two's best net on test as the mean of two seeds.
 BEST = PART_TWO_BEST.with_(hidden=(WIDE[0], WIDE[0]), epochs=325, swa=0.25)

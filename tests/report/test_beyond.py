@@ -9,7 +9,7 @@ import pytest
 
 from assignment3 import env
 from assignment3.config import Config, config_from_dict
-from assignment3.report import beyond, compute
+from assignment3.report import beyond, compute, plans
 from assignment3.report import beyond_tables as tables
 from assignment3.report.presets import BEST, CANDIDATE, PART_ONE, PART_TWO_BEST
 from assignment3.store.provenance import code_version, machine
@@ -22,7 +22,7 @@ def changed_fields(a, b):
 
 
 def test_each_ablation_step_adds_one_change():
-    path = beyond.ablation_path(epochs=20)
+    path = plans.ablation_path(epochs=20)
     assert len(path) == 7                   # PART_ONE keeps BN before the ReLU: no such step
     assert path[0][1] == Config() and path[-1][1] == PART_ONE
     for (_, before), (change, after) in zip(path[1:-1], path[2:-1]):
@@ -32,14 +32,14 @@ def test_each_ablation_step_adds_one_change():
     last, best = path[-2][1], path[-1][1]
     changed = {k: v for k, v in asdict(best).items() if v != asdict(last)[k]}
     assert changed == {"epochs": best.epochs}
-    other = beyond.ablation_path(epochs=5, best=PART_ONE.with_(bn_order="after"))
+    other = plans.ablation_path(epochs=5, best=PART_ONE.with_(bn_order="after"))
     assert len(other) == 8 and other[-2][0] == "BN after the ReLU"   # a step for the BN order
     assert other[-2][1].epochs == 5
 
 
 def test_alternative_is_the_other_bn_placement():
-    (change, config), = beyond.alternatives(epochs=20)
-    last = beyond.ablation_path(epochs=20)[-2][1]
+    (change, config), = plans.alternatives(epochs=20)
+    last = plans.ablation_path(epochs=20)[-2][1]
     assert change == "BN after the ReLU instead of before"
     assert changed_fields(last, config) == {"bn_order"} and config.bn_order == "after"
 
@@ -47,17 +47,17 @@ def test_alternative_is_the_other_bn_placement():
 def test_leave_one_out_takes_away_each_ingredient():
     """The ingredients are every field in which the candidate differs from part one's net, and
     each leave-one-out run differs from the candidate in exactly one of them."""
-    assert changed_fields(CANDIDATE, PART_ONE) == set(beyond.INGREDIENTS)
-    runs = beyond.leave_one_out()
-    assert len(runs) == len(beyond.INGREDIENTS)
-    for field, (name, config) in zip(beyond.INGREDIENTS, runs):
+    assert changed_fields(CANDIDATE, PART_ONE) == set(plans.INGREDIENTS)
+    runs = plans.leave_one_out()
+    assert len(runs) == len(plans.INGREDIENTS)
+    for field, (name, config) in zip(plans.INGREDIENTS, runs):
         assert changed_fields(config, CANDIDATE) == {field}
         assert getattr(config, field) == getattr(PART_ONE, field) and name
     assert PART_TWO_BEST in [config for _, config in runs]  # part two's best is one of them
 
 
 def test_screening_tries_each_regulariser_on_part_ones_net():
-    runs = beyond.screening(lengths=(3, 6))
+    runs = plans.screening(lengths=(3, 6))
     assert [change for change, _ in runs] == [
         "part one's net, 3 epochs", f"with label smoothing {CANDIDATE.label_smoothing:g}, 3 epochs",
         f"with MixUp {CANDIDATE.mixup:g}, 3 epochs", "with both, 3 epochs",
@@ -74,10 +74,10 @@ def test_the_best_net_keeps_to_the_budget():
     that buys."""
     weights = 3072 * 1024 + 1024 * 512 + 512 * 256 + 256 * 10
     assert compute.n_weights(PART_ONE) == weights
-    assert beyond.BUDGET_FLOP == 2 * 6 * weights * 180 * 175 * 256
+    assert plans.BUDGET_FLOP == 2 * 6 * weights * 180 * 175 * 256
     for config in (PART_TWO_BEST, CANDIDATE, BEST):
-        assert compute.training_flop(config, config.epochs * 175) <= beyond.BUDGET_FLOP
-    assert BEST.epochs == beyond.epochs_within(BEST) and BEST.swa == beyond.SWA
+        assert compute.training_flop(config, config.epochs * 175) <= plans.BUDGET_FLOP
+    assert BEST.epochs == plans.epochs_within(BEST) and BEST.swa == plans.SWA
 
 
 def test_part_three_changes_one_thing_each_within_the_budget():
@@ -87,15 +87,15 @@ def test_part_three_changes_one_thing_each_within_the_budget():
     epochs the budget buys. The shallower and wider net is the best net."""
     (_, again_change, again), (_, crops_change, crops), (_, narrow_change, narrow), \
         (_, neck_change, neck), (_, shallow_change, shallow), (_, deep_change, deep), \
-        (second_name, second_change, second) = beyond.part_three()
+        (second_name, second_change, second) = plans.part_three()
     assert changed_fields(PART_TWO_BEST, again) == {"swa"}
     assert again_change == "part two's best net, trained again"
     assert changed_fields(PART_TWO_BEST, crops) == {"max_shift", "swa"} and crops.max_shift == 4
     assert changed_fields(PART_TWO_BEST, narrow) == {"hidden", "epochs", "swa"}
-    assert narrow.hidden == (512, 512, 256) and crops.swa == narrow.swa == beyond.SWA
+    assert narrow.hidden == (512, 512, 256) and crops.swa == narrow.swa == plans.SWA
     assert "padding 4 instead of 3" in crops_change and "512 wide, 695 epochs" in narrow_change
     assert changed_fields(PART_TWO_BEST, neck) == {"hidden", "linear", "epochs", "swa"}
-    assert neck.hidden == (256, 1024, 512, 256) and neck.linear == 1 and neck.swa == beyond.SWA
+    assert neck.hidden == (256, 1024, 512, 256) and neck.linear == 1 and neck.swa == plans.SWA
     assert "bottleneck of 256 units" in neck_change and "802 epochs" in neck_change
     assert changed_fields(PART_TWO_BEST, shallow) == changed_fields(PART_TWO_BEST, deep) == {
         "hidden", "epochs", "swa"}
@@ -107,11 +107,11 @@ def test_part_three_changes_one_thing_each_within_the_budget():
     assert second_change == shallow_change + ", seed 1" and shallow.seed == 0
     for config in (again, crops, narrow, neck, shallow, deep):
         batches = 45_000 // config.n_batch
-        assert compute.training_flop(config, config.epochs * batches) <= beyond.BUDGET_FLOP
+        assert compute.training_flop(config, config.epochs * batches) <= plans.BUDGET_FLOP
     for config in (narrow, neck, shallow, deep):
-        assert compute.training_flop(config, (config.epochs + 1) * 175) > beyond.BUDGET_FLOP
-    assert beyond.epochs_within(PART_TWO_BEST) == 360
-    assert beyond.budget(PART_ONE) == beyond.BUDGET_FLOP
+        assert compute.training_flop(config, (config.epochs + 1) * 175) > plans.BUDGET_FLOP
+    assert plans.epochs_within(PART_TWO_BEST) == 360
+    assert plans.budget(PART_ONE) == plans.BUDGET_FLOP
 
 
 def test_a_run_trained_apart_joins_the_stored_record(synthetic, tmp_path):
@@ -213,29 +213,37 @@ def test_stored_runs_of_section_6_load():
     assert part_one.test_accuracy == record["part_one"][0]["test_accuracy"]
     assert record["ablation"][-1] == record["part_one"][0]
     assert [len(part_one.params[name]) for name in ("W", "gamma")] == [4, 3]
-    assert [change for change, _ in beyond.screening()] == [r["change"]
+    assert [change for change, _ in plans.screening()] == [r["change"]
                                                             for r in record["screening"]]
-    for key, config in (("part_two_best", PART_TWO_BEST), ("best", BEST)):
+    for key, config, seeds in (("part_two_best", PART_TWO_BEST, (0, 1)),
+                               ("best", BEST, (0, 1, 2, 3))):
         assert [run["run"] for run in record[key]] == [
-            f"{key.replace('_', '-')}-seed-{s}.npz" for s in (0, 1)]
+            f"{key.replace('_', '-')}-seed-{s}.npz" for s in seeds]
         for run in record[key]:
             assert runs[run["run"]].config == config.with_(seed=run["config"]["seed"],
                                                            blas_threads=1)
-    assert record["seeds"] == [run["config"]["seed"] for run in record["best"]] == [0, 1]
+    assert record["seeds"] == [run["config"]["seed"] for run in record["best"]] == [0, 1, 2, 3]
+    # part four's runs are those its functions plan, by file name
+    for key, planned in (("part_four_screening", plans.adamw_screening()),
+                         ("part_four", plans.part_four())):
+        configs = {name: (change, config.with_(blas_threads=1))
+                   for name, change, config in planned}
+        for run in record[key]:
+            assert (run["change"], runs[run["run"]].config) == configs[run["run"]]
     # the candidate, then without each ingredient; part two's best net is one of them
-    configs = [CANDIDATE] + [config for _, config in beyond.leave_one_out()]
+    configs = [CANDIDATE] + [config for _, config in plans.leave_one_out()]
     assert [config_from_dict(run["config"]) for run in record["leave_one_out"]] == [
         config.with_(blas_threads=1) for config in configs]
     assert (record["part_two_best"][0]["run"]
             in [run.get("run") for run in record["leave_one_out"]])
     # part three: runs of its configurations (one BLAS thread each) with their changes, with
-    # averaged weights; the best net's two seeds are two of them
-    planned = {(change, config.with_(blas_threads=1)) for _, change, config in beyond.part_three()}
+    # averaged weights; the best net's first two seeds are two of them
+    planned = {(change, config.with_(blas_threads=1)) for _, change, config in plans.part_three()}
     assert {(run["change"], runs[run["run"]].config) for run in record["part_three"]} == planned
     for run in record["part_three"]:
         assert runs[run["run"]].averaged.test_accuracy == run["swa_test_accuracy"]
-        assert run["training_flop"] <= beyond.BUDGET_FLOP and len(run["matmul_gflops"]) == 2
-    assert {run["run"] for run in record["best"]} < {run["run"] for run in record["part_three"]}
+        assert run["training_flop"] <= plans.BUDGET_FLOP and len(run["matmul_gflops"]) == 2
+    assert {run["run"] for run in record["best"][:2]} < {run["run"] for run in record["part_three"]}
 
 
 @pytest.mark.slow
@@ -244,11 +252,11 @@ def test_run_all_trains_every_run_of_section_6(synthetic, tmp_path):
                           blas_threads=1)
     candidate = tiny.with_(epochs=4, mixup=0.2, label_smoothing=0.1)
     two_best = candidate.with_(label_smoothing=0.0)
-    shallow = [c for name, _, c in beyond.part_three(two_best, budget=beyond.budget(tiny))
+    shallow = [c for name, _, c in plans.part_three(two_best, budget=plans.budget(tiny))
                if name == "shallow-seed-0.npz"][0]
     kwargs = dict(seeds=(0, 1), epochs=1, part_one=tiny, candidate=candidate,
                   part_two_best=two_best, best=shallow, screening_epochs=(1, 3),
-                  checkpoints=tmp_path / "c")
+                  checkpoints=tmp_path / "c", best_seeds=(0, 1, 2), adamw_epochs=1)
     record, runs = beyond.run_all(synthetic, **kwargs)
     # each configuration is trained once, however many lists it is in: e.g. part two's best
     # net's seed 0 is the leave-one-out without label smoothing, the best net's seeds are part
@@ -262,6 +270,12 @@ def test_run_all_trains_every_run_of_section_6(synthetic, tmp_path):
     assert {f"{best}-seed-{s}.npz" for s in (0, 1) for best in ("best", "part-two-best")} | {
         "candidate-seed-0.npz"} <= set(runs)
     assert "shallow-seed-0.npz" not in runs and "shallow-seed-1.npz" not in runs
+    assert [r["run"] for r in record["best"]] == [f"best-seed-{s}.npz" for s in (0, 1, 2)]
+    planned = plans.adamw_screening(shallow, 1) + plans.part_four(shallow)
+    assert [(r["change"], runs[r["run"]].config) for r in record["part_four_screening"]
+            + record["part_four"]] == [(change, config) for _, change, config in planned]
+    assert [r["config"]["optimizer"] for r in record["part_four_screening"]] == [
+        "sgd"] + ["adamw"] * len(plans.ADAMW_GRID)
     assert record["leave_one_out"][2] == {**record["part_two_best"][0],
                                           "change": "without label smoothing 0.1"}
     assert [r["run"] for r in record["part_three"] if "shallower" in r["change"]] == [
@@ -274,7 +288,8 @@ def test_run_all_trains_every_run_of_section_6(synthetic, tmp_path):
     assert all(run["code_version"] == code_version() for run in record["best"])
     alt = tables.alternatives_table(record)
     assert alt[0]["test acc. of the step (%)"] == 100 * record["ablation"][-2]["test_accuracy"]
-    assert [run["config"]["seed"] for run in record["part_one"]] == [0, 1] == record["seeds"]
+    assert [run["config"]["seed"] for run in record["part_one"]] == [0, 1]
+    assert record["seeds"] == [0, 1, 2]                                 # the best net's
     assert record["ablation"][-1] == record["part_one"][0]
     assert all(len(run["matmul_gflops"]) == 2 and min(run["matmul_gflops"]) > 0
                for key in beyond.RUN_LISTS for run in record[key])
@@ -296,10 +311,10 @@ def test_run_all_trains_every_run_of_section_6(synthetic, tmp_path):
         compute.training_flop(candidate, runs["leave-one-out-2.npz"].steps) / 1e12)
     assert loo[0]["to the candidate (points)"] == 0
     third = tables.part_three_table(record)
-    assert [r["run"] for r in third][1:] == [change for _, change, _ in beyond.part_three(
-        two_best, budget=beyond.budget(tiny))]
+    assert [r["run"] for r in third][1:] == [change for _, change, _ in plans.part_three(
+        two_best, budget=plans.budget(tiny))]
     assert all(isinstance(r["test acc., SWA (%)"], float) for r in third[1:])
-    assert all(run["training_flop"] <= beyond.budget(tiny) for run in record["part_three"])
+    assert all(run["training_flop"] <= plans.budget(tiny) for run in record["part_three"])
     beyond.save(tmp_path / "stored", record, runs)
     assert beyond.load(tmp_path / "stored")[0] == json.loads(json.dumps(record))
     again, again_runs = beyond.run_all(synthetic, **kwargs)

@@ -3,7 +3,7 @@ of results/beyond (read only) and on small records built here."""
 import numpy as np
 import pytest
 
-from assignment3.report import beyond
+from assignment3.report import beyond, plans
 from assignment3.report import beyond_tables as tables
 from assignment3.store.provenance import describe, short_version
 
@@ -17,9 +17,10 @@ def test_provenance_names_runs_code_machines_and_rates(record):
     lines = tables.provenance(record).splitlines()
     parts = [(title, keys) for title, keys in (
         ("Part one", ("ablation", "alternatives", "part_one")), ("Screening", ("screening",)),
-        ("Part two", ("part_two_best", "leave_one_out")), ("Part three", ("part_three", "best")))
+        ("Part two", ("part_two_best", "leave_one_out")), ("Part three", ("part_three", "best")),
+        ("Part four", ("part_four_screening", "part_four")))
         if any(record.get(key) for key in keys)]                  # a part without runs: no line
-    assert len(lines) == len(parts) == 4
+    assert len(lines) == len(parts) >= 4
     for line, (title, keys) in zip(lines, parts):
         runs = list({run.get("run") or id(run): run              # a run in two lists: once
                      for key in keys for run in record[key]}.values())
@@ -56,7 +57,7 @@ def test_alternatives_table_compares_with_the_last_short_step(record):
 
 def test_screening_table_compares_with_part_ones_net_of_the_same_length(record):
     rows = tables.screening_table(record)
-    assert [r["run"] for r in rows] == [change for change, _ in beyond.screening()]
+    assert [r["run"] for r in rows] == [change for change, _ in plans.screening()]
     base = {}
     for row in rows:
         base.setdefault(row["epochs"], row["test acc. (%)"])
@@ -77,7 +78,7 @@ def test_leave_one_out_table_compares_with_the_candidate(record):
     assert best["to the candidate (points)"] == pytest.approx(
         best["test acc. (%)"] - 100 * loo[0]["test_accuracy"])
     assert rows[-1]["run"].startswith("part one's net (180 epochs")
-    assert all(r["compute (TFLOP)"] <= beyond.BUDGET_FLOP / 1e12 for r in rows)
+    assert all(r["compute (TFLOP)"] <= plans.BUDGET_FLOP / 1e12 for r in rows)
 
 
 def test_published_table_ends_with_ours(record):
@@ -93,7 +94,7 @@ def test_published_table_ends_with_ours(record):
         assert row["test acc. (%)"] == round(float(np.mean(
             [100 * r[score] for r in record[key]])), 2)
         assert row["training"].endswith(
-            f"{100 * record[key][0]['training_flop'] / beyond.BUDGET_FLOP:.0f}% of the budget")
+            f"{100 * record[key][0]['training_flop'] / plans.BUDGET_FLOP:.0f}% of the budget")
     assert [r["net"] for r in ours] == ["3072-1024-512-256-10, BN, dropout"] * 2 + [
         "3072-1024-1024-10, BN, dropout, averaged weights"]
 
@@ -117,3 +118,27 @@ def test_leave_one_out_table_of_a_record_without_rates():
     rows = tables.leave_one_out_table(record)
     assert [r["to the candidate (points)"] for r in rows] == pytest.approx([0, -5, 3, -10])
     assert all(np.isnan(r["matmul GFLOP/s"]) for r in rows)
+
+
+def test_part_four_table_compares_with_the_mean_of_the_best_nets_seeds():
+    def run(change, acc, averaged, seed=0):
+        return {"change": change, "config": {"seed": seed}, "test_accuracy": acc,
+                "val_accuracy": acc, "test_accuracy_flip_averaged": acc,
+                "swa_test_accuracy": averaged, "swa_val_accuracy": averaged,
+                "training_flop": 1e12, "minutes": 1.0, "matmul_gflops": [100.0, 110.0]}
+    record = {"best": [run("the best net", 0.74, 0.75), run("the best net", 0.76, 0.77, 1)],
+              "part_four": [run("a change", 0.75, 0.78)]}
+    rows = tables.part_four_table(record)
+    assert [(r["run"], r["seeds"]) for r in rows] == [("the best net", "0, 1"), ("a change", "0")]
+    assert [r["test acc., SWA (%)"] for r in rows] == pytest.approx([76, 78])
+    assert [r["SWA to the best net (points)"] for r in rows] == pytest.approx([0, 2])
+    assert [r["to the best net (points)"] for r in rows] == pytest.approx([0, 0])
+    assert rows[0]["matmul GFLOP/s"] == 105.0
+
+
+def test_mean_interval_is_students_t():
+    """The 95% interval of a mean of 4 runs, written out: t(0.975, 3 degrees) = 3.182."""
+    mean, sd, lo, hi = tables.mean_interval([1.0, 2.0, 3.0, 4.0])
+    assert (mean, sd) == pytest.approx((2.5, np.sqrt(5 / 3)))
+    assert (lo, hi) == pytest.approx((2.5 - 3.182 * sd / 2, 2.5 + 3.182 * sd / 2))
+    assert tables.mean_interval([1.0, 3.0])[2:] == pytest.approx((2 - 12.706, 2 + 12.706))

@@ -84,11 +84,11 @@ def test_init_sensitivity_covers_depths_bn_and_sigmas(synthetic):
 def check_new_options(rows):
     assert [(r["BN"], r["dropout"] != "none", r["targets"] != "one-hot", r["ReLU"])
             for r in rows] == [
-        (bn, drop, soft, "every hidden layer") for bn in ("before the ReLU", "after the ReLU")
+        (bn, drop, soft, "every layer") for bn in ("before ReLU", "after ReLU")
         for drop in (False, True) for soft in (False, True)] + [
-        (bn, True, True, "not in layer 1 (linear)") for bn in ("before the ReLU", "after the ReLU")]
-    assert all(r["worst relative error"] < 1e-6 for r in rows), rows
-    assert all(r["median relative error"] <= r["worst relative error"] for r in rows)
+        (bn, True, True, "not layer 1 (linear)") for bn in ("before ReLU", "after ReLU")]
+    assert all(r["worst rel. error"] < 1e-6 for r in rows), rows
+    assert all(r["median rel. error"] <= r["worst rel. error"] for r in rows)
 
 
 def test_gradient_checks_of_the_new_options(synthetic):
