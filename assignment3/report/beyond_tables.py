@@ -1,6 +1,7 @@
 """What report section 6 shows of the stored runs of `beyond`: where and by what they were made,
 and its tables (the ablation path, the alternatives, the screening, the leave-one-out at full
 budget, part three, the published fully connected nets)."""
+import json
 from typing import Any
 
 import numpy as np
@@ -119,11 +120,14 @@ def part_three_table(record: Record) -> Rows:
 
 
 def part_four_table(record: Record) -> Rows:
-    """Part four at full budget: the best net (the mean of its seeds) and each of part four's
-    runs: the columns of `part_three_table`, the differences to the best net by raw weights and
-    by averaged weights (SWA)."""
-    named = [("the best net", record["best"])] + [(run["change"], [run])
-                                                  for run in record.get("part_four", [])]
+    """Part four at full budget: the best net and each configuration of part four's runs (the
+    means of their seeds): the columns of `part_three_table`, and the differences to the best
+    net by raw weights and by averaged weights (SWA)."""
+    configs: dict[str, list[dict[str, Any]]] = {}            # seeds of one configuration
+    for run in record.get("part_four", []):
+        configs.setdefault(json.dumps({**run["config"], "seed": 0}, sort_keys=True), []).append(run)
+    named = [("the best net", record["best"])] + [(runs[0]["change"], runs)
+                                                  for runs in configs.values()]
     raw, reference = (float(np.mean([run[key] for run in record["best"]]))
                       for key in ("test_accuracy", "swa_test_accuracy"))
     return [{**long_run_row(name, runs, raw, "to the best net (points)"),

@@ -172,15 +172,19 @@ def adamw_screening(best: Config = BEST, epochs: float = ADAMW_SCREENING_EPOCHS,
 
 def part_four(best: Config = BEST, swa_lr: float = SWA_LR,
               adamw_choice: tuple[float, float] = ADAMW_CHOICE) -> list[tuple[str, str, Config]]:
-    """[(file, change, Config)]: part four's runs at the full budget (seed 0), each one change to
-    the `best` net: SWA's own schedule (the learning rate held at `swa_lr` over the averaged
-    part); AdamW with the `adamw_choice` of its screening; the averaged part twice as long, at
-    `swa_lr`."""
+    """[(file, change, Config)]: part four's runs at the full budget (seed 0 unless said), each
+    one change to the `best` net: SWA's own schedule (the learning rate held at `swa_lr` over
+    the averaged part); AdamW with the `adamw_choice` of its screening; SWA's schedule again with
+    seeds 1 to 3 (its seed 0 beat the best net on validation); the averaged part twice as long,
+    at `swa_lr`."""
     eta, decay = adamw_choice
-    return [("swa-lr-seed-0.npz", f"SWA's schedule: the learning rate held at {swa_lr:g} over "
-             f"the averaged last {best.swa:.0%}", best.with_(swa_lr=swa_lr)),
+    swa_schedule = (f"SWA's schedule: the learning rate held at {swa_lr:g} over the averaged "
+                    f"last {best.swa:.0%}", best.with_(swa_lr=swa_lr))
+    return [("swa-lr-seed-0.npz", *swa_schedule),
             ("adamw-seed-0.npz", f"AdamW, peak learning rate {eta:g}, weight decay {decay:g}",
-             adamw(best, eta, decay)),
+             adamw(best, eta, decay))] + [
+            (f"swa-lr-seed-{seed}.npz", f"{swa_schedule[0]}, seed {seed}",
+             swa_schedule[1].with_(seed=seed)) for seed in (1, 2, 3)] + [
             ("swa-half-seed-0.npz", f"SWA's schedule over the last {2 * best.swa:.0%}",
              best.with_(swa=2 * best.swa, swa_lr=swa_lr))]
 

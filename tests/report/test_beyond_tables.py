@@ -127,12 +127,15 @@ def test_part_four_table_compares_with_the_mean_of_the_best_nets_seeds():
                 "swa_test_accuracy": averaged, "swa_val_accuracy": averaged,
                 "training_flop": 1e12, "minutes": 1.0, "matmul_gflops": [100.0, 110.0]}
     record = {"best": [run("the best net", 0.74, 0.75), run("the best net", 0.76, 0.77, 1)],
-              "part_four": [run("a change", 0.75, 0.78)]}
+              "part_four": [run("a change", 0.75, 0.78), run("another", 0.7, 0.7),
+                            run("a change, seed 1", 0.75, 0.80, 1)]}
+    record["part_four"][1]["config"]["other"] = 1
     rows = tables.part_four_table(record)
-    assert [(r["run"], r["seeds"]) for r in rows] == [("the best net", "0, 1"), ("a change", "0")]
-    assert [r["test acc., SWA (%)"] for r in rows] == pytest.approx([76, 78])
-    assert [r["SWA to the best net (points)"] for r in rows] == pytest.approx([0, 2])
-    assert [r["to the best net (points)"] for r in rows] == pytest.approx([0, 0])
+    assert [(r["run"], r["seeds"]) for r in rows] == [
+        ("the best net", "0, 1"), ("a change", "0, 1"), ("another", "0")]   # seeds: one row
+    assert [r["test acc., SWA (%)"] for r in rows] == pytest.approx([76, 79, 70])
+    assert [r["SWA to the best net (points)"] for r in rows] == pytest.approx([0, 3, -6])
+    assert [r["to the best net (points)"] for r in rows] == pytest.approx([0, 0, -5])
     assert rows[0]["matmul GFLOP/s"] == 105.0
 
 
