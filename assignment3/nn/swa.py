@@ -9,11 +9,17 @@ from .network import Net, forward_unchecked
 from .types import Array, Params, Stats
 
 
+def window_start(total: int, fraction: float) -> int:
+    """The step (counted after its update) after which the last `fraction` of a run of `total`
+    steps begins: the averaged part of `snapshot_steps`, and SWA's constant learning rate."""
+    return total - int(round(fraction * total))
+
+
 def snapshot_steps(total: int, batches: int, fraction: float) -> dict[int, int]:
     """{step: k} for the steps (counted after their update) whose weights enter the average,
     k = 1, 2, ...: the end of every epoch (a multiple of `batches` steps) and the last step,
     within the last `fraction` of the `total` steps; at least the last step."""
-    first = total - int(round(fraction * total))
+    first = window_start(total, fraction)
     steps = [s for s in range(first + 1, total + 1) if s % batches == 0 or s == total]
     return {s: k for k, s in enumerate(steps or [total], start=1)}
 

@@ -29,7 +29,7 @@ from ..nn.checks import check_data
 from ..nn.cost import evaluate_unchecked
 from ..nn.network import update_moving_averages
 from ..nn.optim import DivergenceError, cyclic_lr, one_cycle_lr, step
-from ..nn.swa import bn_statistics, snapshot_steps
+from ..nn.swa import bn_statistics, snapshot_steps, window_start
 from ..nn.types import Params, Stats
 from .harness import Checkpointer, Harness, History, Run
 
@@ -176,7 +176,7 @@ def schedule(config: Config, batches: int) -> tuple[int, int, Callable[[int], fl
                 partial(cyclic_lr, eta_min=config.eta_min, eta_max=config.eta_max, n_s=n_s))
     assert config.epochs is not None                # Config checks it for a one-cycle run
     total = max(1, int(round(config.epochs * batches)))
-    hold = (total - int(round(config.swa * total)), config.swa_lr) if config.swa_lr else None
+    hold = (window_start(total, config.swa), config.swa_lr) if config.swa_lr else None
     return (total, max(1, total // config.evals_per_cycle),
             partial(one_cycle_lr, total=total, eta_min=config.eta_min, eta_max=config.eta_max,
                     warmup=config.warmup, hold=hold))
